@@ -1,0 +1,22 @@
+"""Test set-up: 8 fake CPU devices, set before JAX initialises its backend."""
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(relative: str) -> pathlib.Path:
+  """Path under ../shared/data; skips when absent, fails when absent under CI=true."""
+  path = SHARED_DATA / relative
+  if not path.exists():
+    if os.environ.get("CI") == "true":
+      pytest.fail(f"{path} is missing; CI must have ../shared/data beside the clone.")
+    pytest.skip(f"{path} is absent (real data lives in ../shared/data).")
+  return path
