@@ -1,0 +1,141 @@
+"""`npz:PATH`: NumPy .npz files of images (+ optional labels) as a TFDS data set.
+
+Each file holds `images` uint8 [N,H,W] or [N,H,W,C] and, when labelled, `labels` [N] of
+non-negative integers (other arrays, e.g. MNIST's `ids`, are ignored). A PATH containing
+`{split}` names one file per split (`mnist_{split}.npz` → splits `train`, `test`, ... found on
+disk); a PATH without it is a single file that is the `train` split.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import zipfile
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from sslax.data.builders import local
+
+SPLIT_FIELD = '{split}'
+# TFDS parses split strings such as 'train[:10%]', so names are restricted to word characters.
+_SPLIT_NAME = r'[A-Za-z0-9_]+'
+
+
+def split_files(pattern: str) -> dict[str, str]:
+  """{split: absolute file} for a path that may contain `{split}`; {} when nothing matches."""
+  pattern = os.path.abspath(os.path.expanduser(pattern))
+  if SPLIT_FIELD not in pattern:
+    return {'train': pattern} if os.path.isfile(pattern) else {}
+  head, _, tail = pattern.partition(SPLIT_FIELD)
+  if SPLIT_FIELD in tail:
+    raise ValueError(f'{pattern!r} contains {SPLIT_FIELD} more than once.')
+  regex = re.compile(re.escape(head) + f'({_SPLIT_NAME})' + re.escape(tail) + '$')
+  found = {}
+  for path in sorted(glob.glob(glob.escape(head) + '*' + glob.escape(tail))):
+    match = regex.match(path)
+    if match and os.path.isfile(path):
+      found[match.group(1)] = path
+  return found
+
+
+def fingerprint(pattern: str) -> str:
+  """Names, sizes and mtimes of every split file."""
+  return local.fingerprint([local.stat_entry(p, s) for s, p in split_files(pattern).items()])
+
+
+def _load(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """Reads and validates one split file; errors name the file and what is wrong."""
+  try:
+    data = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, zipfile.BadZipFile) as e:
+    raise ValueError(f'{path} is not a readable .npz file: {e}') from e
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise ValueError(f'{path} holds a single array; npz sources need an .npz with "images" '
+                     '(and "labels").')
+  with data:
+    if 'images' not in data:
+      raise ValueError(f'{path} has no array named "images" (it has {sorted(data.files)}).')
+    images = data['images']
+    labels = data['labels'] if 'labels' in data else None
+  if images.dtype != np.uint8 or images.ndim not in (3, 4):
+    raise ValueError(f'{path}: "images" must be uint8 [N,H,W] or [N,H,W,C], '
+                     f'got {images.dtype} {list(images.shape)}.')
+  if labels is not None:
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+      raise ValueError(f'{path}: "labels" must be integers of shape [{len(images)}] to match '
+                       f'"images", got {labels.dtype} {list(labels.shape)}.')
+    if len(labels) and labels.min() < 0:
+      raise ValueError(f'{path}: "labels" must be >= 0 (found {labels.min()}).')
+  return (images[..., None] if images.ndim == 3 else images), labels
+
+
+def make_config(pattern: str) -> local.PathConfig:
+  """Loads every split file once and records what the features need (shape, classes)."""
+  files = split_files(pattern)
+  if not files:
+    raise FileNotFoundError(f'no .npz file matches {pattern!r}.')
+  arrays = {split: _load(path) for split, path in files.items()}
+  shapes = {split: images.shape[1:] for split, (images, _) in arrays.items()}
+  if len(set(shapes.values())) > 1:
+    raise ValueError(f'{pattern}: splits disagree on the image shape {shapes}; every split '
+                     'must hold images of one (H, W, C).')
+  labelled = {split: labels is not None for split, (_, labels) in arrays.items()}
+  if len(set(labelled.values())) > 1:
+    raise ValueError(f'{pattern}: some splits have "labels" and some do not {labelled}.')
+  num_classes = None
+  if all(labelled.values()):
+    num_classes = 1 + max((int(labels.max()) for _, labels in arrays.values() if len(labels)),
+                          default=0)
+  return local.PathConfig(
+      name=local.config_name(pattern),
+      description=f'Arrays from {pattern}',
+      path=os.path.abspath(os.path.expanduser(pattern)),
+      image_shape=tuple(int(d) for d in next(iter(shapes.values()))),
+      num_classes=num_classes,
+      payload={'arrays': arrays},
+  )
+
+
+class SslaxArrays(tfds.core.GeneratorBasedBuilder):
+  """Images (and labels) from .npz files; one config per source path."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'images uint8 [H,W,C] + optional ClassLabel.'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    features = {'image': tfds.features.Tensor(
+        shape=config.image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)}
+    if config.num_classes is not None:
+      features['label'] = tfds.features.ClassLabel(num_classes=config.num_classes)
+    return self.dataset_info_from_configs(
+        description=config.description,
+        features=tfds.features.FeaturesDict(features),
+        # The stored order is the file's order, so index i is row i of the .npz.
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Local files only.
+    return {split: self._generate_examples(images, labels)
+            for split, (images, labels) in self.builder_config.payload['arrays'].items()}
+
+  def _generate_examples(self, images: np.ndarray, labels: np.ndarray | None) -> Iterator:
+    for i, image in enumerate(images):
+      example = {'image': image}
+      if labels is not None:
+        example['label'] = int(labels[i])
+      yield i, example
+
+
+def prepare(pattern: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """Builds (once per version of the files) and returns a read-only builder for `npz:pattern`."""
+  return local.ensure_built(
+      builder_cls=SslaxArrays,
+      config=local.config_name(pattern),
+      source_fingerprint=lambda: fingerprint(pattern),
+      make_builder=lambda root: SslaxArrays(data_dir=root, config=make_config(pattern)),
+      data_dir=data_dir,
+  )

@@ -1,0 +1,211 @@
+"""What a config's `data.source` / `eval.source` names, and random access to its splits.
+
+Forms (see `FORMS`):
+  builtin:digits        scikit-learn's bundled handwritten digits (no network, real data)
+  npz:PATH              .npz with `images` (+ `labels`); PATH may hold `{split}`
+  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png}
+  tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed)
+
+Local sources become TFDS data sets stored as array_record under `data_dir` (default:
+$TFDS_DATA_DIR or ~/tensorflow_datasets), built on first use and reused until their files
+change (see `builders/local.py`). Everything is read through TFDS's random-access data
+sources, so no TensorFlow is needed, and `open_split` results plug into
+`grain.MapDataset.source(...)` directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from sslax.data.builders import arrays
+from sslax.data.builders import digits
+from sslax.data.builders import image_folder
+from sslax.data.builders import local
+
+FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
+         'folder:DIR (DIR/<split>/<class>/*.jpg|png)', 'tfds:NAME[/CONFIG][:VERSION]')
+SCHEMES = ('builtin', 'npz', 'folder', 'tfds')
+BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
+    'digits': digits.prepare,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+  """What pipelines and models need to know about a source before reading it.
+
+  Attributes:
+    num_classes: classes of the `label` feature; None when the source is unlabelled.
+    split_sizes: examples per split ({} when TFDS does not know them, e.g. under mocking).
+    image_shape: (H, W, C) of the `image` feature, None for sources without images; a
+      dimension that varies between examples (some catalog data sets) is None.
+  """
+  num_classes: int | None
+  split_sizes: dict[str, int]
+  image_shape: tuple[int, ...] | None
+
+
+def parse(source: str, *, key: str = 'data.source') -> tuple[str, str]:
+  """'folder:/data/x' → ('folder', '/data/x'); ValueError naming `key` for anything else."""
+  scheme, sep, rest = source.partition(':') if isinstance(source, str) else ('', '', '')
+  if not sep or scheme not in SCHEMES or not rest.strip():
+    raise ValueError(f'{key}={source!r} is not a data source; use one of: '
+                     f'{", ".join(FORMS)}.')
+  return scheme, rest.strip()
+
+
+def check(source: str, *, key: str = 'data.source') -> None:
+  """Cheap pre-flight check (no building): the form is valid and local paths exist."""
+  scheme, rest = parse(source, key=key)
+  if scheme == 'builtin':
+    if rest not in BUILTINS:
+      raise ValueError(f'{key}={source!r}: unknown builtin data set {rest!r}; known: '
+                       f'{", ".join("builtin:" + n for n in sorted(BUILTINS))}.')
+  elif scheme == 'npz':
+    path = os.path.abspath(os.path.expanduser(rest))
+    if not arrays.split_files(rest):
+      hint = ('no file matches it with {split} replaced by a split name'
+              if arrays.SPLIT_FIELD in rest else 'that file does not exist')
+      raise FileNotFoundError(
+          f'{key}={source!r}: {path}: {hint}. Fix: set {key} to npz:PATH for an existing .npz '
+          'with "images" (and "labels"), or npz:DIR/name_{split}.npz for one file per split.')
+  elif scheme == 'folder':
+    path = os.path.abspath(os.path.expanduser(rest))
+    if not os.path.isdir(path):
+      raise FileNotFoundError(
+          f'{key}={source!r}: folder {path} does not exist. Fix: set {key} to folder:DIR for '
+          'an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg).')
+  else:
+    name = rest.split('/')[0].split(':')[0]
+    try:
+      tfds.builder_cls(name)
+    except tfds.core.registered.DatasetNotFoundError:
+      raise ValueError(f'{key}={source!r}: {name!r} is not in the TFDS catalog '
+                       '(see tfds.list_builders()).') from None
+
+
+def _data_dir(data_dir: str | None) -> str:
+  return os.path.expanduser(data_dir) if data_dir else local.default_data_dir()
+
+
+def _builder(source: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """A prepared builder for `source`: local ones built once, catalog ones downloaded once."""
+  # Config keys are checked (by name) before this; here the message names the source itself.
+  check(source, key='source')
+  scheme, rest = parse(source, key='source')
+  data_dir = _data_dir(data_dir)
+  if scheme == 'builtin':
+    return BUILTINS[rest](data_dir)
+  if scheme == 'npz':
+    return arrays.prepare(rest, data_dir)
+  if scheme == 'folder':
+    return image_folder.prepare(rest, data_dir)
+  # What tfds.data_source does, split in two so the split can be checked before reading.
+  builder = tfds.builder(rest, data_dir=data_dir)
+  builder.download_and_prepare(file_format='array_record')
+  return builder
+
+
+def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> None:
+  available = sorted(builder.info.splits)
+  # TFDS accepts slices such as 'train[:10%]'; the name before '[' must exist.
+  if available and split.split('[')[0] not in available:
+    hint = ''
+    if source.startswith('npz:') and arrays.SPLIT_FIELD not in source:
+      hint = (' A single .npz is only the train split: put {split} in the path (e.g. '
+              'npz:data/x_{split}.npz for x_train.npz and x_test.npz) to have more.')
+    raise ValueError(f'{source!r} has no split {split!r}; available: '
+                     f'{", ".join(available)}.{hint}')
+
+
+def _to_numpy(example: Any, name: str = '') -> Any:
+  """Plain numpy leaves: images always [H,W,C], labels int64 scalars."""
+  if isinstance(example, dict):
+    return {k: _to_numpy(v, k) for k, v in example.items()}
+  value = np.asarray(example)
+  if name == 'image' and value.ndim == 2:
+    value = value[..., None]
+  elif name == 'label' and value.ndim == 0:
+    value = np.int64(value)
+  return value
+
+
+class RandomAccess:
+  """One split of a source: `len(x)`, `x[i]` → {'image': uint8 [H,W,C], 'label': int64, ...}.
+
+  Pickles without its open file handles (only the source, split and stored directory), and
+  reopens the stored data lazily, so grain worker processes can receive it.
+  """
+
+  def __init__(self, source: str, split: str, builder_dir: str, data: Sequence[Any]):
+    self.source = source
+    self.split = split
+    self.builder_dir = builder_dir
+    self._data = data
+    self._len = len(data)
+
+  @property
+  def data(self) -> Sequence[Any]:
+    if self._data is None:
+      self._data = tfds.builder_from_directory(self.builder_dir).as_data_source(self.split)
+    return self._data
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    index = int(index)
+    if not -self._len <= index < self._len:
+      raise IndexError(f'index {index} out of range for {self!r}')
+    return _to_numpy(self.data[index % self._len])
+
+  def _getitems(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """Batched read (grain's protocol): one call into array_record for many records."""
+    getitems = getattr(self.data, '__getitems__', None)
+    if getitems is None:
+      return [self[i] for i in indices]
+    return [_to_numpy(x) for x in getitems([int(i) % self._len for i in indices])]
+
+  __getitems__ = _getitems
+
+  def __getstate__(self) -> dict[str, Any]:
+    state = dict(self.__dict__)
+    state['_data'] = None
+    return state
+
+  def __repr__(self) -> str:
+    return f'RandomAccess({self.source!r}, split={self.split!r}, len={self._len})'
+
+
+def open_split(source: str, split: str, *, data_dir: str | None = None) -> RandomAccess:
+  """Random access to one split of `source`, building or downloading it first if needed.
+
+  Raises:
+    ValueError: unknown form or split (the message lists the available splits).
+    FileNotFoundError: a local path that does not exist.
+  """
+  builder = _builder(source, data_dir)
+  _check_split(source, builder, split)
+  return RandomAccess(source, split, os.fspath(builder.data_dir),
+                      builder.as_data_source(split))
+
+
+def info(source: str, *, data_dir: str | None = None) -> SourceInfo:
+  """Classes, split sizes and image shape of `source` (building it first if needed)."""
+  builder = _builder(source, data_dir)
+  features = builder.info.features
+  num_classes = None
+  if 'label' in features and isinstance(features['label'], tfds.features.ClassLabel):
+    num_classes = int(features['label'].num_classes)
+  image_shape = None
+  if 'image' in features:
+    image_shape = tuple(None if d is None else int(d) for d in features['image'].shape)
+    if len(image_shape) == 2:
+      image_shape += (1,)
+  split_sizes = {str(name): int(split.num_examples)
+                 for name, split in builder.info.splits.items()}
+  return SourceInfo(num_classes=num_classes, split_sizes=split_sizes, image_shape=image_shape)
