@@ -2,8 +2,12 @@
 import os
 import pathlib
 
+# LLVM optimisation level 0 compiles the tiny test programs 3-6x faster (measured: smoke
+# train step 11.8 s -> 4.5 s, init 12 s -> 1.9 s) at the same numerics; runtime barely
+# matters at test sizes. Production runs keep XLA's default.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    " --xla_backend_optimization_level=0").strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import pytest  # noqa: E402

@@ -1,0 +1,15 @@
+"""Encoders by name, built from `config.model`."""
+import flax.linen as nn
+import ml_collections
+
+ENCODERS = ('resnet',)
+
+
+def make_encoder(model_config: ml_collections.ConfigDict) -> nn.Module:
+  name = model_config.name
+  if name == 'resnet':
+    from sslax.models import resnet
+    return resnet.ResNet(widths=tuple(model_config.widths), blocks=tuple(model_config.blocks),
+                         block=model_config.block, stem=model_config.stem,
+                         stem_width=model_config.stem_width, norm=model_config.norm)
+  raise ValueError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')

@@ -1,0 +1,48 @@
+"""Command line: `python -m sslax.main --config configs/NAME.py[:ARG] --workdir DIR`.
+
+Rerunning the same command on the same workdir resumes from its last checkpoint;
+`--config.key=value` overrides any config value.
+"""
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
+    'configs/simclr_digits.py:smoke.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Call jax.distributed.initialize() with auto-detection (Cloud TPU, '
+    'SLURM, ...). Implied by --coordinator_address or JAX_COORDINATOR_ADDRESS.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
+    'host:port of process 0, for multi-process runs without auto-detection.')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', int(os.environ.get('JAX_NUM_PROCESSES', 0)) or None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None,
+    'This process index.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # Multi-process runs must initialise before any other JAX call.
+  if _COORDINATOR.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  elif _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  logging.info('JAX %s: %d processes, %d devices (%s)', jax.__version__, jax.process_count(),
+               jax.device_count(), jax.devices()[0].platform)
+  from sslax import train   # after distributed init: importing it touches no backend, but be safe
+  train.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

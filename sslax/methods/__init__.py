@@ -1,0 +1,37 @@
+"""Methods: each pretext task is a bundle of pure functions the shared trainer calls.
+
+`train.py` never branches on the method; everything method-specific (views,
+masking, targets, EMA, the loss) lives behind this interface.
+"""
+from collections.abc import Callable
+import importlib
+import pkgutil
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Method(NamedTuple):
+  # init(rng, batch) -> (params, model_state, extra); `batch` may be abstract (shapes only).
+  init: Callable[[jax.Array, Batch], tuple[Any, Any, Any]]
+  # loss(params, model_state, extra, batch, rng) -> (scalar, (new_model_state, metrics))
+  loss: Callable[[Any, Any, Any, Batch, jax.Array], tuple[jax.Array, tuple[Any, Metrics]]]
+  # update_extra(extra, params, step) -> extra: EMA targets, queues, centres.
+  update_extra: Callable[[Any, Any, jax.Array], Any]
+  # embed(params, model_state, batch) -> [B, D] features for the evaluators.
+  embed: Callable[[Any, Any, Batch], jax.Array]
+
+
+def available() -> tuple[str, ...]:
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)))
+
+
+def get(name: str) -> Callable[[ml_collections.ConfigDict], Method]:
+  """The `make(config) -> Method` of methods/<name>.py."""
+  if name not in available():
+    raise ValueError(f'config.method={name!r} is unknown; choose one of {available()}.')
+  return importlib.import_module(f'{__name__}.{name}').make

@@ -1,0 +1,65 @@
+"""SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Representations").
+
+Two augmented views of every image go through one encoder f and projector g;
+NT-Xent pulls each pair together against the other 2N-2 embeddings of the
+global batch. The evaluators use f's pooled features h, not g's output.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sslax import losses
+from sslax import methods
+from sslax import models
+from sslax.augment import image as image_aug
+from sslax.models import heads
+
+
+class SimCLRModel(nn.Module):
+  encoder: nn.Module
+  projector: nn.Module
+
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+    h_BxD = self.encoder(x_BxHxWxC, train)
+    return h_BxD, self.projector(h_BxD, train)
+
+
+def make(config: ml_collections.ConfigDict) -> methods.Method:
+  model = SimCLRModel(
+      encoder=models.make_encoder(config.model),
+      projector=heads.MLP(hidden_dims=tuple(config.simclr.proj_hidden_dims),
+                          out_dim=config.simclr.proj_dim))
+  size = config.data.image_size
+  aug_kwargs = dict(config.augment)
+  temperature = config.simclr.temperature
+
+  def init(rng, batch):
+    x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], size))
+    variables = model.init(rng, x, train=False)
+    return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}
+
+  def loss(params, model_state, extra, batch, rng):
+    del extra
+    view_a, view_b = image_aug.simclr_views(rng, batch['image'], num_views=2,
+                                            out_size=size, **aug_kwargs)
+    # Both views in one forward pass: BatchNorm sees all 2N images, as in SimCLR.
+    x = image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
+    (_, z_2NxP), new_state = model.apply({'params': params, **model_state}, x, train=True,
+                                         mutable=['batch_stats'])
+    z_a, z_b = jnp.split(z_2NxP, 2, axis=0)
+    logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=temperature)
+    value = losses.info_nce(z_a, z_b, temperature=temperature)
+    metrics = {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
+    return value, (dict(new_state), metrics)
+
+  def update_extra(extra, params, step):
+    del params, step
+    return extra
+
+  def embed(params, model_state, batch):
+    x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
+    h, _ = model.apply({'params': params, **model_state}, x, train=False)
+    return h
+
+  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)

@@ -1,0 +1,25 @@
+"""Heads on top of encoders: projectors and predictors."""
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+  """Dense layers with BatchNorm + ReLU between them (SimCLR's projector, g(.)).
+
+  The last layer has no norm or activation (SimCLR v1 / v2 practice).
+  """
+  hidden_dims: Sequence[int]
+  out_dim: int
+  use_bn: bool = True
+
+  @nn.compact
+  def __call__(self, x_BxD: jnp.ndarray, train: bool) -> jnp.ndarray:
+    x = x_BxD
+    for i, width in enumerate(self.hidden_dims):
+      x = nn.Dense(width, use_bias=not self.use_bn, name=f'hidden{i}')(x)
+      if self.use_bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+      x = nn.relu(x)
+    return nn.Dense(self.out_dim, name='out')(x)

@@ -1,0 +1,97 @@
+"""ResNet encoders (He et al. 2016) with CIFAR and ImageNet stems.
+
+BatchNorm normalises over the leading axis of whatever array it is given; under
+`jax.jit` on a batch sharded across devices that axis is the *global* batch, so
+the statistics are global (SimCLR's "global BN") without any cross-device code.
+"""
+from collections.abc import Sequence
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def _norm(kind: str, train: bool, zero_init: bool = False) -> nn.Module:
+  scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        scale_init=scale_init)
+  if kind == 'group':
+    return nn.GroupNorm(num_groups=None, group_size=8, scale_init=scale_init)
+  raise ValueError(f"config.model.norm={kind!r} is unknown; choose 'batch' or 'group'.")
+
+
+class BasicBlock(nn.Module):
+  width: int
+  stride: int
+  norm: str
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
+    conv = functools.partial(nn.Conv, use_bias=False)
+    y = conv(self.width, (3, 3), self.stride)(x_BxHxWxC)
+    y = nn.relu(_norm(self.norm, train)(y))
+    y = conv(self.width, (3, 3))(y)
+    # Zero-initialised last scale: each block starts as the identity (Goyal et al. 2017).
+    y = _norm(self.norm, train, zero_init=True)(y)
+    shortcut = x_BxHxWxC
+    if shortcut.shape != y.shape:
+      shortcut = _norm(self.norm, train)(conv(self.width, (1, 1), self.stride)(shortcut))
+    return nn.relu(y + shortcut)
+
+
+class BottleneckBlock(nn.Module):
+  width: int
+  stride: int
+  norm: str
+  expansion: int = 4
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
+    conv = functools.partial(nn.Conv, use_bias=False)
+    y = nn.relu(_norm(self.norm, train)(conv(self.width, (1, 1))(x_BxHxWxC)))
+    y = nn.relu(_norm(self.norm, train)(conv(self.width, (3, 3), self.stride)(y)))
+    y = _norm(self.norm, train, zero_init=True)(conv(self.width * self.expansion, (1, 1))(y))
+    shortcut = x_BxHxWxC
+    if shortcut.shape != y.shape:
+      shortcut = _norm(self.norm, train)(
+          conv(self.width * self.expansion, (1, 1), self.stride)(shortcut))
+    return nn.relu(y + shortcut)
+
+
+class ResNet(nn.Module):
+  """Returns globally average-pooled features [B, D] (D = last stage's output width).
+
+  stem='cifar': one 3x3 conv, no pooling (small images, SimCLR's CIFAR variant);
+  stem='imagenet': 7x7/2 conv + 3x3/2 max-pool.
+  """
+  widths: Sequence[int] = (64, 128, 256, 512)
+  blocks: Sequence[int] = (2, 2, 2, 2)
+  block: str = 'basic'
+  stem: str = 'cifar'
+  stem_width: int = 64
+  norm: str = 'batch'
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
+    if len(self.widths) != len(self.blocks):
+      raise ValueError(f'config.model.widths {tuple(self.widths)} and config.model.blocks '
+                       f'{tuple(self.blocks)} must have the same length (one per stage).')
+    block_cls = {'basic': BasicBlock, 'bottleneck': BottleneckBlock}.get(self.block)
+    if block_cls is None:
+      raise ValueError(f"config.model.block={self.block!r}; choose 'basic' or 'bottleneck'.")
+    x = x_BxHxWxC
+    if self.stem == 'cifar':
+      x = nn.Conv(self.stem_width, (3, 3), use_bias=False, name='stem_conv')(x)
+      x = nn.relu(_norm(self.norm, train)(x))
+    elif self.stem == 'imagenet':
+      x = nn.Conv(self.stem_width, (7, 7), 2, use_bias=False, name='stem_conv')(x)
+      x = nn.relu(_norm(self.norm, train)(x))
+      x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
+    else:
+      raise ValueError(f"config.model.stem={self.stem!r}; choose 'cifar' or 'imagenet'.")
+    for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
+      for i in range(n):
+        stride = 2 if stage > 0 and i == 0 else 1
+        x = block_cls(width, stride, self.norm, name=f'stage{stage}_block{i}')(x, train)
+    return jnp.mean(x, axis=(1, 2))

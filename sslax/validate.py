@@ -1,0 +1,48 @@
+"""Config checks that run before anything compiles or any data is built.
+
+Each failure names the config key and the fix, so a typo costs seconds, not a
+compile and a data-set build.
+"""
+import math
+
+import ml_collections
+
+from sslax import methods
+from sslax import optim
+from sslax import sharding
+from sslax.data import sources
+
+REQUIRED = ('method', 'seed', 'total_steps', 'batch_size', 'mesh', 'data.source', 'eval.source')
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  node = config
+  for part in dotted.split('.'):
+    if part not in node:
+      raise ValueError(f'config.{dotted} is missing; every config must set it '
+                       '(see README, "Config contract").')
+    node = node[part]
+  return node
+
+
+def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int) -> None:
+  for key in REQUIRED:
+    _get(config, key)
+  methods.get(config.method)   # raises on an unknown method, listing the known ones
+  if config.optim.name not in optim.OPTIMIZERS:
+    raise ValueError(f'config.optim.name={config.optim.name!r} is unknown; '
+                     f'choose one of {optim.OPTIMIZERS}.')
+  for key in ('total_steps', 'batch_size'):
+    if int(_get(config, key)) <= 0:
+      raise ValueError(f'config.{key}={_get(config, key)} must be positive.')
+  shape = sharding.mesh_shape(config.mesh, num_devices)
+  data_parallel = shape[sharding.MESH_AXES.index('data')] * shape[sharding.MESH_AXES.index('fsdp')]
+  for key in ('batch_size', 'eval.batch_size'):
+    value = _get(config, key)
+    if value % data_parallel or value % num_processes:
+      raise ValueError(
+          f'config.{key}={value} is not divisible by the {data_parallel} data-parallel devices '
+          f'(config.mesh={dict(config.mesh)}) and {num_processes} processes; use a multiple '
+          f'of {math.lcm(data_parallel, num_processes)}.')
+  sources.check(config.data.source, key='data.source')
+  sources.check(config.eval.source, key='eval.source')

@@ -1,0 +1,139 @@
+"""The trainer end to end on the smoke config: outputs, resume, sharding, config errors."""
+import json
+import os
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from sslax import methods
+from sslax import optim
+from sslax import sharding
+from sslax import train
+from sslax.data import pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config(data_dir, **overrides) -> ml_collections.ConfigDict:
+  from configs import simclr_digits
+  c = simclr_digits.get_config('smoke')
+  c.data.data_dir = str(data_dir)
+  c.progress_bar = False
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('tfds')
+
+
+def _params(workdir, config):
+  """Final parameters of the run in `workdir`, restored unsharded."""
+  from sslax import checkpoint
+  mesh = sharding.make_mesh(config.mesh)
+  method = methods.get(config.method)(config)
+  tx, _ = optim.make(config)
+  abstract = jax.eval_shape(train.make_init(method, tx, train.sample_batch(config), config.seed))
+  mngr = checkpoint.Manager(os.path.join(workdir, 'checkpoints'), max_to_keep=3)
+  state, meta = mngr.restore(abstract, sharding.state_shardings(abstract, mesh))
+  mngr.close()
+  return jax.device_get(state), meta
+
+
+def test_smoke_run_writes_the_workdir_contract(tmp_path, data_dir):
+  config = smoke_config(data_dir)
+  results = train.run(config, str(tmp_path))
+  assert json.loads((tmp_path / 'config.json').read_text())['method'] == 'simclr'
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  train_rows = [r for r in rows if 'loss' in r]
+  assert [r['step'] for r in train_rows] == [2, 4]
+  for key in ('loss', 'learning_rate', 'steps_per_sec', 'examples_per_sec'):
+    assert key in train_rows[-1], key
+  assert all(np.isfinite(r['loss']) for r in train_rows)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
+  written = json.loads((tmp_path / 'results.json').read_text())
+  assert written == pytest.approx(results)
+  for key in ('linear_probe/accuracy', 'knn/accuracy', 'random_init/linear_probe/accuracy',
+              'random_init/knn/accuracy'):
+    assert 0.0 <= written[key] <= 1.0, key
+  # Digits are easy: even the smoke encoder's features are far above chance (0.1).
+  assert written['random_init/knn/accuracy'] > 0.5
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkeypatch):
+  config = smoke_config(data_dir)
+  train.run(config, str(tmp_path / 'straight'))
+  straight, _ = _params(tmp_path / 'straight', config)
+
+  # Kill the data stream after 2 steps: the run dies between step 2's save and step 3.
+  real = pipeline.make_train
+  def dying(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if i == 2:
+        raise _Interrupt()
+      yield batch
+  monkeypatch.setattr(pipeline, 'make_train', dying)
+  with pytest.raises(_Interrupt):
+    train.run(config, str(tmp_path / 'resumed'))
+  assert sorted(os.listdir(tmp_path / 'resumed' / 'checkpoints')) == ['2']
+  monkeypatch.setattr(pipeline, 'make_train', real)
+  train.run(config, str(tmp_path / 'resumed'))
+  resumed, meta = _params(tmp_path / 'resumed', config)
+
+  assert meta['step'] == 4
+  jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
+  jax.tree.map(np.testing.assert_array_equal, resumed.opt_state, straight.opt_state)
+  jax.tree.map(np.testing.assert_array_equal, resumed.model_state, straight.model_state)
+
+
+def test_eight_device_step_equals_one_device_step(data_dir):
+  config = smoke_config(data_dir)
+  method = methods.get(config.method)(config)
+  tx, lr = optim.make(config)
+  init = train.make_init(method, tx, train.sample_batch(config), config.seed)
+  step = train.make_train_step(method, tx, lr)
+  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
+  local = records.take(np.arange(config.batch_size))
+
+  outputs = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = sharding.make_mesh(config.mesh, devices)
+    abstract = jax.eval_shape(init)
+    shardings = sharding.state_shardings(abstract, mesh)
+    state = jax.jit(init, out_shardings=shardings)()
+    step_fn = jax.jit(step, in_shardings=(shardings, sharding.batch_sharding(mesh)))
+    new_state, metrics = step_fn(state, sharding.to_global(local, mesh))
+    outputs.append(jax.device_get((new_state.params, new_state.model_state, metrics['loss'])))
+  (p1, s1, l1), (p8, s8, l8) = outputs
+  np.testing.assert_allclose(l8, l1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p8, p1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s8, s1)
+
+
+@pytest.mark.parametrize('overrides, error, match', [
+    ({'method': 'simclrr'}, ValueError, r"config.method='simclrr' is unknown"),
+    ({'batch_size': 12}, ValueError, r'config.batch_size=12 is not divisible by the 8'),
+    ({'data.source': 'npz:/nowhere/x.npz'}, FileNotFoundError, r'data.source.*/nowhere/x.npz'),
+    ({'eval.source': 'folder:/nowhere'}, FileNotFoundError, r'eval.source.*/nowhere'),
+    ({'data.source': 'ftp:digits'}, ValueError, r'data.source'),
+    ({'optim.name': 'adam'}, ValueError, r"config.optim.name='adam' is unknown"),
+    ({'total_steps': 0}, ValueError, r'config.total_steps=0 must be positive'),
+])
+def test_bad_config_fails_before_compiling(tmp_path, data_dir, overrides, error, match):
+  with pytest.raises(error, match=match):
+    train.run(smoke_config(data_dir, **overrides), str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()
