@@ -18,7 +18,7 @@ def get_config(arg: str = ''):
   c = config_base.base()
   c.method = 'simclr'
   c.seed = 0
-  c.total_steps = 900
+  c.total_steps = 600
   c.batch_size = 256
   c.log_every = 25
 
@@ -27,7 +27,7 @@ def get_config(arg: str = ''):
   c.eval.source = 'builtin:digits'
 
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),
-                 blocks=(1, 1, 1), block='basic', norm='batch')
+                 blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False)
   c.simclr = dict(temperature=0.5, proj_hidden_dims=(128,), proj_dim=64)
   # Digits are small and centred: mild crops, a small rotation and no flips or colour
   # (STACK.md calibration); blur and hue do nothing useful on 8x8 greyscale.

@@ -32,6 +32,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    # Orbax and TFDS log every step of every save at INFO; --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
   # Multi-process runs must initialise before any other JAX call.
   if _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

@@ -1,6 +1,5 @@
 """The shared trainer: one loop for every method and modality (DESIGN.md, "The one path")."""
 import json
-import logging
 import os
 from typing import Any
 
@@ -88,7 +87,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(abstract_state, state_sharding)
-    logging.info('Resumed from step %d in %s', meta['step'], ckpt.directory)
+    if is_main:
+      print(f"Resuming from step {meta['step']} ({ckpt.directory}).")
   else:
     state = init_jit()
   start = int(state.step)
@@ -129,12 +129,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       '': (state.params, state.model_state),
       'random_init/': (initial.params, initial.model_state)}, mesh)
   results['step'] = int(state.step)
+  writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
+  writer.close()
   if is_main:
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
     print(format_results(results))
-  writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
-  writer.close()
   return results
 
 

@@ -11,5 +11,6 @@ def make_encoder(model_config: ml_collections.ConfigDict) -> nn.Module:
     from sslax.models import resnet
     return resnet.ResNet(widths=tuple(model_config.widths), blocks=tuple(model_config.blocks),
                          block=model_config.block, stem=model_config.stem,
-                         stem_width=model_config.stem_width, norm=model_config.norm)
+                         stem_width=model_config.stem_width, norm=model_config.norm,
+                         zero_init_residual=model_config.zero_init_residual)
   raise ValueError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')

@@ -25,6 +25,7 @@ class BasicBlock(nn.Module):
   width: int
   stride: int
   norm: str
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -32,8 +33,7 @@ class BasicBlock(nn.Module):
     y = conv(self.width, (3, 3), self.stride)(x_BxHxWxC)
     y = nn.relu(_norm(self.norm, train)(y))
     y = conv(self.width, (3, 3))(y)
-    # Zero-initialised last scale: each block starts as the identity (Goyal et al. 2017).
-    y = _norm(self.norm, train, zero_init=True)(y)
+    y = _norm(self.norm, train, zero_init=self.zero_init)(y)
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
       shortcut = _norm(self.norm, train)(conv(self.width, (1, 1), self.stride)(shortcut))
@@ -44,6 +44,7 @@ class BottleneckBlock(nn.Module):
   width: int
   stride: int
   norm: str
+  zero_init: bool = False
   expansion: int = 4
 
   @nn.compact
@@ -51,7 +52,8 @@ class BottleneckBlock(nn.Module):
     conv = functools.partial(nn.Conv, use_bias=False)
     y = nn.relu(_norm(self.norm, train)(conv(self.width, (1, 1))(x_BxHxWxC)))
     y = nn.relu(_norm(self.norm, train)(conv(self.width, (3, 3), self.stride)(y)))
-    y = _norm(self.norm, train, zero_init=True)(conv(self.width * self.expansion, (1, 1))(y))
+    y = _norm(self.norm, train, zero_init=self.zero_init)(
+        conv(self.width * self.expansion, (1, 1))(y))
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
       shortcut = _norm(self.norm, train)(
@@ -64,6 +66,10 @@ class ResNet(nn.Module):
 
   stem='cifar': one 3x3 conv, no pooling (small images, SimCLR's CIFAR variant);
   stem='imagenet': 7x7/2 conv + 3x3/2 max-pool.
+  zero_init_residual: the last norm scale of each block starts at 0, so every block
+  starts as the identity (Goyal et al. 2017; SimCLR's TF code). It speeds large-batch
+  training but makes the random-init baseline a near-identity network, so it is off
+  by default (as in torchvision).
   """
   widths: Sequence[int] = (64, 128, 256, 512)
   blocks: Sequence[int] = (2, 2, 2, 2)
@@ -71,6 +77,7 @@ class ResNet(nn.Module):
   stem: str = 'cifar'
   stem_width: int = 64
   norm: str = 'batch'
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -93,5 +100,6 @@ class ResNet(nn.Module):
     for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
       for i in range(n):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = block_cls(width, stride, self.norm, name=f'stage{stage}_block{i}')(x, train)
+        x = block_cls(width, stride, self.norm, self.zero_init_residual,
+                      name=f'stage{stage}_block{i}')(x, train)
     return jnp.mean(x, axis=(1, 2))
