@@ -27,7 +27,9 @@ class Method(NamedTuple):
 
 
 def available() -> tuple[str, ...]:
-  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)))
+  # Modules named `_x` hold parts shared by several methods, not methods.
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                      if not m.name.startswith('_')))
 
 
 def get(name: str) -> Callable[[ml_collections.ConfigDict], Method]:

@@ -1,0 +1,56 @@
+"""The settings every `configs/<method>_images.py` shares: CIFAR-10 from
+`../shared/data/cifar10`, a small CIFAR-stem ResNet, SimCLR-style CIFAR augmentation, AdamW,
+and the `smoke` variant (4 steps on `builtin:digits`, a tiny model, seconds on CPU).
+
+Not an experiment itself; the method configs start from `images(method, arg)`.
+"""
+import ml_collections
+
+from sslax import config_base
+
+
+def images(method: str, arg: str) -> ml_collections.ConfigDict:
+  """A base config for `method` on images; `arg` is '' (CIFAR-10) or 'smoke'."""
+  if arg not in ('', 'smoke'):
+    raise ValueError(f"configs/{method}_images.py: unknown argument {arg!r}; use '' or 'smoke'.")
+  c = config_base.base()
+  c.method = method
+  c.total_steps = 400
+  c.batch_size = 256
+  c.log_every = 25
+  c.data.source = 'folder:../shared/data/cifar10'
+  c.data.image_size = 32
+  c.eval.source = 'folder:../shared/data/cifar10'
+
+  # STACK.md's calibrated CPU backbone: widths 32-64-128, one basic block per stage.
+  c.model = dict(name='resnet', stem='cifar', stem_width=32, widths=(32, 64, 128),
+                 blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False)
+  # SimCLR's CIFAR recipe: no blur at 32x32 (it erases most of the image).
+  c.augment = dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
+                   jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                   grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
+                   rotation_degrees=0.0, noise_std=0.0)
+
+  c.optim.name = 'adamw'
+  c.optim.learning_rate = 2e-3
+  c.optim.warmup_steps = 40
+  c.optim.weight_decay = 1e-4
+  c.checkpoint.every_steps = 200
+
+  if arg == 'smoke':
+    c.total_steps = 4
+    c.batch_size = 32
+    c.log_every = 2
+    c.checkpoint.every_steps = 2
+    c.data.source = 'builtin:digits'
+    c.data.image_size = 16
+    c.eval.source = 'builtin:digits'
+    c.eval.batch_size = 64
+    c.eval.probe_steps = 50
+    c.eval.probe_l2_grid = (1e-4, 1e-2)
+    c.model.stem_width = 8
+    c.model.widths = (8, 16)
+    c.model.blocks = (1, 1)
+    c.augment.update(crop_scale=(0.5, 1.0), flip_prob=0.0, saturation=0.0, hue=0.0,
+                     grayscale_prob=0.0)
+  return c

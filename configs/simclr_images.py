@@ -1,0 +1,18 @@
+"""SimCLR on CIFAR-10 (../shared/data/cifar10, 32x32), small ResNet.
+
+  python -m sslax.main --config configs/simclr_images.py --workdir /tmp/simclr \
+      --config.data.data_dir=/tmp/tfds_dev
+
+Hardware and time: a 2-core shared CPU, 400 steps of batch 256 (see the README's results
+table). Expected result (STACK.md calibration, 10 min): kNN@20 ~0.43 vs ~0.33 at random init.
+`configs/simclr_images.py:smoke`: 4 steps on digits.
+"""
+from configs import common_images
+
+
+def get_config(arg: str = ''):
+  c = common_images.images('simclr', arg)
+  c.simclr = dict(temperature=0.2, proj_hidden_dims=(512,), proj_dim=128)
+  if arg == 'smoke':
+    c.simclr.update(proj_hidden_dims=(32,), proj_dim=16)
+  return c

@@ -1,0 +1,158 @@
+"""Parts shared by the two-view methods: BYOL, MoCo v3, VICReg, Barlow Twins (and DINO's EMA).
+
+Two families:
+- `make_two_view`: one encoder + projector on both views, a loss of the two projections
+  (VICReg, Barlow Twins; SimCLR has the same shape).
+- `make_momentum`: an online encoder + projector + predictor against a target encoder +
+  projector whose weights are an EMA of the online ones (BYOL, MoCo v3).
+
+The EMA target lives in `extra['target']` with exactly the pytree structure of
+`params['net']`, so the trainer's state shardings (and checkpoints) cover it like the
+student. Its BatchNorm statistics live in `model_state['target']`: they change in the
+target's train-mode forward pass inside `loss`, which is the only function that returns an
+updated model state (`update_extra` sees parameters, not activations).
+"""
+from collections.abc import Callable
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sslax import methods
+from sslax import models
+from sslax.augment import image as image_aug
+from sslax.models import heads
+
+PairLoss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class EncoderProjector(nn.Module):
+  encoder: nn.Module
+  projector: nn.Module
+
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+    h_BxD = self.encoder(x_BxHxWxC, train)
+    return h_BxD, self.projector(h_BxD, train)
+
+
+def cosine_momentum(step: jax.Array, *, base: float, total_steps: int) -> jax.Array:
+  """BYOL's target decay (Grill et al. 2020, sec. 3.2): tau_k = 1 - (1 - tau_base) *
+  (cos(pi k / K) + 1) / 2, rising from tau_base at k = 0 to 1 at k = K."""
+  progress = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+  return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
+
+
+def ema(target, online, momentum: jax.Array):
+  """target <- momentum * target + (1 - momentum) * online, leaf by leaf (same pytrees)."""
+  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+
+
+def check_momentum(section: str, base: float) -> None:
+  if not 0.0 <= base <= 1.0:
+    raise ValueError(f'config.{section}.momentum_base={base} must be in [0, 1] '
+                     '(0.99-0.996 is usual).')
+
+
+def _views(config: ml_collections.ConfigDict, rng: jax.Array, images: jax.Array) -> jax.Array:
+  """Two augmented views of every image, stacked [2N, S, S, C] in the model's range."""
+  view_a, view_b = image_aug.simclr_views(rng, images, num_views=2,
+                                          out_size=config.data.image_size, **config.augment)
+  return image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
+
+
+def _embed_fn(net: nn.Module, config: ml_collections.ConfigDict, params_key: str | None):
+  def embed(params, model_state, batch):
+    x = image_aug.to_model_range(image_aug.eval_view(batch['image'], config.data.image_size))
+    p = params[params_key] if params_key else params
+    s = model_state[params_key] if params_key else model_state
+    h_BxD, _ = net.apply({'params': p, **s}, x, train=False)
+    return h_BxD
+  return embed
+
+
+def _net(config: ml_collections.ConfigDict, section: str) -> EncoderProjector:
+  cfg = config[section]
+  return EncoderProjector(encoder=models.make_encoder(config.model),
+                          projector=heads.MLP(hidden_dims=tuple(cfg.proj_hidden_dims),
+                                              out_dim=cfg.proj_dim))
+
+
+def make_two_view(config: ml_collections.ConfigDict, section: str,
+                  pair_loss: PairLoss) -> methods.Method:
+  """A method whose loss is `pair_loss(z_a_NxP, z_b_NxP) -> (scalar, metrics)` of the two
+  views' projections through one shared encoder + projector."""
+  net = _net(config, section)
+
+  def init(rng, batch):
+    x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], config.data.image_size))
+    variables = net.init(rng, x, train=False)
+    return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}
+
+  def loss(params, model_state, extra, batch, rng):
+    del extra
+    # Both views in one pass, so BatchNorm normalises over all 2N images.
+    (_, z_2NxP), new_state = net.apply({'params': params, **model_state},
+                                       _views(config, rng, batch['image']), train=True,
+                                       mutable=['batch_stats'])
+    value, metrics = pair_loss(*jnp.split(z_2NxP, 2, axis=0))
+    return value, (dict(new_state), metrics)
+
+  def update_extra(extra, params, step):
+    del params, step
+    return extra
+
+  return methods.Method(init=init, loss=loss, update_extra=update_extra,
+                        embed=_embed_fn(net, config, None))
+
+
+def make_momentum(config: ml_collections.ConfigDict, section: str,
+                  pair_loss: PairLoss) -> methods.Method:
+  """An online net + predictor vs an EMA target net.
+
+  `pair_loss(p_a, p_b, t_a, t_b) -> (scalar, metrics)` gets the online predictions p and the
+  target projections t (gradient stopped) of views a and b, each [N, P]. Config keys under
+  `config.<section>`: proj_hidden_dims, proj_dim, pred_hidden_dims, momentum_base.
+  """
+  cfg = config[section]
+  check_momentum(section, cfg.momentum_base)
+  net = _net(config, section)
+  predictor = heads.MLP(hidden_dims=tuple(cfg.pred_hidden_dims), out_dim=cfg.proj_dim)
+  total_steps = config.total_steps
+  stats = lambda variables: {'batch_stats': variables.get('batch_stats', {})}
+
+  def init(rng, batch):
+    net_key, pred_key = jax.random.split(rng)
+    x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], config.data.image_size))
+    net_vars = net.init(net_key, x, train=False)
+    _, z_1xP = net.apply(net_vars, x, train=False)
+    pred_vars = predictor.init(pred_key, z_1xP, train=False)
+    params = {'net': net_vars['params'], 'predictor': pred_vars['params']}
+    model_state = {'net': stats(net_vars), 'predictor': stats(pred_vars),
+                   'target': stats(net_vars)}
+    # The target starts equal to the online net (BYOL, MoCo v3).
+    return params, model_state, {'target': net_vars['params']}
+
+  def loss(params, model_state, extra, batch, rng):
+    x_2NxSxSxC = _views(config, rng, batch['image'])
+    (_, z_2NxP), net_state = net.apply({'params': params['net'], **model_state['net']},
+                                       x_2NxSxSxC, train=True, mutable=['batch_stats'])
+    p_2NxP, pred_state = predictor.apply({'params': params['predictor'],
+                                          **model_state['predictor']},
+                                         z_2NxP, train=True, mutable=['batch_stats'])
+    target_params = jax.lax.stop_gradient(extra['target'])
+    (_, t_2NxP), target_state = net.apply({'params': target_params, **model_state['target']},
+                                          x_2NxSxSxC, train=True, mutable=['batch_stats'])
+    t_2NxP = jax.lax.stop_gradient(t_2NxP)
+    value, metrics = pair_loss(*jnp.split(p_2NxP, 2, axis=0), *jnp.split(t_2NxP, 2, axis=0))
+    new_state = {'net': dict(net_state), 'predictor': dict(pred_state),
+                 'target': dict(target_state)}
+    return value, (new_state, metrics)
+
+  def update_extra(extra, params, step):
+    momentum = cosine_momentum(step, base=cfg.momentum_base, total_steps=total_steps)
+    return {**extra, 'target': ema(extra['target'], params['net'], momentum)}
+
+  return methods.Method(init=init, loss=loss, update_extra=update_extra,
+                        embed=_embed_fn(net, config, 'net'))
