@@ -1,5 +1,6 @@
 """The vision method zoo on the shared trainer: sharded == single-device steps, EMA targets,
 and smoke runs end to end with resume."""
+import functools
 import importlib
 import os
 
@@ -15,7 +16,9 @@ from sslax import train
 from sslax.data import pipeline
 from sslax.methods import _siamese
 
-METHODS = ('byol', 'mocov3', 'vicreg', 'barlow')
+METHODS = ('byol', 'mocov3', 'vicreg', 'barlow', 'dino', 'mae')
+# Methods with an EMA target and the extra key that holds it (same structure as params['net']).
+EMA_TARGETS = {'byol': 'target', 'mocov3': 'target', 'dino': 'teacher'}
 
 
 def smoke_config(method: str, data_dir):
@@ -28,6 +31,13 @@ def smoke_config(method: str, data_dir):
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp('tfds')
+
+
+@functools.cache
+def _cached_step(method: str, num_devices: int, data_dir):
+  # Shared by the sharding and EMA tests: each compile costs seconds on the test CPU.
+  config = smoke_config(method, data_dir)
+  return _step_on(jax.devices()[:num_devices], config, _first_batch(config, data_dir))
 
 
 def _first_batch(config, data_dir):
@@ -50,34 +60,48 @@ def _step_on(devices, config, local_batch):
 
 @pytest.mark.parametrize('method', METHODS)
 def test_eight_device_step_equals_one_device_step(method, data_dir):
-  config = smoke_config(method, data_dir)
-  local = _first_batch(config, data_dir)
-  _, one, m1 = _step_on(jax.devices()[:1], config, local)
-  _, eight, m8 = _step_on(jax.devices(), config, local)
+  _, one, m1 = _cached_step(method, 1, data_dir)
+  _, eight, m8 = _cached_step(method, 8, data_dir)
   np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-5)
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   for part in ('params', 'model_state', 'extra'):
     jax.tree.map(close, getattr(eight, part), getattr(one, part))
 
 
-@pytest.mark.parametrize('method', ('byol', 'mocov3'))
+@pytest.mark.parametrize('method', sorted(EMA_TARGETS))
 def test_ema_target_moves_by_the_scheduled_amount_and_gets_no_gradient(method, data_dir):
   config = smoke_config(method, data_dir)
-  local = _first_batch(config, data_dir)
-  before, after, _ = _step_on(jax.devices()[:1], config, local)
+  key = EMA_TARGETS[method]
+  before, after, _ = _cached_step(method, 1, data_dir)
   tau = float(_siamese.cosine_momentum(0, base=config[method].momentum_base,
                                        total_steps=config.total_steps))
   assert tau == pytest.approx(config[method].momentum_base)
   expected = jax.tree.map(lambda t, o: tau * t + (1 - tau) * o,
-                          before.extra['target'], after.params['net'])
+                          before.extra[key], after.params['net'])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-               after.extra['target'], expected)
-  # No gradient reaches the target: its loss-gradient is exactly zero.
+               after.extra[key], expected)
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after.extra[key]),
+                                                       jax.tree.leaves(before.extra[key])))
+  # No gradient reaches the target: the loss's gradient with respect to it is exactly zero.
   method_fns = methods.get(config.method)(config)
-  batch = {k: jnp.asarray(v) for k, v in local.items()}
-  grad_target = jax.grad(lambda extra: method_fns.loss(
-      before.params, before.model_state, extra, batch, jax.random.PRNGKey(0))[0])(before.extra)
-  assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grad_target))
+  batch = {k: jnp.asarray(v) for k, v in _first_batch(config, data_dir).items()}
+  grad_extra = jax.grad(lambda target: method_fns.loss(
+      before.params, before.model_state, {**before.extra, key: target}, batch,
+      jax.random.PRNGKey(0))[0])(before.extra[key])
+  assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grad_extra))
+
+
+def test_dino_centre_and_teacher_temperature_follow_their_schedules(data_dir):
+  config = smoke_config('dino', data_dir)
+  before, after, metrics = _cached_step('dino', 1, data_dir)
+  d = config.dino
+  assert metrics['teacher_temperature'] == pytest.approx(d.warmup_teacher_temperature)
+  warm = d.warmup_teacher_temperature_steps
+  expected_next = d.warmup_teacher_temperature + (
+      d.teacher_temperature - d.warmup_teacher_temperature) / warm
+  assert after.extra['teacher_temperature'] == pytest.approx(expected_next)
+  assert np.any(after.model_state['center'] != 0)
+  np.testing.assert_array_equal(before.model_state['center'], 0)
 
 
 def test_cosine_momentum_schedule():
@@ -87,13 +111,27 @@ def test_cosine_momentum_schedule():
   np.testing.assert_allclose(taus, [0.99, 0.995, 1.0, 1.0], rtol=1e-6)
 
 
+class _Interrupt(Exception):
+  pass
+
+
 @pytest.mark.parametrize('method', METHODS)
-def test_smoke_run_resumes(method, data_dir, tmp_path):
+def test_smoke_run_resumes(method, data_dir, tmp_path, monkeypatch):
+  """The smoke config dies after step 2's checkpoint, then resumes to the end and evaluates
+  (extra and model_state go through Orbax and back)."""
   config = smoke_config(method, data_dir)
-  config.total_steps = 2
-  train.run(config, str(tmp_path))
-  config.total_steps = 4
+  real = pipeline.make_train
+  def dying(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if i == 2:
+        raise _Interrupt()
+      yield batch
+  monkeypatch.setattr(pipeline, 'make_train', dying)
+  with pytest.raises(_Interrupt):
+    train.run(config, str(tmp_path))
+  monkeypatch.setattr(pipeline, 'make_train', real)
   results = train.run(config, str(tmp_path))
-  assert results['step'] == 4
+  assert results['step'] == config.total_steps
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
-  assert 0.0 <= results['knn/accuracy'] <= 1.0
+  for key in ('knn/accuracy', 'random_init/knn/accuracy', 'linear_probe/accuracy'):
+    assert 0.0 <= results[key] <= 1.0, key

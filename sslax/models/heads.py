@@ -23,3 +23,24 @@ class MLP(nn.Module):
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
       x = nn.relu(x)
     return nn.Dense(self.out_dim, name='out')(x)
+
+
+class DINOHead(nn.Module):
+  """DINO's projection head (Caron et al. 2021, sec. 3.1 / appendix): an MLP without
+  BatchNorm to a bottleneck, L2 normalisation, then a bias-free linear layer to K logits.
+
+  DINO weight-normalises that last layer; a plain Dense keeps the head simple (the L2-
+  normalised bottleneck already bounds the logits' scale up to the weights).
+  """
+  hidden_dims: Sequence[int]
+  bottleneck_dim: int
+  out_dim: int
+
+  @nn.compact
+  def __call__(self, x_BxD: jnp.ndarray, train: bool) -> jnp.ndarray:
+    x = x_BxD
+    for i, width in enumerate(self.hidden_dims):
+      x = nn.gelu(nn.Dense(width, name=f'hidden{i}')(x))
+    x = nn.Dense(self.bottleneck_dim, name='bottleneck')(x)
+    x = x * jnp.reciprocal(jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
+    return nn.Dense(self.out_dim, use_bias=False, name='last')(x)
