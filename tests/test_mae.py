@@ -7,6 +7,7 @@ import pytest
 from configs import mae_images
 from sslax import methods
 from sslax.augment import image as image_aug
+from sslax.augment import multi_crop
 from sslax.augment import masking
 from sslax.methods import mae
 from sslax.models import vit
@@ -92,7 +93,7 @@ def test_vit_cls_pool_and_learned_pos_emb():
 
 def test_multi_crop_shapes_and_keys():
   images = jax.random.randint(jax.random.PRNGKey(0), (3, 16, 16, 3), 0, 256).astype(jnp.uint8)
-  g, l = image_aug.multi_crop_views(jax.random.PRNGKey(1), images, num_global=2, num_local=3,
+  g, l = multi_crop.multi_crop_views(jax.random.PRNGKey(1), images, num_global=2, num_local=3,
                                     global_size=12, local_size=6, global_scale=(0.4, 1.0),
                                     local_scale=(0.05, 0.4))
   assert [v.shape for v in g] == [(3, 12, 12, 3)] * 2

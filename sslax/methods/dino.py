@@ -22,6 +22,7 @@ from sslax import losses
 from sslax import methods
 from sslax import models
 from sslax.augment import image as image_aug
+from sslax.augment import multi_crop
 from sslax.methods import _siamese
 from sslax.models import heads
 
@@ -59,7 +60,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
 
   def loss(params, model_state, extra, batch, rng):
     n = batch['image'].shape[0]
-    global_views, local_views = image_aug.multi_crop_views(
+    global_views, local_views = multi_crop.multi_crop_views(
         rng, batch['image'], num_global=cfg.num_global, num_local=cfg.num_local,
         global_size=size, local_size=cfg.local_size, global_scale=tuple(cfg.global_scale),
         local_scale=tuple(cfg.local_scale), **view_kwargs)
