@@ -19,13 +19,12 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
   c.batch_size = 256
   c.log_every = 25
   c.data.source = 'folder:../shared/data/cifar10'
-  # STACK.md's CPU calibration: pretrain and build the kNN / probe train set on the first
-  # 10k training images (decoding and embedding all 50k would dominate a short CPU run);
-  # the test split is the full 10k.
-  c.data.train_split = 'train[:10000]'
+  # All 50k training images. Not a slice such as 'train[:10000]': the folder builder stores
+  # CIFAR class by class, so the first 10k images are only classes 0 and 1 (measured).
+  c.data.train_split = 'train'
   c.data.image_size = 32
   c.eval.source = 'folder:../shared/data/cifar10'
-  c.eval.train_split = 'train[:10000]'
+  c.eval.train_split = 'train'
 
   # STACK.md's calibrated CPU backbone: widths 32-64-128, one basic block per stage.
   c.model = dict(name='resnet', stem='cifar', stem_width=32, widths=(32, 64, 128),
@@ -48,10 +47,8 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
     c.log_every = 2
     c.checkpoint.every_steps = 2
     c.data.source = 'builtin:digits'
-    c.data.train_split = 'train'
     c.data.image_size = 16
     c.eval.source = 'builtin:digits'
-    c.eval.train_split = 'train'
     c.eval.batch_size = 64
     c.eval.probe_steps = 50
     c.eval.probe_l2_grid = (1e-4, 1e-2)

@@ -1,6 +1,6 @@
 """MAE: the encoder on visible patches only vs the same model encoding all patches.
 
-  python experiments/benchmarks/mae_visible_vs_all.py [--batch_size=128] [--iters=10]
+  python -m experiments.benchmarks.mae_visible_vs_all [--batch_size=128] [--iters=10]
 
 Times one jitted training step (augment, mask, forward, backward, AdamW) of
 `configs/mae_images.py` at 75% masking, with `mae.encoder_sees_all` False (the encoder runs on
