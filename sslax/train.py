@@ -16,7 +16,6 @@ from sslax import optim
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
-from sslax.data import sources
 from sslax.evaluators import suite
 from sslax.state import TrainState
 
@@ -52,14 +51,11 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
-  """Abstract batch with the data's per-example shapes, for init under eval_shape."""
-  info = sources.info(config.data.source, data_dir=config.data.data_dir or None)
-  if info.image_shape is None:
-    raise ValueError(f'config.data.source={config.data.source!r} has no images; '
-                     f'config.method={config.method!r} needs an image source.')
-  b = config.batch_size
-  return {'image': jax.ShapeDtypeStruct((b, *info.image_shape), jnp.uint8),
-          'label': jax.ShapeDtypeStruct((b,), jnp.int32)}
+  """Abstract global batch shaped like the training data (read from its first record)."""
+  d = config.data
+  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None)
+  return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
+          for k, v in record.items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:

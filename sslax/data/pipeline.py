@@ -61,6 +61,11 @@ class Records:
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
 
 
+def first_record(source: str, split: str, *, data_dir: str | None) -> dict[str, np.ndarray]:
+  """One record with the dtypes batches will have: what a method's init needs to see."""
+  return _numeric(sources.open_split(source, split, data_dir=data_dir)[0])
+
+
 def local_batch_size(global_batch: int) -> int:
   if global_batch % jax.process_count():
     raise ValueError(f'config.batch_size={global_batch} must be divisible by the '

@@ -35,6 +35,9 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   temperature = config.simclr.temperature
 
   def init(rng, batch):
+    if 'image' not in batch:
+      raise ValueError(f"config.method='simclr' needs images, but config.data.source="
+                       f"{config.data.source!r} gives {sorted(batch)}.")
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], size))
     variables = model.init(rng, x, train=False)
     return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}
