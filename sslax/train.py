@@ -64,9 +64,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  config_path = os.path.join(workdir, 'config.json')
+  resolved = json.loads(config.to_json_best_effort())
+  previous = None
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      previous = json.load(f)
 
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)
@@ -82,12 +85,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                             max_to_keep=config.checkpoint.max_to_keep)
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
   if ckpt.latest_step() is not None:
+    changed = changed_keys(previous or {}, resolved)
+    problems = ckpt.mismatches(abstract_state)
+    if problems:
+      ckpt.close()
+      raise ValueError(
+          f'{ckpt.directory} holds a checkpoint that does not fit this config (config keys '
+          f'changed since it was written: {", ".join(changed) or "none recorded"}; first '
+          f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '
+          'changes to resume.')
     state, meta = ckpt.restore(abstract_state, state_sharding)
     if is_main:
-      print(f"Resuming from step {meta['step']} ({ckpt.directory}).")
+      print(f"Resuming from step {meta['step']} ({ckpt.directory})."
+            + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
   else:
     state = init_jit()
   start = int(state.step)
+  if is_main:   # Written once the config is known to fit the workdir's checkpoint.
+    with open(config_path, 'w') as f:
+      json.dump(resolved, f, indent=2, sort_keys=True)
 
   # ---- Train. ------------------------------------------------------------------------------
   step_fn = jax.jit(make_train_step(method, tx, lr_schedule), donate_argnums=0,
@@ -132,6 +148,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       json.dump(results, f, indent=2, sort_keys=True)
     print(format_results(results))
   return results
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[str]:
+  """Dotted keys whose values differ between two resolved configs (as JSON dicts)."""
+  keys = []
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += changed_keys(a, b, f'{prefix}{k}.')
+    elif a != b:
+      keys.append(f'{prefix}{k}')
+  return keys
 
 
 def format_results(results: dict[str, Any]) -> str:
