@@ -17,6 +17,9 @@ def base() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'model': 1})
   c.log_every = 50
   c.progress_bar = True
+  # A NaN/inf loss or gradient: 'stop' raises naming the step (the last good checkpoint
+  # stays the newest); 'skip' leaves that step's update out and counts it in metrics.
+  c.nan_policy = 'stop'
 
   c.data = ml_collections.ConfigDict()
   c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH
