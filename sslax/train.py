@@ -101,7 +101,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   tx, lr_schedule = optim.make(config)
   init_fn = make_init(method, tx, sample_batch(config), config.seed)
   abstract_state = jax.eval_shape(init_fn)
-  state_sharding = sharding.state_shardings(abstract_state, mesh)
+  state_sharding = sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size)
+  if is_main and mesh.shape['fsdp'] > 1:
+    share = sharding.replicated_fraction(abstract_state.params, state_sharding.params)
+    print(f'FSDP over {mesh.shape["fsdp"]} devices: {share:.1%} of parameters replicated '
+          f'(arrays under config.fsdp_min_size={config.fsdp_min_size} elements).')
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
