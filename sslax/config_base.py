@@ -23,6 +23,9 @@ def base() -> ml_collections.ConfigDict:
   # A NaN/inf loss or gradient: 'stop' raises naming the step (the last good checkpoint
   # stays the newest); 'skip' leaves that step's update out and counts it in metrics.
   c.nan_policy = 'stop'
+  # GradCache micro-batches per step (sslax/grad_cache.py): activation memory of one
+  # micro-batch, yet every example of the global batch is a negative. 1 = off.
+  c.grad_accum_steps = 1
 
   c.data = ml_collections.ConfigDict()
   c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH

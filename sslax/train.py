@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from sslax import checkpoint
+from sslax import grad_cache
 from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
@@ -39,12 +40,13 @@ NAN_POLICIES = ('stop', 'skip')
 
 
 def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule,
-                    nan_policy: str = 'stop'):
+                    nan_policy: str = 'stop', grad_accum_steps: int = 1):
   """train_step(state, batch) -> (state, metrics), one jit-able pure function.
 
   metrics['nonfinite'] is 1.0 when the loss or a gradient is NaN/inf. With
   nan_policy='skip' such a step leaves params, optimiser, model and method state
   as they were (only `step` advances, so the next step sees new data and keys).
+  grad_accum_steps > 1: GradCache micro-batches (sslax/grad_cache.py), same loss.
   """
   if nan_policy not in NAN_POLICIES:
     raise ValueError(f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
@@ -53,7 +55,12 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
     step_key = jax.random.fold_in(state.rng, state.step)
     def loss_fn(params):
       return method.loss(params, state.model_state, state.extra, batch, step_key)
-    (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if grad_accum_steps > 1:
+      (loss, (model_state, metrics)), grads = grad_cache.value_and_grad(
+          method, state.params, state.model_state, batch, step_key, grad_accum_steps)
+    else:
+      (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
     grad_norm = optax.global_norm(grads)
     # A NaN/inf anywhere in the gradients makes their global norm non-finite: one check.
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -123,7 +130,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   start = int(state.step)
 
   # ---- Train. ------------------------------------------------------------------------------
-  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy), donate_argnums=0,
+  grad_cache.check_method(method, config.method, config.grad_accum_steps)
+  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
+                                    config.grad_accum_steps), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
