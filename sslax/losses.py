@@ -88,7 +88,8 @@ def info_nce(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float) -> j
 
 
 def info_nce_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float,
-                     mesh: jax.sharding.Mesh, axes: tuple[str, ...] = ('data', 'fsdp')) -> jax.Array:
+                     mesh: jax.sharding.Mesh,
+                     axes: tuple[str, ...] = ('data', 'fsdp')) -> jax.Array:
   """`info_nce` (same value and gradients) without the [2N, 2N] similarity matrix on any device.
 
   Under `jax.shard_map` over the batch `axes`, each device normalises its own n = N / devices

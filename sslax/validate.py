@@ -33,7 +33,8 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
     raise ValueError(f'config.optim.name={config.optim.name!r} is unknown; '
                      f'choose one of {optim.OPTIMIZERS}.')
   if config.get('nan_policy', 'stop') not in ('stop', 'skip'):
-    raise ValueError(f"config.nan_policy={config.nan_policy!r} is unknown; choose 'stop' or 'skip'.")
+    raise ValueError(
+        f"config.nan_policy={config.nan_policy!r} is unknown; choose 'stop' or 'skip'.")
   accum = int(config.get('grad_accum_steps', 1))
   if accum < 1 or config.batch_size % accum:
     raise ValueError(f'config.grad_accum_steps={accum} must be >= 1 and divide '

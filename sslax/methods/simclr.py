@@ -30,7 +30,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
       encoder=models.make_encoder(config.model),
       projector=heads.MLP(hidden_dims=tuple(config.simclr.proj_hidden_dims),
                           out_dim=config.simclr.proj_dim,
-                          use_bn=config.simclr.get('proj_batch_norm', True)))
+                          use_bn=config.simclr.get('proj_batch_norm', True),
+                          dtype=models.compute_dtype(config.model)))
   size = config.data.image_size
   aug_kwargs = dict(config.augment)
   temperature = config.simclr.temperature
@@ -70,7 +71,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   def embed(params, model_state, batch):
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
     h, _ = model.apply({'params': params, **model_state}, x, train=False)
-    return h
+    return h.astype(jnp.float32)   # evaluators get float32 features under bfloat16 compute
 
   return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed,
                         embed_inputs=embed_inputs, forward=forward,
