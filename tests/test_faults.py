@@ -100,7 +100,7 @@ def _start(workdir, data_dir, total_steps: int) -> subprocess.Popen:
   cmd = [sys.executable, '-m', 'sslax.main', '--config', 'configs/simclr_digits.py:smoke',
          '--workdir', str(workdir), f'--config.data.data_dir={data_dir}',
          '--config.progress_bar=False', f'--config.total_steps={total_steps}',
-         '--config.log_every=1', '--config.checkpoint.every_steps=10']
+         '--config.log_every=1', '--config.checkpoint.every_steps=8']
   # The same XLA flags as this process (8 devices, -O0): the same program, bit for bit.
   return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -124,7 +124,7 @@ def _saved_steps(workdir) -> list[int]:
 
 
 def test_sigterm_saves_and_exits_0_then_sigkill_then_resume_is_bit_exact(tmp_path, data_dir):
-  total = 40
+  total = 24
   run_dir = tmp_path / 'run'
   # 1. Preemption notice just after the first logged step: save that step, exit 0.
   proc = _start(run_dir, data_dir, total)
@@ -147,7 +147,7 @@ def test_sigterm_saves_and_exits_0_then_sigkill_then_resume_is_bit_exact(tmp_pat
 
   # 3. Rerun to the end; compare with an uninterrupted run of the same config.
   config = smoke_config(data_dir, total_steps=total, log_every=1,
-                        **{'checkpoint.every_steps': 10})
+                        **{'checkpoint.every_steps': 8, 'eval.probe_steps': 5})
   train.run(config, str(run_dir))
   train.run(config, str(tmp_path / 'straight'))
   resumed, meta = _params(run_dir, config)
