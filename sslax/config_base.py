@@ -15,8 +15,17 @@ def base() -> ml_collections.ConfigDict:
   c.total_steps = 1000
   c.batch_size = 256             # global, over all devices and processes
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'model': 1})
+  # FSDP (mesh.fsdp > 1): state arrays with at least this many elements are split over
+  # 'fsdp'; smaller ones stay replicated, where gathering them would cost more than they save.
+  c.fsdp_min_size = 2**14
   c.log_every = 50
   c.progress_bar = True
+  # A NaN/inf loss or gradient: 'stop' raises naming the step (the last good checkpoint
+  # stays the newest); 'skip' leaves that step's update out and counts it in metrics.
+  c.nan_policy = 'stop'
+  # GradCache micro-batches per step (sslax/grad_cache.py): activation memory of one
+  # micro-batch, yet every example of the global batch is a negative. 1 = off.
+  c.grad_accum_steps = 1
 
   c.data = ml_collections.ConfigDict()
   c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH

@@ -87,6 +87,53 @@ def info_nce(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float) -> j
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Nx2N, labels_2N))
 
 
+def info_nce_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float,
+                     mesh: jax.sharding.Mesh,
+                     axes: tuple[str, ...] = ('data', 'fsdp')) -> jax.Array:
+  """`info_nce` (same value and gradients) without the [2N, 2N] similarity matrix on any device.
+
+  Under `jax.shard_map` over the batch `axes`, each device normalises its own n = N / devices
+  rows of both views, all-gathers the [N, D] embeddings of each view (O(N D) memory) and
+  computes only its 2n anchors' rows of logits against all 2N columns: [2n, 2N] per device
+  instead of [2N, 2N]. The per-device sums of the cross-entropy are psum-ed. Gradients flow
+  back through the all-gather (a reduce-scatter), so every device's negatives still count.
+
+  Args:
+    z_a_NxD: first-view embeddings, [N, D], N divisible by the size of `axes` in `mesh`.
+    z_b_NxD: second-view embeddings, [N, D].
+    temperature: softmax temperature tau > 0.
+    mesh: the device mesh the batch is sharded over.
+    axes: mesh axes the batch (leading) dimension is split over.
+
+  Returns:
+    Scalar loss in float32 (float64 for float64 inputs), replicated.
+  """
+  n_global = z_a_NxD.shape[0]
+  dtype = _compute_dtype(jnp.result_type(z_a_NxD, z_b_NxD))
+  spec = jax.sharding.PartitionSpec(axes)
+
+  def per_device(a_nxD, b_nxD):
+    n = a_nxD.shape[0]
+    a_nxD, b_nxD = l2_normalize(a_nxD.astype(dtype)), l2_normalize(b_nxD.astype(dtype))
+    a_NxD = jax.lax.all_gather(a_nxD, axes, tiled=True)
+    b_NxD = jax.lax.all_gather(b_nxD, axes, tiled=True)
+    columns_2NxD = jnp.concatenate([a_NxD, b_NxD], axis=0)
+    anchors_2nxD = jnp.concatenate([a_nxD, b_nxD], axis=0)
+    logits_2nx2N = jnp.matmul(anchors_2nxD, columns_2NxD.T,
+                              precision=jax.lax.Precision.HIGHEST) / jnp.asarray(temperature, dtype)
+    # Global column of each local anchor (view a rows, then view b rows) and of its positive.
+    rows_n = jax.lax.axis_index(axes) * n + jnp.arange(n)
+    self_2n = jnp.concatenate([rows_n, rows_n + n_global])
+    positive_2n = jnp.concatenate([rows_n + n_global, rows_n])
+    is_self_2nx2N = self_2n[:, None] == jnp.arange(2 * n_global)[None, :]
+    logits_2nx2N = jnp.where(is_self_2nx2N, jnp.asarray(_MASKED_LOGIT, dtype), logits_2nx2N)
+    xent_2n = optax.softmax_cross_entropy_with_integer_labels(logits_2nx2N, positive_2n)
+    return jax.lax.psum(jnp.sum(xent_2n), axes) / (2 * n_global)
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
+                       out_specs=jax.sharding.PartitionSpec())(z_a_NxD, z_b_NxD)
+
+
 def contrastive_accuracy(logits_2Nx2N: jax.Array, labels_2N: jax.Array) -> jax.Array:
   """Fraction of anchors whose most similar other anchor is their positive (a training
   metric; chance is 1 / (2N - 1)).

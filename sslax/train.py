@@ -10,9 +10,11 @@ import numpy as np
 import optax
 
 from sslax import checkpoint
+from sslax import grad_cache
 from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
+from sslax import preemption
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
@@ -33,17 +35,45 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
   return init
 
 
-def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule):
+NAN_POLICIES = ('stop', 'skip')
+
+
+def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule,
+                    nan_policy: str = 'stop', grad_accum_steps: int = 1):
+  """train_step(state, batch) -> (state, metrics), one jit-able pure function.
+
+  metrics['nonfinite'] is 1.0 when the loss or a gradient is NaN/inf. With
+  nan_policy='skip' such a step leaves params, optimiser, model and method state
+  as they were (only `step` advances, so the next step sees new data and keys).
+  grad_accum_steps > 1: GradCache micro-batches (sslax/grad_cache.py), same loss.
+  """
+  if nan_policy not in NAN_POLICIES:
+    raise ValueError(f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
+
   def train_step(state: TrainState, batch):
     step_key = jax.random.fold_in(state.rng, state.step)
     def loss_fn(params):
       return method.loss(params, state.model_state, state.extra, batch, step_key)
-    (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if grad_accum_steps > 1:
+      (loss, (model_state, metrics)), grads = grad_cache.value_and_grad(
+          method, state.params, state.model_state, batch, step_key, grad_accum_steps)
+    else:
+      (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
+    grad_norm = optax.global_norm(grads)
+    # A NaN/inf anywhere in the gradients makes their global norm non-finite: one check.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     extra = method.update_extra(state.extra, params, state.step)
+    new = (params, opt_state, model_state, extra)
+    if nan_policy == 'skip':
+      old = (state.params, state.opt_state, state.model_state, state.extra)
+      new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    params, opt_state, model_state, extra = new
     metrics = {**metrics, 'loss': loss, 'learning_rate': lr_schedule(state.step),
-               'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(params)}
+               'grad_norm': grad_norm, 'param_norm': optax.global_norm(params),
+               'nonfinite': 1.0 - finite.astype(jnp.float32)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state=model_state, extra=extra)
     return new_state, metrics
@@ -77,13 +107,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   tx, lr_schedule = optim.make(config)
   init_fn = make_init(method, tx, sample_batch(config), config.seed)
   abstract_state = jax.eval_shape(init_fn)
-  state_sharding = sharding.state_shardings(abstract_state, mesh)
+  state_sharding = sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size)
+  if is_main and mesh.shape['fsdp'] > 1:
+    share = sharding.replicated_fraction(abstract_state.params, state_sharding.params)
+    print(f'FSDP over {mesh.shape["fsdp"]} devices: {share:.1%} of parameters replicated '
+          f'(arrays under config.fsdp_min_size={config.fsdp_min_size} elements).')
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
   ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
                             max_to_keep=config.checkpoint.max_to_keep)
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
+  skipped_steps = 0
   if ckpt.latest_step() is not None:
     changed = changed_keys(previous or {}, resolved)
     problems = ckpt.mismatches(abstract_state)
@@ -95,6 +130,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '
           'changes to resume.')
     state, meta = ckpt.restore(abstract_state, state_sharding)
+    skipped_steps = meta.get('skipped_steps', 0)
     if is_main:
       print(f"Resuming from step {meta['step']} ({ckpt.directory})."
             + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
@@ -106,34 +142,60 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       json.dump(resolved, f, indent=2, sort_keys=True)
 
   # ---- Train. ------------------------------------------------------------------------------
-  step_fn = jax.jit(make_train_step(method, tx, lr_schedule), donate_argnums=0,
+  grad_cache.check_method(method, config.method, config.grad_accum_steps)
+  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
+                                    config.grad_accum_steps), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)
-  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed}
+  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
+                       'skipped_steps': skipped_steps}
+  preempted = False
+  # Per-step NaN flags stay on device until the next log or save point, so checking every
+  # step costs no host sync, yet the first bad step is known exactly.
+  pending_flags, first_pending = [], start + 1
   try:
-    if start < config.total_steps:
+    with preemption.Watcher() as watcher:
+      # A generator: nothing is read or built unless a step runs.
       batches = pipeline.make_train(config, mesh, start_step=start)
       timer.reset(start)
       for step in range(start + 1, config.total_steps + 1):
         state, step_metrics = step_fn(state, next(batches))
         writer.advance(1)
-        save_due = step % config.checkpoint.every_steps == 0 or step == config.total_steps
+        pending_flags.append(step_metrics['nonfinite'])
+        preempted = watcher.reached(step)
+        save_due = (step % config.checkpoint.every_steps == 0 or step == config.total_steps
+                    or preempted)
         if save_due or step % config.log_every == 0:
-          # Checked before every save, so a diverged state never replaces a good checkpoint.
-          scalars = jax.device_get(step_metrics)
-          if not np.isfinite(scalars['loss']):
+          flags = np.asarray(jax.device_get(pending_flags))
+          if config.nan_policy == 'stop' and flags.any():
+            bad = first_pending + int(np.argmax(flags))
             raise FloatingPointError(
-                f'Loss is {scalars["loss"]} at step {step}; stopping without saving this state '
-                f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate?')
+                f'Loss or gradients are NaN/inf at step {bad}; stopping without saving '
+                f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate, '
+                f"set config.optim.grad_clip_norm, or set config.nan_policy='skip'.")
+          skipped_steps += int(flags.sum())
+          pending_flags, first_pending = [], step + 1
+          scalars = jax.device_get(step_metrics)
+          del scalars['nonfinite']
+          if config.nan_policy == 'skip':
+            scalars['skipped_steps'] = skipped_steps
           writer.write(step, {**scalars, **timer.measure(step)})
         if save_due:
           ckpt.save(step, state, meta(step))
+        if preempted:
+          if is_main:
+            print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
+                  'to resume.')
+          break
   finally:
     # Also on errors and interrupts: an async save in flight must land, not be torn.
     ckpt.close()
+  if preempted:
+    writer.close()
+    return {'step': int(state.step), 'preempted': True}
 
   # ---- Evaluate the pretrained encoder and its random initialisation. ----------------------
   initial = init_jit()

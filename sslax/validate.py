@@ -32,6 +32,13 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f'config.optim.name={config.optim.name!r} is unknown; '
                      f'choose one of {optim.OPTIMIZERS}.')
+  if config.get('nan_policy', 'stop') not in ('stop', 'skip'):
+    raise ValueError(
+        f"config.nan_policy={config.nan_policy!r} is unknown; choose 'stop' or 'skip'.")
+  accum = int(config.get('grad_accum_steps', 1))
+  if accum < 1 or config.batch_size % accum:
+    raise ValueError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
+                     f'config.batch_size={config.batch_size}.')
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
       raise ValueError(f'config.{key}={_get(config, key)} must be positive.')

@@ -1,8 +1,20 @@
 """Encoders by name, built from `config.model`."""
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 ENCODERS = ('resnet',)
+
+
+DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
+  """config.model.dtype: activations and matmuls; parameters and optimiser state stay float32."""
+  name = model_config.get('dtype', 'float32')
+  if name not in DTYPES:
+    raise ValueError(f'config.model.dtype={name!r} is unknown; choose one of {DTYPES}.')
+  return jnp.dtype(name)
 
 
 def make_encoder(model_config: ml_collections.ConfigDict) -> nn.Module:
@@ -12,5 +24,6 @@ def make_encoder(model_config: ml_collections.ConfigDict) -> nn.Module:
     return resnet.ResNet(widths=tuple(model_config.widths), blocks=tuple(model_config.blocks),
                          block=model_config.block, stem=model_config.stem,
                          stem_width=model_config.stem_width, norm=model_config.norm,
-                         zero_init_residual=model_config.zero_init_residual)
+                         zero_init_residual=model_config.zero_init_residual,
+                         dtype=compute_dtype(model_config))
   raise ValueError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')
