@@ -53,8 +53,8 @@ def get_config(arg: str = ''):
     c.model.blocks = (1, 1)
     c.simclr.proj_hidden_dims = (32,)
     c.simclr.proj_dim = 16
-    c.eval.probe_steps = 50
-    c.eval.probe_l2_grid = (1e-4, 1e-2)
+    c.evals.linear_probe.steps = 50
+    c.evals.linear_probe.l2_grid = (1e-4, 1e-2)
   elif arg:
     raise ValueError(f"configs/simclr_digits.py: unknown argument {arg!r}; use '' or 'smoke'.")
   return c

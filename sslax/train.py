@@ -1,7 +1,5 @@
 """The shared trainer: one loop for every method and modality (DESIGN.md, "The one path")."""
-import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +11,18 @@ from sslax import checkpoint
 from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
+from sslax import reports
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
 from sslax.data import sources
+from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 from sslax.state import TrainState
 
 
 def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_batch,
-              seed: int):
+              seed: int, probe: online_probe.OnlineProbe | None = None):
   """init(): the state at step 0, a pure function of the seed."""
   def init() -> TrainState:
     root = jax.random.PRNGKey(seed)
@@ -30,11 +30,13 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
     batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
     params, model_state, extra = method.init(init_key, batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state, extra=extra, rng=train_key)
+                      model_state=model_state, extra=extra, rng=train_key,
+                      probe=probe.init(params, model_state, batch) if probe else None)
   return init
 
 
-def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule):
+def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule,
+                    probe: online_probe.OnlineProbe | None = None):
   def train_step(state: TrainState, batch):
     step_key = jax.random.fold_in(state.rng, state.step)
     def loss_fn(params):
@@ -47,6 +49,12 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
                'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(params)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state=model_state, extra=extra)
+    if probe:
+      # On the features the loss just saw (pre-update params), as SimCLR and solo-learn do.
+      probe_state, probe_metrics = probe.update(state.probe, state.params, state.model_state,
+                                                batch)
+      new_state = new_state.replace(probe=probe_state)
+      metrics = {**metrics, **probe_metrics}
     return new_state, metrics
   return train_step
 
@@ -76,7 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = sharding.make_mesh(config.mesh)
   method = methods.get(config.method)(config)
   tx, lr_schedule = optim.make(config)
-  init_fn = make_init(method, tx, sample_batch(config), config.seed)
+  probe = online_probe.make(config, method)
+  init_fn = make_init(method, tx, sample_batch(config), config.seed, probe)
   abstract_state = jax.eval_shape(init_fn)
   state_sharding = sharding.state_shardings(abstract_state, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
@@ -94,12 +103,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   start = int(state.step)
 
   # ---- Train. ------------------------------------------------------------------------------
-  step_fn = jax.jit(make_train_step(method, tx, lr_schedule), donate_argnums=0,
+  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, probe), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)
+  evaluators = suite.Suite(config, method.embed, mesh)
   meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed}
   try:
     if start < config.total_steps:
@@ -119,30 +129,42 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           writer.write(step, {**scalars, **timer.measure(step)})
         if save_due:
           ckpt.save(step, state, meta(step))
+        if suite.due(config, step):
+          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init.
+          scores = evaluators.run({'': [(state.params, state.model_state)]},
+                                  suite.due(config, step))
+          writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
+          timer.reset(step)
   finally:
     # Also on errors and interrupts: an async save in flight must land, not be torn.
     ckpt.close()
 
-  # ---- Evaluate the pretrained encoder and its random initialisation. ----------------------
-  initial = init_jit()
-  results = suite.run(config, method.embed, {
-      '': (state.params, state.model_state),
-      'random_init/': (initial.params, initial.model_state)}, mesh)
-  results['step'] = int(state.step)
+  # ---- Evaluate the pretrained encoder and its random initialisation; reports. ------------
+  results = evaluate(config, evaluators, state, random_init_encoders(config, method, tx, mesh))
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-    print(format_results(results))
+    reports.write(workdir, results, evaluators.test_features)
+    print(reports.table(results))
   return results
 
 
-def format_results(results: dict[str, Any]) -> str:
-  """A short pretrained-vs-random-init table for the terminal."""
-  rows = [('metric', 'pretrained', 'random init')]
-  for key in sorted(k for k in results if '/' in k and not k.startswith('random_init/')):
-    if key.endswith('/accuracy'):
-      rows.append((key, f'{results[key]:.4f}', f"{results.get('random_init/' + key, float('nan')):.4f}"))
-  widths = [max(len(r[i]) for r in rows) for i in range(3)]
-  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Method,
+                         tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
+  """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds."""
+  encoders = []
+  for i in range(config.eval.num_seeds):
+    init_fn = make_init(method, tx, sample_batch(config), config.seed + i)
+    shardings = sharding.state_shardings(jax.eval_shape(init_fn), mesh)
+    initial = jax.jit(init_fn, out_shardings=shardings)()
+    encoders.append((initial.params, initial.model_state))
+  return encoders
+
+
+def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,
+             random_init: list[suite.Encoder]) -> dict[str, float]:
+  """All of config.evals on `state`'s encoder and on `random_init` (under 'random_init/')."""
+  pretrained = [(state.params, state.model_state)] * config.eval.num_seeds
+  results = evaluators.run({'': pretrained, 'random_init/': random_init})
+  results['step'] = int(state.step)
+  return results
