@@ -88,13 +88,15 @@ def plot_embedding(features: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
 
 
 def write(workdir: str, results: Mapping[str, Any],
-          test_features: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-  """results.json, results.md, curves.png and (given features) embedding.png in `workdir`."""
+          test_features: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+          metrics_dir: str | None = None) -> None:
+  """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
+  `workdir`) and, given features, embedding.png in `workdir`."""
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(dict(results), f, indent=2, sort_keys=True)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n")
-  rows = _read_metrics(workdir)
+  rows = _read_metrics(metrics_dir or workdir)
   if rows:
     plot_curves(rows, os.path.join(workdir, 'curves.png'))
   if test_features:

@@ -15,6 +15,7 @@ small, and the frozen evaluators carry the sharded path.
 Shape suffixes: B = batch, D = feature width, L = outputs (classes, or 1 for regression).
 """
 from collections.abc import Callable, Mapping
+import functools
 from typing import Any
 
 import jax
@@ -32,6 +33,31 @@ def _batches(data: Mapping[str, np.ndarray], batch_size: int):
   for start in range(0, n, batch_size):
     idx = np.minimum(np.arange(start, start + batch_size), n - 1)
     yield {k: v[idx] for k, v in data.items()}, min(batch_size, n - start)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: float):
+  """(optimiser, jitted step, jitted predict), built once per embed and options: every seed
+  and encoder (pretrained, random init) of a run reuses one compilation."""
+  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+
+  def predict(variables, model_state, batch):
+    feats_BxD = embed(variables['encoder'], model_state, batch).astype(jnp.float32)
+    return feats_BxD @ variables['head']['w_DxL'] + variables['head']['b_L']
+
+  def loss_fn(variables, model_state, batch):
+    out_BxL = predict(variables, model_state, batch)
+    if task == 'classification':
+      return optax.softmax_cross_entropy_with_integer_labels(out_BxL, batch['label']).mean()
+    return jnp.mean(jnp.square(out_BxL[:, 0] - batch['label'].astype(jnp.float32)))
+
+  @jax.jit
+  def step(variables, opt_state, model_state, batch):
+    loss, grads = jax.value_and_grad(loss_fn)(variables, model_state, batch)
+    updates, opt_state = tx.update(grads, opt_state, variables)
+    return optax.apply_updates(variables, updates), opt_state, loss
+
+  return tx, step, jax.jit(predict)
 
 
 def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
@@ -61,33 +87,16 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   variables = {'encoder': params,
                'head': {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
                         'b_L': jnp.zeros((num_outputs,), jnp.float32)}}
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
-
-  def predict(variables, batch):
-    feats_BxD = embed(variables['encoder'], model_state, batch).astype(jnp.float32)
-    return feats_BxD @ variables['head']['w_DxL'] + variables['head']['b_L']
-
-  def loss_fn(variables, batch):
-    out_BxL = predict(variables, batch)
-    if task == 'classification':
-      return optax.softmax_cross_entropy_with_integer_labels(out_BxL, batch['label']).mean()
-    return jnp.mean(jnp.square(out_BxL[:, 0] - batch['label'].astype(jnp.float32)))
-
-  @jax.jit
-  def step(variables, opt_state, batch):
-    loss, grads = jax.value_and_grad(loss_fn)(variables, batch)
-    updates, opt_state = tx.update(grads, opt_state, variables)
-    return optax.apply_updates(variables, updates), opt_state, loss
-
+  tx, step, predict = _compiled(embed, task, learning_rate, weight_decay)
   rng = np.random.default_rng(seed)
   n = len(train['label'])
   opt_state = tx.init(variables)
   for _ in range(steps):
     idx = rng.integers(0, n, size=batch_size)
-    variables, opt_state, _ = step(variables, opt_state, {k: v[idx] for k, v in train.items()})
+    variables, opt_state, _ = step(variables, opt_state, model_state,
+                                   {k: v[idx] for k, v in train.items()})
 
-  predict_jit = jax.jit(predict)
-  outputs = [np.asarray(predict_jit(variables, batch))[:valid]
+  outputs = [np.asarray(predict(variables, model_state, batch))[:valid]
              for batch, valid in _batches(test, batch_size)]
   out_MxL = np.concatenate(outputs)
   if task == 'classification':
