@@ -129,8 +129,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           writer.write(step, {**scalars, **timer.measure(step)})
         if save_due:
           ckpt.save(step, state, meta(step))
-        if suite.due(config, step):
-          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init.
+        if step < config.total_steps and suite.due(config, step):
+          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
+          # the last step's are the final report's.
           scores = evaluators.run({'': [(state.params, state.model_state)]},
                                   suite.due(config, step))
           writer.write(step, {f'eval/{k}': v for k, v in scores.items()})

@@ -39,6 +39,9 @@ OPTIONS = {
 }
 TYPES = tuple(OPTIONS)
 COMMON = ('type', 'source', 'every_steps')
+# Optional on every evaluator, default True: lets a config carry a costly evaluator that a
+# command line can switch on (a locked config cannot gain new keys there).
+OPTIONAL = ('enabled',)
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -53,7 +56,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     if missing:
       raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
                        'example of each type.')
-    unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONS[ev.type]))
+    unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONAL + OPTIONS[ev.type]))
     if unknown:
       raise ValueError(f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
                        f'{OPTIONS[ev.type]}.')
@@ -67,9 +70,15 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 
 
+def enabled(config: ml_collections.ConfigDict) -> list[str]:
+  """Names of the evaluators of `config.evals` that are not switched off."""
+  return [n for n, ev in config.evals.items() if ev.get('enabled', True)]
+
+
 def due(config: ml_collections.ConfigDict, step: int) -> list[str]:
   """Names of the evaluators that run during pretraining at `step`."""
-  return [n for n, ev in config.evals.items() if ev.every_steps and step % ev.every_steps == 0]
+  return [n for n in enabled(config)
+          if config.evals[n].every_steps and step % config.evals[n].every_steps == 0]
 
 
 def checksum(tree: Any) -> str:
@@ -186,20 +195,22 @@ class Suite:
 
   def run(self, encoders: Mapping[str, Sequence[Encoder]],
           names: Sequence[str] | None = None) -> dict[str, float]:
-    """Scores `{prefix: [encoder per seed]}` with evaluators `names` (default: all).
+    """Scores `{prefix: [encoder per seed]}` with evaluators `names` (default: enabled ones).
 
     Encoder i is evaluated with seed config.seed + i (probe split, k-means, fine-tune data
     order). Keys are '<prefix><name>/<metric>' (e.g. 'random_init/knn/accuracy'), the mean
     over seeds, plus '<...>_std' when a prefix has several encoders.
     """
-    names = list(self.config.evals) if names is None else list(names)
+    names = enabled(self.config) if names is None else list(names)
     for name in names:
       self._open(*self._source(name))
     results = {}
     for prefix, seeds in encoders.items():
-      per_seed = []
+      per_seed, cache = [], {}
       for i, encoder in enumerate(seeds):
-        scores, cache = {}, {}
+        scores = {}
+        if i and encoder is not seeds[i - 1]:
+          cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
         with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
           for name in names:
             if self.config.evals[name].type == 'fine_tune':
