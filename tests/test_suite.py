@@ -99,7 +99,8 @@ def _write_npz(path, labels):
 
 @pytest.mark.parametrize('train_labels, test_labels, match', [
     (None, None, r"config.eval.source='npz:.*' has no labels"),
-    ([0, 1, 2, 0, 1, 2], [0, 1, 0], r'classes of split .*train.* \[0, 1, 2\] differ from .*\[0, 1\]'),
+    ([0, 1, 2, 0, 1, 2], [0, 1, 0],
+     r'classes of split .*train.* \[0, 1, 2\] differ from .*\[0, 1\]'),
 ])
 def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match):
   _write_npz(tmp_path / 'toy_train.npz', train_labels)
