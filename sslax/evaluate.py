@@ -26,6 +26,7 @@ from sslax import optim
 from sslax import reports
 from sslax import sharding
 from sslax import train
+from sslax import validate
 from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 
@@ -57,7 +58,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
         output_dir: str | None = None) -> dict[str, float]:
   """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content."""
-  suite.check(config)
+  validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   mesh = sharding.make_mesh(config.mesh)
   method = methods.get(config.method)(config)
   tx, _ = optim.make(config)
