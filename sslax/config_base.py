@@ -39,13 +39,26 @@ def base() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict({'every_steps': 500, 'max_to_keep': 3})
 
+  # Where and how the downstream evaluators read labelled data; each evaluator below may
+  # name its own `source` ('' = this one).
   c.eval = ml_collections.ConfigDict()
   c.eval.source = ''             # labelled data for the downstream evaluators, same syntax
   c.eval.train_split = 'train'
   c.eval.test_split = 'test'
   c.eval.batch_size = 256
-  c.eval.knn_k = 20
-  c.eval.knn_temperature = 0.07
-  c.eval.probe_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-  c.eval.probe_steps = 300
+  c.eval.num_seeds = 1           # > 1: every report is mean +- std over seeds seed, seed+1, ...
+
+  # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
+  # one of suite.TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).
+  c.evals = ml_collections.ConfigDict()
+  c.evals.knn = dict(type='knn', source='', every_steps=0, k=20, temperature=0.07)
+  c.evals.linear_probe = dict(type='linear_probe', source='', every_steps=0,
+                              l2_grid=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), steps=300)
+
+  # A linear classifier trained inside the train step on stop-gradient features of the
+  # unaugmented batch (SimCLR appendix B.9, solo-learn): accuracy during pretraining for the
+  # price of one extra forward pass. Needs labels in config.data.source.
+  c.online_probe = ml_collections.ConfigDict()
+  c.online_probe.enabled = False
+  c.online_probe.learning_rate = 1e-3
   return c

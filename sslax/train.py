@@ -15,15 +15,17 @@ from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
 from sslax import preemption
+from sslax import reports
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
+from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 from sslax.state import TrainState
 
 
 def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_batch,
-              seed: int):
+              seed: int, probe: online_probe.OnlineProbe | None = None):
   """init(): the state at step 0, a pure function of the seed."""
   def init() -> TrainState:
     root = jax.random.PRNGKey(seed)
@@ -31,7 +33,8 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
     batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
     params, model_state, extra = method.init(init_key, batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state, extra=extra, rng=train_key)
+                      model_state=model_state, extra=extra, rng=train_key,
+                      probe=probe.init(params, model_state, batch) if probe else None)
   return init
 
 
@@ -39,13 +42,15 @@ NAN_POLICIES = ('stop', 'skip')
 
 
 def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule,
-                    nan_policy: str = 'stop', grad_accum_steps: int = 1):
+                    nan_policy: str = 'stop', grad_accum_steps: int = 1,
+                    probe: online_probe.OnlineProbe | None = None):
   """train_step(state, batch) -> (state, metrics), one jit-able pure function.
 
   metrics['nonfinite'] is 1.0 when the loss or a gradient is NaN/inf. With
   nan_policy='skip' such a step leaves params, optimiser, model and method state
   as they were (only `step` advances, so the next step sees new data and keys).
   grad_accum_steps > 1: GradCache micro-batches (sslax/grad_cache.py), same loss.
+  probe: an online linear probe on stop-gradient features (evaluators/online_probe.py).
   """
   if nan_policy not in NAN_POLICIES:
     raise ValueError(f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
@@ -76,6 +81,12 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
                'nonfinite': 1.0 - finite.astype(jnp.float32)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state=model_state, extra=extra)
+    if probe:
+      # On the features the loss just saw (pre-update params), as SimCLR and solo-learn do.
+      probe_state, probe_metrics = probe.update(state.probe, state.params, state.model_state,
+                                                batch)
+      new_state = new_state.replace(probe=probe_state)
+      metrics = {**metrics, **probe_metrics}
     return new_state, metrics
   return train_step
 
@@ -105,7 +116,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = sharding.make_mesh(config.mesh)
   method = methods.get(config.method)(config)
   tx, lr_schedule = optim.make(config)
-  init_fn = make_init(method, tx, sample_batch(config), config.seed)
+  probe = online_probe.make(config, method)
+  init_fn = make_init(method, tx, sample_batch(config), config.seed, probe)
   abstract_state = jax.eval_shape(init_fn)
   state_sharding = sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size)
   if is_main and mesh.shape['fsdp'] > 1:
@@ -144,12 +156,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   # ---- Train. ------------------------------------------------------------------------------
   grad_cache.check_method(method, config.method, config.grad_accum_steps)
   step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
-                                    config.grad_accum_steps), donate_argnums=0,
+                                    config.grad_accum_steps, probe), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)
+  evaluators = suite.Suite(config, method.embed, mesh)
   meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
                        'skipped_steps': skipped_steps}
   preempted = False
@@ -190,6 +203,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
                   'to resume.')
           break
+        if step < config.total_steps and suite.due(config, step):
+          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
+          # the last step's are the final report's.
+          scores = evaluators.run({'': [(state.params, state.model_state)]},
+                                  suite.due(config, step))
+          writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
+          timer.reset(step)
   finally:
     # Also on errors and interrupts: an async save in flight must land, not be torn.
     ckpt.close()
@@ -197,18 +217,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     writer.close()
     return {'step': int(state.step), 'preempted': True}
 
-  # ---- Evaluate the pretrained encoder and its random initialisation. ----------------------
-  initial = init_jit()
-  results = suite.run(config, method.embed, {
-      '': (state.params, state.model_state),
-      'random_init/': (initial.params, initial.model_state)}, mesh)
-  results['step'] = int(state.step)
+  # ---- Evaluate the pretrained encoder and its random initialisation; reports. ------------
+  results = evaluate(config, evaluators, state, random_init_encoders(config, method, tx, mesh))
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-    print(format_results(results))
+    reports.write(workdir, results, evaluators.test_features)
+    print(reports.table(results))
   return results
 
 
@@ -224,11 +239,22 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> 
   return keys
 
 
-def format_results(results: dict[str, Any]) -> str:
-  """A short pretrained-vs-random-init table for the terminal."""
-  rows = [('metric', 'pretrained', 'random init')]
-  for key in sorted(k for k in results if '/' in k and not k.startswith('random_init/')):
-    if key.endswith('/accuracy'):
-      rows.append((key, f'{results[key]:.4f}', f"{results.get('random_init/' + key, float('nan')):.4f}"))
-  widths = [max(len(r[i]) for r in rows) for i in range(3)]
-  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Method,
+                         tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
+  """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds."""
+  encoders = []
+  for i in range(config.eval.num_seeds):
+    init_fn = make_init(method, tx, sample_batch(config), config.seed + i)
+    shardings = sharding.state_shardings(jax.eval_shape(init_fn), mesh, config.fsdp_min_size)
+    initial = jax.jit(init_fn, out_shardings=shardings)()
+    encoders.append((initial.params, initial.model_state))
+  return encoders
+
+
+def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,
+             random_init: list[suite.Encoder]) -> dict[str, float]:
+  """All of config.evals on `state`'s encoder and on `random_init` (under 'random_init/')."""
+  pretrained = [(state.params, state.model_state)] * config.eval.num_seeds
+  results = evaluators.run({'': pretrained, 'random_init/': random_init})
+  results['step'] = int(state.step)
+  return results

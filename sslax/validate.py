@@ -11,6 +11,7 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax.data import sources
+from sslax.evaluators import suite
 
 REQUIRED = ('method', 'seed', 'total_steps', 'batch_size', 'mesh', 'data.source', 'eval.source')
 
@@ -53,3 +54,4 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
           f'of {math.lcm(data_parallel, num_processes)}.')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
+  suite.check(config)   # unknown evaluator types and options, before anything compiles

@@ -147,7 +147,7 @@ def test_sigterm_saves_and_exits_0_then_sigkill_then_resume_is_bit_exact(tmp_pat
 
   # 3. Rerun to the end; compare with an uninterrupted run of the same config.
   config = smoke_config(data_dir, total_steps=total, log_every=1,
-                        **{'checkpoint.every_steps': 8, 'eval.probe_steps': 5})
+                        **{'checkpoint.every_steps': 8, 'evals.linear_probe.steps': 5})
   train.run(config, str(run_dir))
   train.run(config, str(tmp_path / 'straight'))
   resumed, meta = _params(run_dir, config)

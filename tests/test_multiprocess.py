@@ -29,7 +29,7 @@ def _start(workdir, data_dir, devices: int, *distributed: str) -> subprocess.Pop
   cmd = [sys.executable, '-m', 'sslax.main', '--config', 'configs/simclr_digits.py:smoke',
          '--workdir', str(workdir), f'--config.data.data_dir={data_dir}',
          '--config.progress_bar=False', '--config.log_every=1',
-         '--config.eval.probe_steps=5', *distributed]   # evaluation: only that it runs
+         '--config.evals.linear_probe.steps=5', *distributed]   # evaluation: only that it runs
   # Not this process's 8-device flag (STACK.md): each child sets its own device count.
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
          f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0'}
