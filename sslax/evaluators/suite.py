@@ -44,7 +44,8 @@ def run(config: ml_collections.ConfigDict, embed: EmbedFn,
   replicated = sharding.replicated(mesh)
   embed_fn = jax.jit(embed, in_shardings=(replicated, replicated, sharding.batch_sharding(mesh)))
   splits = {s: pipeline.Records(e.source, s, data_dir=config.data.data_dir or None,
-                                in_memory=True) for s in (e.train_split, e.test_split)}
+                                in_memory=True, transform=pipeline.record_transform(config.data))
+            for s in (e.train_split, e.test_split)}
   results = {}
   for prefix, (params, model_state) in encoders.items():
     feats = {s: extract(embed_fn, params, model_state,
