@@ -146,14 +146,14 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
 
 
 def _to_numpy(example: Any, name: str = '') -> Any:
-  """Plain numpy leaves: images always [H,W,C], labels int64 scalars."""
+  """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
     return {k: _to_numpy(v, k) for k, v in example.items()}
   value = np.asarray(example)
   if name == 'image' and value.ndim == 2:
     value = value[..., None]
-  elif name == 'label' and value.ndim == 0:
-    value = np.int64(value)
+  elif name == 'label' and value.ndim == 0 and value.dtype.kind in 'iub':
+    value = np.int64(value)   # regression labels (tsv: floats) stay float
   return value
 
 

@@ -71,7 +71,10 @@ class Transformer(nn.Module):
     mask_Bx1xLxL = jnp.logical_or(mask_Bx1xLxL, jnp.eye(length, dtype=bool))
     for block in self.blocks:
       x_BxLxD = block(x_BxLxD, mask_Bx1xLxL)
-    return self.ln_final(x_BxLxD)
+    h_BxLxD = self.ln_final(x_BxLxD)
+    if self.is_initializing() and not self.tie_embeddings:
+      self.out_proj(h_BxLxD[:, :1])   # init() runs only __call__: create the output layer too
+    return h_BxLxD
 
   def logits(self, h_xD: jnp.ndarray) -> jnp.ndarray:
     """Vocabulary logits [..., V] of hidden states [..., D]."""
