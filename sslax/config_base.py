@@ -28,12 +28,14 @@ def base() -> ml_collections.ConfigDict:
   c.grad_accum_steps = 1
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH
+  c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH | text:PATH | tsv:PATH
   c.data.train_split = 'train'
   c.data.data_dir = ''           # where TFDS data sets live / local sources are built; '' = TFDS default
   c.data.in_memory = True        # decode the split once into host memory (small data sets)
   c.data.prefetch = 2            # batches prepared ahead of the step
   c.data.image_size = 32         # model input side; views are cropped and resized to it
+  c.data.tokenizer = ''          # text sources: 'byte' (see sslax/data/tokenizers.py); '' = none
+  c.data.seq_len = 128           # text sources: tokens per example (truncated / PAD-padded)
 
   c.optim = optim.defaults()
 

@@ -94,7 +94,8 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
   d = config.data
-  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None)
+  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
+                                 transform=pipeline.record_transform(d))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 

@@ -141,7 +141,8 @@ class Suite:
       if not num_classes:
         raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
                          'labelled source.')
-      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True)
+      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
+                                   transform=pipeline.record_transform(self.config.data))
                 for s in (e.train_split, e.test_split)}
       labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
       if not np.array_equal(labels[e.train_split], labels[e.test_split]):

@@ -3,7 +3,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-ENCODERS = ('resnet',)
+ENCODERS = ('resnet', 'transformer')
 
 
 DTYPES = ('float32', 'bfloat16')
@@ -17,8 +17,13 @@ def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
   return jnp.dtype(name)
 
 
-def make_encoder(model_config: ml_collections.ConfigDict) -> nn.Module:
+def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module:
+  """The encoder `config.model.name` names; `kwargs` are what the data or method decide
+  (the transformer's `vocab_size` from the tokenizer, `causal` from the method)."""
   name = model_config.name
+  if name == 'transformer':
+    from sslax.models import text
+    return text.from_config(model_config, **kwargs)
   if name == 'resnet':
     from sslax.models import resnet
     return resnet.ResNet(widths=tuple(model_config.widths), blocks=tuple(model_config.blocks),
