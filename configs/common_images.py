@@ -50,8 +50,8 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
     c.data.image_size = 16
     c.eval.source = 'builtin:digits'
     c.eval.batch_size = 64
-    c.eval.probe_steps = 50
-    c.eval.probe_l2_grid = (1e-4, 1e-2)
+    c.evals.linear_probe.steps = 50
+    c.evals.linear_probe.l2_grid = (1e-4, 1e-2)
     c.model.stem_width = 8
     c.model.widths = (8, 16)
     c.model.blocks = (1, 1)

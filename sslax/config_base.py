@@ -15,28 +15,52 @@ def base() -> ml_collections.ConfigDict:
   c.total_steps = 1000
   c.batch_size = 256             # global, over all devices and processes
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'model': 1})
+  # FSDP (mesh.fsdp > 1): state arrays with at least this many elements are split over
+  # 'fsdp'; smaller ones stay replicated, where gathering them would cost more than they save.
+  c.fsdp_min_size = 2**14
   c.log_every = 50
   c.progress_bar = True
+  # A NaN/inf loss or gradient: 'stop' raises naming the step (the last good checkpoint
+  # stays the newest); 'skip' leaves that step's update out and counts it in metrics.
+  c.nan_policy = 'stop'
+  # GradCache micro-batches per step (sslax/grad_cache.py): activation memory of one
+  # micro-batch, yet every example of the global batch is a negative. 1 = off.
+  c.grad_accum_steps = 1
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH
+  c.data.source = ''             # builtin:NAME | tfds:NAME | folder:DIR | npz:PATH | text:PATH | tsv:PATH
   c.data.train_split = 'train'
   c.data.data_dir = ''           # where TFDS data sets live / local sources are built; '' = TFDS default
   c.data.in_memory = True        # decode the split once into host memory (small data sets)
   c.data.prefetch = 2            # batches prepared ahead of the step
   c.data.image_size = 32         # model input side; views are cropped and resized to it
+  c.data.tokenizer = ''          # text sources: 'byte' (see sslax/data/tokenizers.py); '' = none
+  c.data.seq_len = 128           # text sources: tokens per example (truncated / PAD-padded)
 
   c.optim = optim.defaults()
 
   c.checkpoint = ml_collections.ConfigDict({'every_steps': 500, 'max_to_keep': 3})
 
+  # Where and how the downstream evaluators read labelled data; each evaluator below may
+  # name its own `source` ('' = this one).
   c.eval = ml_collections.ConfigDict()
   c.eval.source = ''             # labelled data for the downstream evaluators, same syntax
   c.eval.train_split = 'train'
   c.eval.test_split = 'test'
   c.eval.batch_size = 256
-  c.eval.knn_k = 20
-  c.eval.knn_temperature = 0.07
-  c.eval.probe_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-  c.eval.probe_steps = 300
+  c.eval.num_seeds = 1           # > 1: every report is mean +- std over seeds seed, seed+1, ...
+
+  # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
+  # one of suite.TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).
+  c.evals = ml_collections.ConfigDict()
+  c.evals.knn = dict(type='knn', source='', every_steps=0, k=20, temperature=0.07)
+  c.evals.linear_probe = dict(type='linear_probe', source='', every_steps=0,
+                              l2_grid=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), steps=300)
+
+  # A linear classifier trained inside the train step on stop-gradient features of the
+  # unaugmented batch (SimCLR appendix B.9, solo-learn): accuracy during pretraining for the
+  # price of one extra forward pass. Needs labels in config.data.source.
+  c.online_probe = ml_collections.ConfigDict()
+  c.online_probe.enabled = False
+  c.online_probe.learning_rate = 1e-3
   return c

@@ -87,6 +87,53 @@ def info_nce(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float) -> j
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Nx2N, labels_2N))
 
 
+def info_nce_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float,
+                     mesh: jax.sharding.Mesh,
+                     axes: tuple[str, ...] = ('data', 'fsdp')) -> jax.Array:
+  """`info_nce` (same value and gradients) without the [2N, 2N] similarity matrix on any device.
+
+  Under `jax.shard_map` over the batch `axes`, each device normalises its own n = N / devices
+  rows of both views, all-gathers the [N, D] embeddings of each view (O(N D) memory) and
+  computes only its 2n anchors' rows of logits against all 2N columns: [2n, 2N] per device
+  instead of [2N, 2N]. The per-device sums of the cross-entropy are psum-ed. Gradients flow
+  back through the all-gather (a reduce-scatter), so every device's negatives still count.
+
+  Args:
+    z_a_NxD: first-view embeddings, [N, D], N divisible by the size of `axes` in `mesh`.
+    z_b_NxD: second-view embeddings, [N, D].
+    temperature: softmax temperature tau > 0.
+    mesh: the device mesh the batch is sharded over.
+    axes: mesh axes the batch (leading) dimension is split over.
+
+  Returns:
+    Scalar loss in float32 (float64 for float64 inputs), replicated.
+  """
+  n_global = z_a_NxD.shape[0]
+  dtype = _compute_dtype(jnp.result_type(z_a_NxD, z_b_NxD))
+  spec = jax.sharding.PartitionSpec(axes)
+
+  def per_device(a_nxD, b_nxD):
+    n = a_nxD.shape[0]
+    a_nxD, b_nxD = l2_normalize(a_nxD.astype(dtype)), l2_normalize(b_nxD.astype(dtype))
+    a_NxD = jax.lax.all_gather(a_nxD, axes, tiled=True)
+    b_NxD = jax.lax.all_gather(b_nxD, axes, tiled=True)
+    columns_2NxD = jnp.concatenate([a_NxD, b_NxD], axis=0)
+    anchors_2nxD = jnp.concatenate([a_nxD, b_nxD], axis=0)
+    logits_2nx2N = jnp.matmul(anchors_2nxD, columns_2NxD.T,
+                              precision=jax.lax.Precision.HIGHEST) / jnp.asarray(temperature, dtype)
+    # Global column of each local anchor (view a rows, then view b rows) and of its positive.
+    rows_n = jax.lax.axis_index(axes) * n + jnp.arange(n)
+    self_2n = jnp.concatenate([rows_n, rows_n + n_global])
+    positive_2n = jnp.concatenate([rows_n + n_global, rows_n])
+    is_self_2nx2N = self_2n[:, None] == jnp.arange(2 * n_global)[None, :]
+    logits_2nx2N = jnp.where(is_self_2nx2N, jnp.asarray(_MASKED_LOGIT, dtype), logits_2nx2N)
+    xent_2n = optax.softmax_cross_entropy_with_integer_labels(logits_2nx2N, positive_2n)
+    return jax.lax.psum(jnp.sum(xent_2n), axes) / (2 * n_global)
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
+                       out_specs=jax.sharding.PartitionSpec())(z_a_NxD, z_b_NxD)
+
+
 def contrastive_accuracy(logits_2Nx2N: jax.Array, labels_2N: jax.Array) -> jax.Array:
   """Fraction of anchors whose most similar other anchor is their positive (a training
   metric; chance is 1 / (2N - 1)).
@@ -99,6 +146,56 @@ def contrastive_accuracy(logits_2Nx2N: jax.Array, labels_2N: jax.Array) -> jax.A
     Scalar float32 in [0, 1].
   """
   return jnp.mean((jnp.argmax(logits_2Nx2N, axis=-1) == labels_2N).astype(jnp.float32))
+
+
+# ---- Token prediction (masked and next-token language modelling). ---------------------------
+
+
+def masked_token_xent(logits_xV: jax.Array, targets_x: jax.Array,
+                      weights_x: jax.Array) -> jax.Array:
+  """Masked-LM loss (Devlin et al. 2019, "BERT", section 3.1): mean cross-entropy over the
+  predicted positions of the whole (global) batch.
+
+  Any leading shape works: dense [B, L, V] logits with a [B, L] mask, or logits gathered at
+  P chosen positions, [B, P, V] with [B, P] weights. Positions of weight 0 contribute
+  neither value nor gradient. The mean is over the global number of weighted positions, so
+  examples with more masked tokens count more (as in BERT), independent of sharding.
+
+  Args:
+    logits_xV: [..., V] logits.
+    targets_x: [...] int target ids.
+    weights_x: [...] 1 where a position is predicted, 0 elsewhere (bool or float).
+
+  Returns:
+    Scalar float32; 0 when nothing is weighted.
+  """
+  xent_x = optax.softmax_cross_entropy_with_integer_labels(
+      logits_xV.astype(_compute_dtype(logits_xV.dtype)), targets_x)
+  weights_x = weights_x.astype(xent_x.dtype)
+  return jnp.sum(xent_x * weights_x) / jnp.maximum(jnp.sum(weights_x), 1.0)
+
+
+def next_token_xent(logits_BxLxV: jax.Array, tokens_BxL: jax.Array,
+                    valid_BxL: jax.Array) -> jax.Array:
+  """Causal LM loss (Radford et al. 2018/2019, GPT): logits at position t predict token t+1;
+  mean over the global batch's valid targets.
+
+  Args:
+    logits_BxLxV: [B, L, V] logits of a causal model run on `tokens_BxL`.
+    tokens_BxL: [B, L] int token ids.
+    valid_BxL: [B, L] true for real (non-PAD) tokens; target t+1 counts when it is valid.
+
+  Returns:
+    Scalar float32.
+  """
+  return masked_token_xent(logits_BxLxV[:, :-1], tokens_BxL[:, 1:], valid_BxL[:, 1:])
+
+
+def token_accuracy(logits_xV: jax.Array, targets_x: jax.Array, weights_x: jax.Array) -> jax.Array:
+  """Weighted fraction of positions whose argmax logit is the target (a training metric)."""
+  weights_x = weights_x.astype(jnp.float32)
+  hits_x = (jnp.argmax(logits_xV, axis=-1) == targets_x).astype(jnp.float32)
+  return jnp.sum(hits_x * weights_x) / jnp.maximum(jnp.sum(weights_x), 1.0)
 
 
 # --- non-contrastive, distillation and reconstruction losses (vision method zoo) -----------------

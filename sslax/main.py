@@ -26,6 +26,8 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     'process_id', int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None,
     'This process index.')
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    'initialization_timeout', 300, 'Seconds jax.distributed.initialize waits for all processes.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -38,9 +40,10 @@ def main(argv):
   # Multi-process runs must initialise before any other JAX call.
   if _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                               initialization_timeout=_INIT_TIMEOUT.value)
   elif _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    jax.distributed.initialize(initialization_timeout=_INIT_TIMEOUT.value)
   logging.info('JAX %s: %d processes, %d devices (%s)', jax.__version__, jax.process_count(),
                jax.device_count(), jax.devices()[0].platform)
   from sslax import train   # after distributed init: importing it touches no backend, but be safe

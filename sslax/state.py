@@ -18,3 +18,4 @@ class TrainState:
   model_state: Any           # e.g. BatchNorm statistics
   extra: Any                 # method-owned: EMA targets, queues, centres
   rng: jax.Array             # uint32 [2] raw key data (checkpointable)
+  probe: Any = None          # online linear probe's params and optimiser state, if enabled

@@ -10,19 +10,22 @@ import numpy as np
 import optax
 
 from sslax import checkpoint
+from sslax import grad_cache
 from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
+from sslax import preemption
+from sslax import reports
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
-from sslax.data import sources
+from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 from sslax.state import TrainState
 
 
 def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_batch,
-              seed: int):
+              seed: int, probe: online_probe.OnlineProbe | None = None):
   """init(): the state at step 0, a pure function of the seed."""
   def init() -> TrainState:
     root = jax.random.PRNGKey(seed)
@@ -30,36 +33,71 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
     batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
     params, model_state, extra = method.init(init_key, batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state, extra=extra, rng=train_key)
+                      model_state=model_state, extra=extra, rng=train_key,
+                      probe=probe.init(params, model_state, batch) if probe else None)
   return init
 
 
-def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule):
+NAN_POLICIES = ('stop', 'skip')
+
+
+def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr_schedule,
+                    nan_policy: str = 'stop', grad_accum_steps: int = 1,
+                    probe: online_probe.OnlineProbe | None = None):
+  """train_step(state, batch) -> (state, metrics), one jit-able pure function.
+
+  metrics['nonfinite'] is 1.0 when the loss or a gradient is NaN/inf. With
+  nan_policy='skip' such a step leaves params, optimiser, model and method state
+  as they were (only `step` advances, so the next step sees new data and keys).
+  grad_accum_steps > 1: GradCache micro-batches (sslax/grad_cache.py), same loss.
+  probe: an online linear probe on stop-gradient features (evaluators/online_probe.py).
+  """
+  if nan_policy not in NAN_POLICIES:
+    raise ValueError(f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
+
   def train_step(state: TrainState, batch):
     step_key = jax.random.fold_in(state.rng, state.step)
     def loss_fn(params):
       return method.loss(params, state.model_state, state.extra, batch, step_key)
-    (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if grad_accum_steps > 1:
+      (loss, (model_state, metrics)), grads = grad_cache.value_and_grad(
+          method, state.params, state.model_state, batch, step_key, grad_accum_steps)
+    else:
+      (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
+    grad_norm = optax.global_norm(grads)
+    # A NaN/inf anywhere in the gradients makes their global norm non-finite: one check.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     extra = method.update_extra(state.extra, params, state.step)
+    new = (params, opt_state, model_state, extra)
+    if nan_policy == 'skip':
+      old = (state.params, state.opt_state, state.model_state, state.extra)
+      new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    params, opt_state, model_state, extra = new
     metrics = {**metrics, 'loss': loss, 'learning_rate': lr_schedule(state.step),
-               'grad_norm': optax.global_norm(grads), 'param_norm': optax.global_norm(params)}
+               'grad_norm': grad_norm, 'param_norm': optax.global_norm(params),
+               'nonfinite': 1.0 - finite.astype(jnp.float32)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state=model_state, extra=extra)
+    if probe:
+      # On the features the loss just saw (pre-update params), as SimCLR and solo-learn do.
+      probe_state, probe_metrics = probe.update(state.probe, state.params, state.model_state,
+                                                batch)
+      new_state = new_state.replace(probe=probe_state)
+      metrics = {**metrics, **probe_metrics}
     return new_state, metrics
   return train_step
 
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
-  """Abstract batch with the data's per-example shapes, for init under eval_shape."""
-  info = sources.info(config.data.source, data_dir=config.data.data_dir or None)
-  if info.image_shape is None:
-    raise ValueError(f'config.data.source={config.data.source!r} has no images; '
-                     f'config.method={config.method!r} needs an image source.')
-  b = config.batch_size
-  return {'image': jax.ShapeDtypeStruct((b, *info.image_shape), jnp.uint8),
-          'label': jax.ShapeDtypeStruct((b,), jnp.int32)}
+  """Abstract global batch shaped like the training data (read from its first record)."""
+  d = config.data
+  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
+                                 transform=pipeline.record_transform(d))
+  return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
+          for k, v in record.items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -68,81 +106,156 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  config_path = os.path.join(workdir, 'config.json')
+  resolved = json.loads(config.to_json_best_effort())
+  previous = None
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      previous = json.load(f)
 
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)
   method = methods.get(config.method)(config)
   tx, lr_schedule = optim.make(config)
-  init_fn = make_init(method, tx, sample_batch(config), config.seed)
+  probe = online_probe.make(config, method)
+  init_fn = make_init(method, tx, sample_batch(config), config.seed, probe)
   abstract_state = jax.eval_shape(init_fn)
-  state_sharding = sharding.state_shardings(abstract_state, mesh)
+  state_sharding = sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size)
+  if is_main and mesh.shape['fsdp'] > 1:
+    share = sharding.replicated_fraction(abstract_state.params, state_sharding.params)
+    print(f'FSDP over {mesh.shape["fsdp"]} devices: {share:.1%} of parameters replicated '
+          f'(arrays under config.fsdp_min_size={config.fsdp_min_size} elements).')
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
   ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
                             max_to_keep=config.checkpoint.max_to_keep)
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
+  skipped_steps = 0
   if ckpt.latest_step() is not None:
+    changed = changed_keys(previous or {}, resolved)
+    problems = ckpt.mismatches(abstract_state)
+    if problems:
+      ckpt.close()
+      raise ValueError(
+          f'{ckpt.directory} holds a checkpoint that does not fit this config (config keys '
+          f'changed since it was written: {", ".join(changed) or "none recorded"}; first '
+          f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '
+          'changes to resume.')
     state, meta = ckpt.restore(abstract_state, state_sharding)
+    skipped_steps = meta.get('skipped_steps', 0)
     if is_main:
-      print(f"Resuming from step {meta['step']} ({ckpt.directory}).")
+      print(f"Resuming from step {meta['step']} ({ckpt.directory})."
+            + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
   else:
     state = init_jit()
   start = int(state.step)
+  if is_main:   # Written once the config is known to fit the workdir's checkpoint.
+    with open(config_path, 'w') as f:
+      json.dump(resolved, f, indent=2, sort_keys=True)
 
   # ---- Train. ------------------------------------------------------------------------------
-  step_fn = jax.jit(make_train_step(method, tx, lr_schedule), donate_argnums=0,
+  grad_cache.check_method(method, config.method, config.grad_accum_steps)
+  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
+                                    config.grad_accum_steps, probe), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)
-  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed}
+  evaluators = suite.Suite(config, method.embed, mesh)
+  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
+                       'skipped_steps': skipped_steps}
+  preempted = False
+  # Per-step NaN flags stay on device until the next log or save point, so checking every
+  # step costs no host sync, yet the first bad step is known exactly.
+  pending_flags, first_pending = [], start + 1
   try:
-    if start < config.total_steps:
+    with preemption.Watcher() as watcher:
+      # A generator: nothing is read or built unless a step runs.
       batches = pipeline.make_train(config, mesh, start_step=start)
       timer.reset(start)
       for step in range(start + 1, config.total_steps + 1):
         state, step_metrics = step_fn(state, next(batches))
         writer.advance(1)
-        save_due = step % config.checkpoint.every_steps == 0 or step == config.total_steps
+        pending_flags.append(step_metrics['nonfinite'])
+        preempted = watcher.reached(step)
+        save_due = (step % config.checkpoint.every_steps == 0 or step == config.total_steps
+                    or preempted)
         if save_due or step % config.log_every == 0:
-          # Checked before every save, so a diverged state never replaces a good checkpoint.
-          scalars = jax.device_get(step_metrics)
-          if not np.isfinite(scalars['loss']):
+          flags = np.asarray(jax.device_get(pending_flags))
+          if config.nan_policy == 'stop' and flags.any():
+            bad = first_pending + int(np.argmax(flags))
             raise FloatingPointError(
-                f'Loss is {scalars["loss"]} at step {step}; stopping without saving this state '
-                f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate?')
+                f'Loss or gradients are NaN/inf at step {bad}; stopping without saving '
+                f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate, '
+                f"set config.optim.grad_clip_norm, or set config.nan_policy='skip'.")
+          skipped_steps += int(flags.sum())
+          pending_flags, first_pending = [], step + 1
+          scalars = jax.device_get(step_metrics)
+          del scalars['nonfinite']
+          if config.nan_policy == 'skip':
+            scalars['skipped_steps'] = skipped_steps
           writer.write(step, {**scalars, **timer.measure(step)})
         if save_due:
           ckpt.save(step, state, meta(step))
+        if preempted:
+          if is_main:
+            print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
+                  'to resume.')
+          break
+        if step < config.total_steps and suite.due(config, step):
+          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
+          # the last step's are the final report's.
+          scores = evaluators.run({'': [(state.params, state.model_state)]},
+                                  suite.due(config, step))
+          writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
+          timer.reset(step)
   finally:
     # Also on errors and interrupts: an async save in flight must land, not be torn.
     ckpt.close()
+  if preempted:
+    writer.close()
+    return {'step': int(state.step), 'preempted': True}
 
-  # ---- Evaluate the pretrained encoder and its random initialisation. ----------------------
-  initial = init_jit()
-  results = suite.run(config, method.embed, {
-      '': (state.params, state.model_state),
-      'random_init/': (initial.params, initial.model_state)}, mesh)
-  results['step'] = int(state.step)
+  # ---- Evaluate the pretrained encoder and its random initialisation; reports. ------------
+  results = evaluate(config, evaluators, state, random_init_encoders(config, method, tx, mesh))
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-    print(format_results(results))
+    reports.write(workdir, results, evaluators.test_features)
+    print(reports.table(results))
   return results
 
 
-def format_results(results: dict[str, Any]) -> str:
-  """A short pretrained-vs-random-init table for the terminal."""
-  rows = [('metric', 'pretrained', 'random init')]
-  for key in sorted(k for k in results if '/' in k and not k.startswith('random_init/')):
-    if key.endswith('/accuracy'):
-      rows.append((key, f'{results[key]:.4f}', f"{results.get('random_init/' + key, float('nan')):.4f}"))
-  widths = [max(len(r[i]) for r in rows) for i in range(3)]
-  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[str]:
+  """Dotted keys whose values differ between two resolved configs (as JSON dicts)."""
+  keys = []
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += changed_keys(a, b, f'{prefix}{k}.')
+    elif a != b:
+      keys.append(f'{prefix}{k}')
+  return keys
+
+
+def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Method,
+                         tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
+  """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds."""
+  encoders = []
+  for i in range(config.eval.num_seeds):
+    init_fn = make_init(method, tx, sample_batch(config), config.seed + i)
+    shardings = sharding.state_shardings(jax.eval_shape(init_fn), mesh, config.fsdp_min_size)
+    initial = jax.jit(init_fn, out_shardings=shardings)()
+    encoders.append((initial.params, initial.model_state))
+  return encoders
+
+
+def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,
+             random_init: list[suite.Encoder]) -> dict[str, float]:
+  """All of config.evals on `state`'s encoder and on `random_init` (under 'random_init/')."""
+  pretrained = [(state.params, state.model_state)] * config.eval.num_seeds
+  results = evaluators.run({'': pretrained, 'random_init/': random_init})
+  results['step'] = int(state.step)
+  return results

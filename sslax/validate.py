@@ -11,6 +11,7 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax.data import sources
+from sslax.evaluators import suite
 
 REQUIRED = ('method', 'seed', 'total_steps', 'batch_size', 'mesh', 'data.source', 'eval.source')
 
@@ -32,6 +33,13 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f'config.optim.name={config.optim.name!r} is unknown; '
                      f'choose one of {optim.OPTIMIZERS}.')
+  if config.get('nan_policy', 'stop') not in ('stop', 'skip'):
+    raise ValueError(
+        f"config.nan_policy={config.nan_policy!r} is unknown; choose 'stop' or 'skip'.")
+  accum = int(config.get('grad_accum_steps', 1))
+  if accum < 1 or config.batch_size % accum:
+    raise ValueError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
+                     f'config.batch_size={config.batch_size}.')
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
       raise ValueError(f'config.{key}={_get(config, key)} must be positive.')
@@ -46,3 +54,4 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
           f'of {math.lcm(data_parallel, num_processes)}.')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
+  suite.check(config)   # unknown evaluator types and options, before anything compiles

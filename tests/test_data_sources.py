@@ -36,12 +36,14 @@ def data_dir(tmp_path_factory) -> str:
     ('npz:../x/mnist_{split}.npz', ('npz', '../x/mnist_{split}.npz')),
     ('folder:/data/cifar:10', ('folder', '/data/cifar:10')),
     ('tfds:mnist:3.0.1', ('tfds', 'mnist:3.0.1')),
+    ('text:corpus.txt', ('text', 'corpus.txt')),
+    ('tsv:sst2/{split}.tsv', ('tsv', 'sst2/{split}.tsv')),
 ])
 def test_parse(source, expected):
   assert sources.parse(source) == expected
 
 
-@pytest.mark.parametrize('source', ['nope:x', 'folder:', 'digits', '', 'text:a.txt'])
+@pytest.mark.parametrize('source', ['nope:x', 'folder:', 'digits', '', 'txt:a.txt', 'text:'])
 def test_parse_errors_name_key_and_forms(source):
   with pytest.raises(ValueError, match='eval.source') as e:
     sources.parse(source, key='eval.source')

@@ -1,4 +1,6 @@
 """MAE's parts: patchify, random patch masking, the ViT on kept tokens, multi-crop views."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,9 +95,11 @@ def test_vit_cls_pool_and_learned_pos_emb():
 
 def test_multi_crop_shapes_and_keys():
   images = jax.random.randint(jax.random.PRNGKey(0), (3, 16, 16, 3), 0, 256).astype(jnp.uint8)
-  g, l = multi_crop.multi_crop_views(jax.random.PRNGKey(1), images, num_global=2, num_local=3,
-                                    global_size=12, local_size=6, global_scale=(0.4, 1.0),
-                                    local_scale=(0.05, 0.4))
+  # One jitted program: eagerly, every random call compiles on its own (~25 s on CPU).
+  views = jax.jit(functools.partial(
+      multi_crop.multi_crop_views, num_global=2, num_local=3, global_size=12, local_size=6,
+      global_scale=(0.4, 1.0), local_scale=(0.05, 0.4)))
+  g, l = views(jax.random.PRNGKey(1), images)
   assert [v.shape for v in g] == [(3, 12, 12, 3)] * 2
   assert [v.shape for v in l] == [(3, 6, 6, 3)] * 3
   assert not np.allclose(g[0], g[1])

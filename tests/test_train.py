@@ -137,3 +137,11 @@ def test_bad_config_fails_before_compiling(tmp_path, data_dir, overrides, error,
   with pytest.raises(error, match=match):
     train.run(smoke_config(data_dir, **overrides), str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_resume_with_incompatible_config_names_the_changed_keys(tmp_path, data_dir):
+  train.run(smoke_config(data_dir, total_steps=2), str(tmp_path))
+  with pytest.raises(ValueError, match=r'model.widths'):
+    train.run(smoke_config(data_dir, total_steps=4, **{'model.widths': (8, 8)}), str(tmp_path))
+  # The workdir still describes the checkpoint it holds.
+  assert json.loads((tmp_path / 'config.json').read_text())['model']['widths'] == [8, 16]

@@ -18,6 +18,7 @@ import numpy as np
 
 from sslax import sharding
 from sslax.data import sources
+from sslax.data import tokenizers
 
 
 def _numeric(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -35,15 +36,37 @@ def _numeric(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return out
 
 
+def record_transform(data_config: ml_collections.ConfigDict) -> tokenizers.RecordTransform | None:
+  """What turns a stored record into model inputs, from config (`data.tokenizer`); None: as is.
+
+  The one place the pipeline depends on the kind of data: text records are tokenised on
+  fetch (see tokenizers.py for why not at build time).
+  """
+  return tokenizers.record_transform(data_config)
+
+
+def _fetched(record: Mapping[str, Any], transform, source: str) -> dict[str, np.ndarray]:
+  if transform is not None:
+    record = transform(record)
+  elif 'text' in record:
+    raise ValueError(f'{source!r} holds text, but config.data.tokenizer is not set; set '
+                     f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
+  return _numeric(record)
+
+
 class Records:
   """Random access to a split, optionally decoded once into memory.
 
   In memory, a batch is one fancy-index per feature instead of B record reads
-  (STACK.md: far faster for small data sets).
+  (STACK.md: far faster for small data sets). `transform` (see `record_transform`)
+  maps each stored record before stacking, e.g. text → tokens.
   """
 
-  def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool):
+  def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
+               transform: tokenizers.RecordTransform | None = None):
     self._src = sources.open_split(source, split, data_dir=data_dir)
+    self._source = source
+    self._transform = transform
     self._arrays = None
     if in_memory:
       self._arrays = self.take(np.arange(len(self._src)))
@@ -57,8 +80,14 @@ class Records:
       return {k: v[idx] for k, v in self._arrays.items()}
     getitems = getattr(self._src, '__getitems__', None)
     records = getitems(list(map(int, idx))) if getitems else [self._src[int(i)] for i in idx]
-    records = [_numeric(r) for r in records]
+    records = [_fetched(r, self._transform, self._source) for r in records]
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+
+def first_record(source: str, split: str, *, data_dir: str | None,
+                 transform: tokenizers.RecordTransform | None = None) -> dict[str, np.ndarray]:
+  """One record with the dtypes batches will have: what a method's init needs to see."""
+  return _fetched(sources.open_split(source, split, data_dir=data_dir)[0], transform, source)
 
 
 def local_batch_size(global_batch: int) -> int:
@@ -72,7 +101,8 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
                start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
   """Endless global training batches, starting at `start_step`."""
   d = config.data
-  records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory)
+  records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory,
+                    transform=record_transform(d))
   b = local_batch_size(config.batch_size)
   p, num_p = jax.process_index(), jax.process_count()
   index_batches = (grain.MapDataset.range(len(records))

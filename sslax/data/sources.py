@@ -4,6 +4,8 @@ Forms (see `FORMS`):
   builtin:digits        scikit-learn's bundled handwritten digits (no network, real data)
   npz:PATH              .npz with `images` (+ `labels`); PATH may hold `{split}`
   folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png}
+  text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
+  tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
   tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed)
 
 Local sources become TFDS data sets stored as array_record under `data_dir` (default:
@@ -25,10 +27,15 @@ from sslax.data.builders import arrays
 from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
+from sslax.data.builders import text
+from sslax.data.builders import tsv
 
 FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
-         'folder:DIR (DIR/<split>/<class>/*.jpg|png)', 'tfds:NAME[/CONFIG][:VERSION]')
-SCHEMES = ('builtin', 'npz', 'folder', 'tfds')
+         'folder:DIR (DIR/<split>/<class>/*.jpg|png)',
+         'text:PATH (a UTF-8 file, a folder of .txt files, or a glob)',
+         'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
+         'tfds:NAME[/CONFIG][:VERSION]')
+SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
@@ -79,6 +86,18 @@ def check(source: str, *, key: str = 'data.source') -> None:
       raise FileNotFoundError(
           f'{key}={source!r}: folder {path} does not exist. Fix: set {key} to folder:DIR for '
           'an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg).')
+  elif scheme == 'text':
+    if not text.list_files(rest):
+      raise FileNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no file. Fix: '
+          f'set {key} to text:PATH for a UTF-8 file, a folder of .txt files, or a glob such '
+          'as text:DIR/*.py.')
+  elif scheme == 'tsv':
+    if not tsv.split_files(rest):
+      raise FileNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .tsv file. '
+          f'Fix: set {key} to tsv:FILE.tsv, tsv:DIR/{{split}}.tsv, or tsv:DIR holding '
+          'train.tsv/test.tsv, each with the header "sentence<TAB>label".')
   else:
     name = rest.split('/')[0].split(':')[0]
     try:
@@ -104,6 +123,10 @@ def _builder(source: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     return arrays.prepare(rest, data_dir)
   if scheme == 'folder':
     return image_folder.prepare(rest, data_dir)
+  if scheme == 'text':
+    return text.prepare(rest, data_dir)
+  if scheme == 'tsv':
+    return tsv.prepare(rest, data_dir)
   # What tfds.data_source does, split in two so the split can be checked before reading.
   builder = tfds.builder(rest, data_dir=data_dir)
   builder.download_and_prepare(file_format='array_record')
@@ -123,14 +146,14 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
 
 
 def _to_numpy(example: Any, name: str = '') -> Any:
-  """Plain numpy leaves: images always [H,W,C], labels int64 scalars."""
+  """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
     return {k: _to_numpy(v, k) for k, v in example.items()}
   value = np.asarray(example)
   if name == 'image' and value.ndim == 2:
     value = value[..., None]
-  elif name == 'label' and value.ndim == 0:
-    value = np.int64(value)
+  elif name == 'label' and value.ndim == 0 and value.dtype.kind in 'iub':
+    value = np.int64(value)   # regression labels (tsv: floats) stay float
   return value
 
 

@@ -1,11 +1,16 @@
-"""Downstream evaluation of frozen encoders on `config.eval.source`.
+"""Downstream evaluation of encoders: the evaluators of `config.evals`, by name.
 
-Features of the train and test splits are extracted once per encoder with the
-method's `embed` (jitted over sharded batches), then handed to the kNN and
-linear-probe evaluators. Each encoder is named by a prefix, so one call scores
-the pretrained encoder and its random initialisation side by side.
+Each `config.evals.<name>` has a `type` (one of TYPES), a `source` ('' = `config.eval.source`),
+`every_steps` (> 0: also during pretraining) and the options of its type. Features of a
+source's train and test splits are extracted once per encoder with the method's `embed`
+(jitted over sharded batches) and shared by all frozen evaluators of that source; fine-tuning
+reads the raw examples instead. Encoders are named by a prefix, so one call scores the
+pretrained encoder and its random initialisation side by side; with `config.eval.num_seeds`
+> 1 each prefix is scored once per seed and reported as mean (`<key>`) and std (`<key>_std`).
 """
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
+import hashlib
 from typing import Any
 
 import jax
@@ -16,10 +21,84 @@ import numpy as np
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
+from sslax.evaluators import clustering
+from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
+Encoder = tuple[Any, Any]   # (params, model_state)
+
+# Options of each evaluator type (besides type, source, every_steps), all required.
+OPTIONS = {
+    'knn': ('k', 'temperature'),
+    'linear_probe': ('l2_grid', 'steps'),
+    'ridge': ('l2',),
+    'clustering': ('n_init',),
+    'fine_tune': ('task', 'steps', 'batch_size', 'learning_rate', 'weight_decay'),
+}
+TYPES = tuple(OPTIONS)
+COMMON = ('type', 'source', 'every_steps')
+# Optional on every evaluator, default True: lets a config carry a costly evaluator that a
+# command line can switch on (a locked config cannot gain new keys there).
+OPTIONAL = ('enabled',)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the key for a malformed `config.evals` (before compiling)."""
+  for name, ev in config.evals.items():
+    key = f'config.evals.{name}'
+    if not isinstance(ev, ml_collections.ConfigDict) or 'type' not in ev:
+      raise ValueError(f'{key} must be a dict with a `type`, one of {TYPES}.')
+    if ev.type not in OPTIONS:
+      raise ValueError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
+    missing = [k for k in COMMON + OPTIONS[ev.type] if k not in ev]
+    if missing:
+      raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
+                       'example of each type.')
+    unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONAL + OPTIONS[ev.type]))
+    if unknown:
+      raise ValueError(f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
+                       f'{OPTIONS[ev.type]}.')
+    if int(ev.every_steps) < 0:
+      raise ValueError(f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
+    if ev.type == 'fine_tune' and ev.task not in fine_tune.TASKS:
+      raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
+    if ev.source:
+      sources.check(ev.source, key=f'evals.{name}.source')
+  if int(config.eval.num_seeds) < 1:
+    raise ValueError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
+
+
+def enabled(config: ml_collections.ConfigDict) -> list[str]:
+  """Names of the evaluators of `config.evals` that are not switched off."""
+  return [n for n, ev in config.evals.items() if ev.get('enabled', True)]
+
+
+def due(config: ml_collections.ConfigDict, step: int) -> list[str]:
+  """Names of the evaluators that run during pretraining at `step`."""
+  return [n for n in enabled(config)
+          if config.evals[n].every_steps and step % config.evals[n].every_steps == 0]
+
+
+def checksum(tree: Any) -> str:
+  """A digest of every leaf's bytes, shape and dtype: equal iff the trees are bitwise equal."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(tree)):
+    leaf = np.asarray(leaf)
+    digest.update(f'{leaf.shape}{leaf.dtype}'.encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def frozen(encoder: Any, what: str) -> Iterator[None]:
+  """Asserts that `encoder` (params and model state) is bitwise unchanged by the block."""
+  before = checksum(encoder)
+  yield
+  if checksum(encoder) != before:
+    raise AssertionError(f'The encoder changed during {what}, a frozen evaluation: feature '
+                         'extraction and probes must not train or mutate it.')
 
 
 def extract(embed_fn: EmbedFn, params: Any, model_state: Any,
@@ -33,30 +112,125 @@ def extract(embed_fn: EmbedFn, params: Any, model_state: Any,
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 
-def run(config: ml_collections.ConfigDict, embed: EmbedFn,
-        encoders: Mapping[str, tuple[Any, Any]], mesh: Mesh) -> dict[str, float]:
-  """Scores each `{prefix: (params, model_state)}`; keys like 'random_init/knn/accuracy'."""
-  e = config.eval
-  num_classes = sources.info(e.source, data_dir=config.data.data_dir or None).num_classes
-  if not num_classes:
-    raise ValueError(f'config.eval.source={e.source!r} has no labels; downstream evaluation '
-                     'needs a labelled source.')
-  replicated = sharding.replicated(mesh)
-  embed_fn = jax.jit(embed, in_shardings=(replicated, replicated, sharding.batch_sharding(mesh)))
-  splits = {s: pipeline.Records(e.source, s, data_dir=config.data.data_dir or None,
-                                in_memory=True) for s in (e.train_split, e.test_split)}
-  results = {}
-  for prefix, (params, model_state) in encoders.items():
-    feats = {s: extract(embed_fn, params, model_state,
-                        pipeline.eval_batches(records, batch_size=e.batch_size, mesh=mesh))
-             for s, records in splits.items()}
+class Suite:
+  """The evaluators of one config, with the data they read opened once and kept."""
+
+  def __init__(self, config: ml_collections.ConfigDict, embed: EmbedFn, mesh: Mesh):
+    self.config, self.mesh = config, mesh
+    replicated = sharding.replicated(mesh)
+    self._embed = embed
+    self._embed_fn = jax.jit(embed, in_shardings=(replicated, replicated,
+                                                  sharding.batch_sharding(mesh)))
+    self._records: dict[str, dict[str, pipeline.Records]] = {}
+    self._num_classes: dict[str, int] = {}
+    # Test features and labels of the last encoder scored on config.eval.source, per prefix:
+    # the reports plot them.
+    self.test_features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+  def _source(self, name: str) -> tuple[str, str]:
+    """(source, the config key it came from) of evaluator `name`."""
+    ev = self.config.evals[name]
+    if ev.source:
+      return ev.source, f'config.evals.{name}.source'
+    return self.config.eval.source, 'config.eval.source'
+
+  def _open(self, source: str, key: str) -> dict[str, pipeline.Records]:
+    if source not in self._records:
+      e, data_dir = self.config.eval, self.config.data.data_dir or None
+      num_classes = sources.info(source, data_dir=data_dir).num_classes
+      if not num_classes:
+        raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
+                         'labelled source.')
+      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
+                                   transform=pipeline.record_transform(self.config.data))
+                for s in (e.train_split, e.test_split)}
+      labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
+      if not np.array_equal(labels[e.train_split], labels[e.test_split]):
+        raise ValueError(
+            f'{key}={source!r}: the classes of split config.eval.train_split='
+            f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
+            f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
+            'every class must appear in both splits.')
+      self._records[source], self._num_classes[source] = splits, num_classes
+    return self._records[source]
+
+  def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
+    e = self.config.eval
+    return {s: extract(self._embed_fn, *encoder,
+                       pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh))
+            for s, r in self._open(source, key).items()}
+
+  def _score(self, name: str, encoder: Encoder, feats: dict[str, tuple] | None,
+             seed: int) -> dict[str, float]:
+    """One evaluator on one encoder: {metric: value}."""
+    ev, e = self.config.evals[name], self.config.eval
+    source, key = self._source(name)
+    num_classes = self._num_classes[source]
+    if ev.type == 'fine_tune':
+      records = self._records[source]
+      train, test = (records[s].take(np.arange(len(records[s])))
+                     for s in (e.train_split, e.test_split))
+      regression = ev.task == 'regression'
+      if regression:
+        train['label'], test['label'] = (d['label'].astype(np.float32) for d in (train, test))
+      return fine_tune.fine_tune(
+          self._embed, *encoder, train, test, task=ev.task,
+          num_outputs=1 if regression else num_classes, steps=ev.steps,
+          batch_size=ev.batch_size, learning_rate=ev.learning_rate,
+          weight_decay=ev.weight_decay, seed=seed)
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
-    results[f'{prefix}knn/accuracy'] = knn.knn_accuracy(
-        x_train, y_train, x_test, y_test, num_classes=num_classes, k=e.knn_k,
-        temperature=e.knn_temperature)
-    probe = linear_probe.logistic_probe(
-        x_train, y_train, x_test, y_test, num_classes=num_classes,
-        l2_grid=tuple(e.probe_l2_grid), steps=e.probe_steps, seed=config.seed)
-    results[f'{prefix}linear_probe/accuracy'] = probe['accuracy']
-    results[f'{prefix}linear_probe/l2'] = probe['l2']
-  return {k: float(v) for k, v in results.items()}
+    if ev.type == 'knn':
+      return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
+                                           num_classes=num_classes, k=ev.k,
+                                           temperature=ev.temperature)}
+    if ev.type == 'linear_probe':
+      probe = linear_probe.logistic_probe(x_train, y_train, x_test, y_test,
+                                          num_classes=num_classes, l2_grid=tuple(ev.l2_grid),
+                                          steps=ev.steps, seed=seed)
+      return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
+    if ev.type == 'ridge':
+      return linear_probe.ridge_probe(x_train, y_train, x_test, y_test,
+                                      num_classes=num_classes, l2=ev.l2)
+    return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
+                             n_init=ev.n_init)
+
+  def run(self, encoders: Mapping[str, Sequence[Encoder]],
+          names: Sequence[str] | None = None) -> dict[str, float]:
+    """Scores `{prefix: [encoder per seed]}` with evaluators `names` (default: enabled ones).
+
+    Encoder i is evaluated with seed config.seed + i (probe split, k-means, fine-tune data
+    order). Keys are '<prefix><name>/<metric>' (e.g. 'random_init/knn/accuracy'), the mean
+    over seeds, plus '<...>_std' when a prefix has several encoders.
+    """
+    names = enabled(self.config) if names is None else list(names)
+    for name in names:
+      self._open(*self._source(name))
+    results = {}
+    for prefix, seeds in encoders.items():
+      per_seed, cache = [], {}
+      for i, encoder in enumerate(seeds):
+        scores = {}
+        if i and encoder is not seeds[i - 1]:
+          cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
+        with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
+          for name in names:
+            if self.config.evals[name].type == 'fine_tune':
+              continue
+            source, key = self._source(name)
+            if source not in cache:
+              cache[source] = self._features(source, key, encoder)
+            scores.update({f'{name}/{m}': v for m, v in
+                           self._score(name, encoder, cache[source], self.config.seed + i).items()})
+        for name in names:
+          if self.config.evals[name].type == 'fine_tune':
+            scores.update({f'{name}/{m}': v for m, v in
+                           self._score(name, encoder, None, self.config.seed + i).items()})
+        if self.config.eval.source in cache:
+          self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]
+        per_seed.append(scores)
+      for k in per_seed[0]:
+        values = np.array([s[k] for s in per_seed], np.float64)
+        results[prefix + k] = float(values.mean())
+        if len(values) > 1:
+          results[f'{prefix}{k}_std'] = float(values.std())
+    return results

@@ -24,6 +24,13 @@ class Method(NamedTuple):
   update_extra: Callable[[Any, Any, jax.Array], Any]
   # embed(params, model_state, batch) -> [B, D] features for the evaluators.
   embed: Callable[[Any, Any, Batch], jax.Array]
+  # Optional split of `loss` for GradCache (sslax/grad_cache.py, config.grad_accum_steps > 1):
+  # embed_inputs(batch, rng) -> inputs [M, ...] (augmented views, over the global batch);
+  # forward(params, model_state, inputs) -> (embeddings [M, D], new_model_state);
+  # loss_from_embeddings(embeddings [M, D]) -> (scalar, metrics).
+  embed_inputs: Callable[[Batch, jax.Array], Any] | None = None
+  forward: Callable[[Any, Any, Any], tuple[jax.Array, Any]] | None = None
+  loss_from_embeddings: Callable[[jax.Array], tuple[jax.Array, Metrics]] | None = None
 
 
 def available() -> tuple[str, ...]:

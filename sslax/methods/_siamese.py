@@ -68,7 +68,7 @@ def _embed_fn(net: nn.Module, config: ml_collections.ConfigDict, params_key: str
     p = params[params_key] if params_key else params
     s = model_state[params_key] if params_key else model_state
     h_BxD, _ = net.apply({'params': p, **s}, x, train=False)
-    return h_BxD
+    return h_BxD.astype(jnp.float32)   # float32 features for the evaluators under bf16
   return embed
 
 

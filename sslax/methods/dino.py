@@ -102,6 +102,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   def embed(params, model_state, batch):
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
     h_BxD, _ = net.apply({'params': params['net'], **model_state['net']}, x, train=False)
-    return h_BxD
+    return h_BxD.astype(jnp.float32)   # float32 features for the evaluators under bf16
 
   return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)

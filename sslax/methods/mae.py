@@ -105,6 +105,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   def embed(params, model_state, batch):
     del model_state
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
-    return encoder.apply({'params': params['encoder']}, x)
+    return encoder.apply({'params': params['encoder']}, x).astype(jnp.float32)
 
   return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)

@@ -29,29 +29,43 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   model = SimCLRModel(
       encoder=models.make_encoder(config.model),
       projector=heads.MLP(hidden_dims=tuple(config.simclr.proj_hidden_dims),
-                          out_dim=config.simclr.proj_dim))
+                          out_dim=config.simclr.proj_dim,
+                          use_bn=config.simclr.get('proj_batch_norm', True),
+                          dtype=models.compute_dtype(config.model)))
   size = config.data.image_size
   aug_kwargs = dict(config.augment)
   temperature = config.simclr.temperature
 
   def init(rng, batch):
+    if 'image' not in batch:
+      raise ValueError(f"config.method='simclr' needs images, but config.data.source="
+                       f"{config.data.source!r} gives {sorted(batch)}.")
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], size))
     variables = model.init(rng, x, train=False)
     return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}
 
-  def loss(params, model_state, extra, batch, rng):
-    del extra
+  def embed_inputs(batch, rng):
     view_a, view_b = image_aug.simclr_views(rng, batch['image'], num_views=2,
                                             out_size=size, **aug_kwargs)
-    # Both views in one forward pass: BatchNorm sees all 2N images, as in SimCLR.
-    x = image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
-    (_, z_2NxP), new_state = model.apply({'params': params, **model_state}, x, train=True,
-                                         mutable=['batch_stats'])
+    return image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
+
+  def forward(params, model_state, x_2NxHxWxC):
+    (_, z_2NxP), new_state = model.apply({'params': params, **model_state}, x_2NxHxWxC,
+                                         train=True, mutable=['batch_stats'])
+    return z_2NxP, dict(new_state)
+
+  def loss_from_embeddings(z_2NxP):
     z_a, z_b = jnp.split(z_2NxP, 2, axis=0)
     logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=temperature)
     value = losses.info_nce(z_a, z_b, temperature=temperature)
-    metrics = {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
-    return value, (dict(new_state), metrics)
+    return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
+
+  def loss(params, model_state, extra, batch, rng):
+    del extra
+    # Both views in one forward pass: BatchNorm sees all 2N images, as in SimCLR.
+    z_2NxP, new_state = forward(params, model_state, embed_inputs(batch, rng))
+    value, metrics = loss_from_embeddings(z_2NxP)
+    return value, (new_state, metrics)
 
   def update_extra(extra, params, step):
     del params, step
@@ -60,6 +74,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   def embed(params, model_state, batch):
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
     h, _ = model.apply({'params': params, **model_state}, x, train=False)
-    return h
+    return h.astype(jnp.float32)   # evaluators get float32 features under bfloat16 compute
 
-  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)
+  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed,
+                        embed_inputs=embed_inputs, forward=forward,
+                        loss_from_embeddings=loss_from_embeddings)

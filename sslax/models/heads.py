@@ -1,5 +1,6 @@
 """Heads on top of encoders: projectors and predictors."""
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -13,16 +14,18 @@ class MLP(nn.Module):
   hidden_dims: Sequence[int]
   out_dim: int
   use_bn: bool = True
+  dtype: Any = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxD: jnp.ndarray, train: bool) -> jnp.ndarray:
     x = x_BxD
     for i, width in enumerate(self.hidden_dims):
-      x = nn.Dense(width, use_bias=not self.use_bn, name=f'hidden{i}')(x)
+      x = nn.Dense(width, use_bias=not self.use_bn, dtype=self.dtype, name=f'hidden{i}')(x)
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       x = nn.relu(x)
-    return nn.Dense(self.out_dim, name='out')(x)
+    return nn.Dense(self.out_dim, dtype=self.dtype, name='out')(x)
+
 
 
 class DINOHead(nn.Module):

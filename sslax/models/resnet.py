@@ -7,17 +7,20 @@ the statistics are global (SimCLR's "global BN") without any cross-device code.
 from collections.abc import Sequence
 import functools
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 
-def _norm(kind: str, train: bool, zero_init: bool = False) -> nn.Module:
+def _norm(kind: str, train: bool, zero_init: bool = False, dtype: Any = jnp.float32) -> nn.Module:
+  # Flax norms compute their statistics in float32 even for bfloat16 `dtype` inputs.
   scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=scale_init)
+                        scale_init=scale_init, dtype=dtype)
   if kind == 'group':
-    return nn.GroupNorm(num_groups=None, group_size=8, scale_init=scale_init)
+    return nn.GroupNorm(num_groups=None, group_size=8, scale_init=scale_init, dtype=dtype)
   raise ValueError(f"config.model.norm={kind!r} is unknown; choose 'batch' or 'group'.")
 
 
@@ -26,17 +29,19 @@ class BasicBlock(nn.Module):
   stride: int
   norm: str
   zero_init: bool = False
+  dtype: Any = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
-    conv = functools.partial(nn.Conv, use_bias=False)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     y = conv(self.width, (3, 3), self.stride)(x_BxHxWxC)
-    y = nn.relu(_norm(self.norm, train)(y))
+    norm = functools.partial(_norm, self.norm, train, dtype=self.dtype)
+    y = nn.relu(norm()(y))
     y = conv(self.width, (3, 3))(y)
-    y = _norm(self.norm, train, zero_init=self.zero_init)(y)
+    y = _norm(self.norm, train, zero_init=self.zero_init, dtype=self.dtype)(y)
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
-      shortcut = _norm(self.norm, train)(conv(self.width, (1, 1), self.stride)(shortcut))
+      shortcut = norm()(conv(self.width, (1, 1), self.stride)(shortcut))
     return nn.relu(y + shortcut)
 
 
@@ -46,17 +51,19 @@ class BottleneckBlock(nn.Module):
   norm: str
   zero_init: bool = False
   expansion: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
-    conv = functools.partial(nn.Conv, use_bias=False)
-    y = nn.relu(_norm(self.norm, train)(conv(self.width, (1, 1))(x_BxHxWxC)))
-    y = nn.relu(_norm(self.norm, train)(conv(self.width, (3, 3), self.stride)(y)))
-    y = _norm(self.norm, train, zero_init=self.zero_init)(
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    norm = functools.partial(_norm, self.norm, train, dtype=self.dtype)
+    y = nn.relu(norm()(conv(self.width, (1, 1))(x_BxHxWxC)))
+    y = nn.relu(norm()(conv(self.width, (3, 3), self.stride)(y)))
+    y = _norm(self.norm, train, zero_init=self.zero_init, dtype=self.dtype)(
         conv(self.width * self.expansion, (1, 1))(y))
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
-      shortcut = _norm(self.norm, train)(
+      shortcut = norm()(
           conv(self.width * self.expansion, (1, 1), self.stride)(shortcut))
     return nn.relu(y + shortcut)
 
@@ -78,6 +85,7 @@ class ResNet(nn.Module):
   stem_width: int = 64
   norm: str = 'batch'
   zero_init_residual: bool = False
+  dtype: Any = jnp.float32   # compute dtype (config.model.dtype); parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -88,18 +96,19 @@ class ResNet(nn.Module):
     if block_cls is None:
       raise ValueError(f"config.model.block={self.block!r}; choose 'basic' or 'bottleneck'.")
     x = x_BxHxWxC
+    stem_conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, name='stem_conv')
     if self.stem == 'cifar':
-      x = nn.Conv(self.stem_width, (3, 3), use_bias=False, name='stem_conv')(x)
-      x = nn.relu(_norm(self.norm, train)(x))
+      x = stem_conv(self.stem_width, (3, 3))(x)
+      x = nn.relu(_norm(self.norm, train, dtype=self.dtype)(x))
     elif self.stem == 'imagenet':
-      x = nn.Conv(self.stem_width, (7, 7), 2, use_bias=False, name='stem_conv')(x)
-      x = nn.relu(_norm(self.norm, train)(x))
+      x = stem_conv(self.stem_width, (7, 7), 2)(x)
+      x = nn.relu(_norm(self.norm, train, dtype=self.dtype)(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
     else:
       raise ValueError(f"config.model.stem={self.stem!r}; choose 'cifar' or 'imagenet'.")
     for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
       for i in range(n):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = block_cls(width, stride, self.norm, self.zero_init_residual,
+        x = block_cls(width, stride, self.norm, self.zero_init_residual, dtype=self.dtype,
                       name=f'stage{stage}_block{i}')(x, train)
     return jnp.mean(x, axis=(1, 2))

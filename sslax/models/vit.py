@@ -48,17 +48,19 @@ class Block(nn.Module):
   """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x))."""
   num_heads: int
   mlp_dim: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
     width = x_BxTxD.shape[-1]
     dense_init = nn.initializers.xavier_uniform()  # MAE / timm practice
-    y = nn.LayerNorm()(x_BxTxD)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, kernel_init=dense_init)(y, y)
+    y = nn.LayerNorm(dtype=self.dtype)(x_BxTxD)
+    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, kernel_init=dense_init,
+                                        dtype=self.dtype)(y, y)
     x_BxTxD = x_BxTxD + y
-    y = nn.LayerNorm()(x_BxTxD)
-    y = nn.Dense(self.mlp_dim, kernel_init=dense_init)(y)
-    y = nn.Dense(width, kernel_init=dense_init)(nn.gelu(y))
+    y = nn.LayerNorm(dtype=self.dtype)(x_BxTxD)
+    y = nn.Dense(self.mlp_dim, kernel_init=dense_init, dtype=self.dtype)(y)
+    y = nn.Dense(width, kernel_init=dense_init, dtype=self.dtype)(nn.gelu(y))
     return x_BxTxD + y
 
 
@@ -66,12 +68,13 @@ class Transformer(nn.Module):
   depth: int
   num_heads: int
   mlp_dim: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
     for i in range(self.depth):
-      x_BxTxD = Block(self.num_heads, self.mlp_dim, name=f'block{i}')(x_BxTxD)
-    return nn.LayerNorm(name='final_norm')(x_BxTxD)
+      x_BxTxD = Block(self.num_heads, self.mlp_dim, self.dtype, name=f'block{i}')(x_BxTxD)
+    return nn.LayerNorm(dtype=self.dtype, name='final_norm')(x_BxTxD)
 
 
 class ViT(nn.Module):
@@ -84,6 +87,7 @@ class ViT(nn.Module):
   mlp_ratio: int = 4
   pool: str = 'mean'
   pos_emb: str = 'sincos'
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
   def encode(self, x_BxHxWxC: jax.Array,
@@ -97,7 +101,7 @@ class ViT(nn.Module):
     num_patches = patches_BxLxP.shape[1]
     # A Dense on flattened patches is the strided patch convolution, without the reshapes.
     tokens_BxLxD = nn.Dense(self.width, kernel_init=nn.initializers.xavier_uniform(),
-                            name='patch_embed')(patches_BxLxP)
+                            dtype=self.dtype, name='patch_embed')(patches_BxLxP)
     if self.pos_emb == 'sincos':
       tokens_BxLxD = tokens_BxLxD + sincos_2d(int(round(num_patches ** 0.5)), self.width)
     else:
@@ -107,7 +111,7 @@ class ViT(nn.Module):
     if keep_BxK is not None:
       tokens_BxLxD = gather_tokens(tokens_BxLxD, keep_BxK)
     transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio * self.width,
-                              name='transformer')
+                              self.dtype, name='transformer')
     if self.pool == 'cls':
       cls = self.param('cls', nn.initializers.normal(0.02), (1, 1, self.width))
       cls_Bx1xD = jnp.broadcast_to(cls, (tokens_BxLxD.shape[0], 1, self.width))

@@ -1,0 +1,113 @@
+"""Evaluators on a saved checkpoint, for any method:
+
+  python -m sslax.evaluate --workdir DIR [--step N] [--config.evals.knn.k=10 ...]
+
+Reads `DIR/config.json` (the run's resolved config), restores the checkpoint of step N
+(default: the latest) into the current devices, runs every `config.evals` evaluator on it and
+on the random-init encoder, and writes results.json, results.md and the PNG plots (see
+sslax/reports.py) to `--output_dir` (default: DIR). Any config value can be overridden like
+in sslax.main, e.g. `--config.eval.num_seeds=3` or `--config.evals.linear_probe.steps=500`.
+"""
+import json
+import os
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+from ml_collections import config_flags
+
+from sslax import checkpoint
+from sslax import methods
+from sslax import optim
+from sslax import reports
+from sslax import sharding
+from sslax import train
+from sslax import validate
+from sslax.evaluators import online_probe
+from sslax.evaluators import suite
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s directory (config.json, '
+                               'checkpoints/).')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
+
+
+def _tuples(node: Any) -> Any:
+  """JSON turns the config's tuples into lists; modules and probes expect tuples back."""
+  if isinstance(node, dict):
+    return {k: _tuples(v) for k, v in node.items()}
+  if isinstance(node, list):
+    return tuple(_tuples(v) for v in node)
+  return node
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run wrote to `workdir/config.json`."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'--workdir={workdir!r} has no config.json; pass the directory of a '
+                            'sslax.main run.')
+  with open(path) as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
+        output_dir: str | None = None) -> dict[str, float]:
+  """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content."""
+  validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+  mesh = sharding.make_mesh(config.mesh)
+  method = methods.get(config.method)(config)
+  tx, _ = optim.make(config)
+  # The abstract state must have the saved tree's structure, online probe included.
+  init_fn = train.make_init(method, tx, train.sample_batch(config), config.seed,
+                            online_probe.make(config, method))
+  abstract = jax.eval_shape(init_fn)
+  ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
+                            max_to_keep=config.checkpoint.max_to_keep)
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f'--workdir={workdir!r} has no checkpoints to evaluate.')
+    state, _ = ckpt.restore(abstract, sharding.state_shardings(abstract, mesh), step=step)
+  finally:
+    ckpt.close()
+  evaluators = suite.Suite(config, method.embed, mesh)
+  results = train.evaluate(config, evaluators, state,
+                           train.random_init_encoders(config, method, tx, mesh))
+  output_dir = output_dir or workdir
+  if jax.process_index() == 0:
+    os.makedirs(output_dir, exist_ok=True)
+    # The curves come from the run's metrics.jsonl, so plot them from the workdir's.
+    reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir)
+    print(reports.table(results))
+  return results
+
+
+def _workdir_from_argv(argv: list[str]) -> str | None:
+  """--workdir's value, read before absl parses flags: the config flag's defaults need it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--workdir='):
+      return arg.split('=', 1)[1]
+    if arg == '--workdir' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  run(flags.FLAGS.config, _WORKDIR.value, step=_STEP.value, output_dir=_OUTPUT_DIR.value)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['workdir'])
+  _workdir = _workdir_from_argv(sys.argv)
+  config_flags.DEFINE_config_dict(
+      'config', load_config(_workdir) if _workdir else ml_collections.ConfigDict(),
+      'Overrides of the run\'s config.json, e.g. --config.evals.knn.k=10.', lock_config=True)
+  app.run(main)

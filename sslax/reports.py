@@ -1,0 +1,103 @@
+"""What a run leaves for people: results.json, a results.md table and PNG plots.
+
+- `results.json`: every downstream metric (fractions in [0, 1], NMI/ARI, MSE/R^2), the same
+  under `random_init/`, `<key>_std` over seeds when `config.eval.num_seeds` > 1, and `step`.
+- `results.md`: the pretrained-vs-random-init table, mean +- std.
+- `curves.png`: training loss, online-probe accuracy and periodic evaluations from
+  metrics.jsonl, against the step.
+- `embedding.png`: a PCA projection of test-set features, coloured by label, for the
+  pretrained and the random-init encoder side by side.
+"""
+from collections.abc import Mapping
+import json
+import os
+from typing import Any
+
+import matplotlib
+matplotlib.use('Agg')   # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+RANDOM = 'random_init/'
+
+
+def _cell(results: Mapping[str, float], key: str) -> str:
+  if key not in results:
+    return '-'
+  std = results.get(key + '_std')
+  return f'{results[key]:.4f}' + ('' if std is None else f' ± {std:.4f}')
+
+
+def table(results: Mapping[str, Any]) -> str:
+  """A markdown table: one row per metric, pretrained vs random init."""
+  keys = sorted(k for k in results if '/' in k and not k.startswith(RANDOM)
+                and not k.endswith('_std'))
+  rows = ['| metric | pretrained | random init |', '| --- | --- | --- |']
+  rows += [f'| {k} | {_cell(results, k)} | {_cell(results, RANDOM + k)} |' for k in keys]
+  return '\n'.join(rows)
+
+
+def _read_metrics(workdir: str) -> list[dict[str, float]]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(rows: list[dict[str, float]], path: str) -> None:
+  """Loss, online-probe accuracy and periodic eval accuracies against the step."""
+  series = {'loss': 'training loss', 'online_probe/accuracy': 'online probe accuracy'}
+  evals = sorted({k for r in rows for k in r
+                  if k.startswith('eval/') and k.endswith('/accuracy') and RANDOM not in k})
+  panels = [k for k in series if any(k in r for r in rows)] + (['eval'] if evals else [])
+  fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5),
+                           squeeze=False)
+  for ax, panel in zip(axes[0], panels):
+    for key in evals if panel == 'eval' else [panel]:
+      points = [(r['step'], r[key]) for r in rows if key in r]
+      ax.plot(*zip(*points), marker='.' if panel == 'eval' else None, label=key)
+    ax.set_xlabel('step')
+    ax.set_title('downstream accuracy' if panel == 'eval' else series[panel])
+    if panel == 'eval':
+      ax.legend(fontsize='small')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _pca_2d(x_NxD: np.ndarray) -> np.ndarray:
+  """The two leading principal components [N, 2] (SVD of the centred features)."""
+  centred = x_NxD - x_NxD.mean(axis=0)
+  _, _, vt = np.linalg.svd(centred, full_matrices=False)
+  return centred @ vt[:2].T
+
+
+def plot_embedding(features: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str) -> None:
+  """One PCA scatter per encoder ({prefix: (feats [N, D], labels [N])}), coloured by label."""
+  fig, axes = plt.subplots(1, len(features), figsize=(5 * len(features), 4.5), squeeze=False)
+  for ax, (prefix, (x_NxD, y_N)) in zip(axes[0], features.items()):
+    xy_Nx2 = _pca_2d(np.asarray(x_NxD, np.float64))
+    points = ax.scatter(xy_Nx2[:, 0], xy_Nx2[:, 1], c=y_N, cmap='tab10', s=8)
+    ax.set_title(f'{prefix.rstrip("/") or "pretrained"}: test features, PCA')
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.colorbar(points, ax=axes[0].tolist(), label='label')
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write(workdir: str, results: Mapping[str, Any],
+          test_features: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+          metrics_dir: str | None = None) -> None:
+  """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
+  `workdir`) and, given features, embedding.png in `workdir`."""
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(dict(results), f, indent=2, sort_keys=True)
+  with open(os.path.join(workdir, 'results.md'), 'w') as f:
+    f.write(f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n")
+  rows = _read_metrics(metrics_dir or workdir)
+  if rows:
+    plot_curves(rows, os.path.join(workdir, 'curves.png'))
+  if test_features:
+    plot_embedding(test_features, os.path.join(workdir, 'embedding.png'))

@@ -1,0 +1,86 @@
+"""Two real processes on 127.0.0.1 (2 fake CPU devices each) train like one 4-device process."""
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from sslax import methods
+from sslax import optim
+from sslax import sharding
+from sslax import train
+from sslax.data import pipeline
+from tests.test_train import _params, data_dir, smoke_config  # noqa: F401 (fixture)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir, data_dir, devices: int, *distributed: str) -> subprocess.Popen:
+  cmd = [sys.executable, '-m', 'sslax.main', '--config', 'configs/simclr_digits.py:smoke',
+         '--workdir', str(workdir), f'--config.data.data_dir={data_dir}',
+         '--config.progress_bar=False', '--config.log_every=1',
+         '--config.evals.linear_probe.steps=5', *distributed]   # evaluation: only that it runs
+  # Not this process's 8-device flag (STACK.md): each child sets its own device count.
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
+         f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0'}
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _losses(workdir) -> list[tuple[int, float]]:
+  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  return [(r['step'], r['loss']) for r in rows if 'loss' in r]
+
+
+def _one_process_four_devices(config):
+  """train.run's state, step and data stream on 4 of this process's devices: (losses, state)."""
+  mesh = sharding.make_mesh(config.mesh, jax.devices()[:4])
+  method = methods.get(config.method)(config)
+  tx, lr = optim.make(config)
+  init = train.make_init(method, tx, train.sample_batch(config), config.seed)
+  shardings = sharding.state_shardings(jax.eval_shape(init), mesh, config.fsdp_min_size)
+  state = jax.jit(init, out_shardings=shardings)()
+  step = jax.jit(train.make_train_step(method, tx, lr),
+                 in_shardings=(shardings, sharding.batch_sharding(mesh)))
+  batches = pipeline.make_train(config, mesh)
+  losses = []
+  for s in range(1, config.total_steps + 1):
+    state, metrics = step(state, next(batches))
+    losses.append((s, float(metrics['loss'])))
+  return losses, jax.device_get(state)
+
+
+def test_two_processes_match_one_four_device_process(tmp_path, data_dir):
+  config = smoke_config(data_dir)
+  # Build the digits data once here, so the children only read it.
+  pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False)
+  port = _free_port()
+  procs = [_start(tmp_path / 'two', data_dir, 2, f'--coordinator_address=127.0.0.1:{port}',
+                  '--num_processes=2', f'--process_id={i}', '--initialization_timeout=60')
+           for i in range(2)]
+  one, reference = _one_process_four_devices(config)   # meanwhile, in this process
+  for p in procs:
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+
+  two = _losses(tmp_path / 'two')
+  # Only process 0 wrote: one row per step, not two.
+  assert [s for s, _ in two] == [s for s, _ in one] == [1, 2, 3, 4]
+  np.testing.assert_allclose([l for _, l in two], [l for _, l in one], rtol=1e-5)
+  assert (tmp_path / 'two' / 'results.json').exists()
+
+  # One checkpoint, written by both processes, restored here by one 8-device process.
+  restored, meta = _params(tmp_path / 'two', config)
+  assert meta['step'] == 4
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               restored.params, reference.params)

@@ -1,0 +1,132 @@
+"""The evaluation suite's pieces on tiny synthetic data: frozen-encoder check, clustering
+metrics, fine-tuning, config and data errors."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+
+from configs import simclr_digits
+from sslax import sharding
+from sslax.evaluators import clustering
+from sslax.evaluators import fine_tune
+from sslax.evaluators import suite
+
+
+def test_frozen_passes_when_untouched_and_fires_on_a_mutation():
+  encoder = ({'w': np.arange(6, dtype=np.float32).reshape(2, 3)}, {'batch_stats': {}})
+  with suite.frozen(encoder, 'a read-only pass'):
+    _ = encoder[0]['w'] * 2
+  with pytest.raises(AssertionError, match='encoder changed during an injected update'):
+    with suite.frozen(encoder, 'an injected update'):
+      encoder[0]['w'][0, 0] += 1e-7   # the smallest visible change still trips it
+  # A float that only differs in its bits (-0.0 vs 0.0) counts as a change too.
+  assert suite.checksum(np.zeros(2, np.float32)) != suite.checksum(-np.zeros(2, np.float32))
+
+
+def test_clustering_scores_equal_sklearn_and_kmeans_finds_blobs():
+  rng = np.random.default_rng(0)
+  labels, assigned = rng.integers(0, 5, 200), rng.integers(0, 7, 200)
+  got = clustering.scores(labels, assigned)
+  assert got['nmi'] == sk_metrics.normalized_mutual_info_score(labels, assigned)
+  assert got['ari'] == sk_metrics.adjusted_rand_score(labels, assigned)
+  # Relabelled perfect clusters score 1; well separated blobs are found.
+  assert clustering.scores(labels, (labels + 3) % 5) == {'nmi': 1.0, 'ari': 1.0}
+  centres = rng.normal(size=(4, 16)) * 10
+  y = rng.integers(0, 4, 400)
+  x = centres[y] + rng.normal(size=(400, 16))
+  assert clustering.kmeans(x, y, num_clusters=4, n_init=2)['ari'] > 0.99
+
+
+def _linear_embed(params, model_state, batch):
+  del model_state
+  return batch['x'] @ params['w_IxD']
+
+
+def test_fine_tune_regression_recovers_a_linear_target():
+  rng = np.random.default_rng(0)
+  a_I, x = rng.normal(size=8), rng.normal(size=(600, 8)).astype(np.float32)
+  y = (x @ a_I + 0.5).astype(np.float32)
+  train, test = ({'x': x[:400], 'label': y[:400]}, {'x': x[400:], 'label': y[400:]})
+  # A random, not-yet-useful linear encoder: fine-tuning must move it, not just the head.
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)) * 0.1, jnp.float32)}
+  scores = fine_tune.fine_tune(_linear_embed, params, {}, train, test, task='regression',
+                               num_outputs=1, steps=400, batch_size=64, learning_rate=0.05)
+  assert scores['r2'] > 0.999, scores
+  assert scores['mse'] < 1e-2 * np.var(y), scores
+
+
+def test_fine_tune_classification_on_separable_data():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(300, 8)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)}
+  scores = fine_tune.fine_tune(_linear_embed, params, {}, {'x': x[:200], 'label': y[:200]},
+                               {'x': x[200:], 'label': y[200:]}, task='classification',
+                               num_outputs=2, steps=200, batch_size=64, learning_rate=0.05)
+  assert scores['accuracy'] > 0.95
+
+
+def _config(**evals) -> ml_collections.ConfigDict:
+  c = simclr_digits.get_config('smoke')
+  for name, ev in evals.items():
+    c.evals[name] = ev
+  return c
+
+
+@pytest.mark.parametrize('ev, match', [
+    (dict(type='knnn', source='', every_steps=0), r"config.evals.bad.type='knnn' is unknown"),
+    (dict(type='ridge', source='', every_steps=0), r"config.evals.bad .*lacks \['l2'\]"),
+    (dict(type='ridge', source='', every_steps=0, l2=1.0, k=3),
+     r"config.evals.bad has unknown options \['k'\]"),
+    (dict(type='ridge', source='', every_steps=-1, l2=1.0), r'config.evals.bad.every_steps=-1'),
+    (dict(type='fine_tune', source='', every_steps=0, task='segment', steps=1, batch_size=8,
+          learning_rate=0.1, weight_decay=0.0), r"config.evals.bad.task='segment'"),
+])
+def test_bad_evaluator_config_names_the_key(ev, match):
+  with pytest.raises(ValueError, match=match):
+    suite.check(_config(bad=ev))
+
+
+def _write_npz(path, labels):
+  n = 6 if labels is None else len(labels)
+  images = np.random.default_rng(0).integers(0, 255, (n, 4, 4), dtype=np.uint8)
+  arrays = {'images': images} if labels is None else {'images': images,
+                                                      'labels': np.asarray(labels)}
+  np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize('train_labels, test_labels, match', [
+    (None, None, r"config.eval.source='npz:.*' has no labels"),
+    ([0, 1, 2, 0, 1, 2], [0, 1, 0],
+     r'classes of split .*train.* \[0, 1, 2\] differ from .*\[0, 1\]'),
+])
+def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match):
+  _write_npz(tmp_path / 'toy_train.npz', train_labels)
+  _write_npz(tmp_path / 'toy_test.npz', test_labels)
+  c = _config()
+  c.eval.source = f'npz:{tmp_path}/toy_{{split}}.npz'
+  c.data.data_dir = str(tmp_path / 'tfds')
+  evaluators = suite.Suite(c, _linear_embed, sharding.make_mesh(c.mesh))
+  with pytest.raises(ValueError, match=match):
+    evaluators.run({'': [({}, {})]})
+
+
+def test_online_probe_needs_labels_in_the_training_data(tmp_path):
+  from sslax.evaluators import online_probe
+  _write_npz(tmp_path / 'unlabelled.npz', None)
+  c = _config()
+  c.data.source = f'npz:{tmp_path}/unlabelled.npz'
+  c.data.data_dir = str(tmp_path / 'tfds')
+  c.online_probe.enabled = True
+  with pytest.raises(ValueError, match=r'config.online_probe.enabled=True needs labels.*'
+                                       r'config.data.source='):
+    online_probe.make(c, None)
+
+
+def test_validate_rejects_an_unknown_evaluator_before_compiling():
+  from sslax import validate
+  c = _config(typo=dict(type='linear-probe', source='', every_steps=0))
+  with pytest.raises(ValueError, match=r"config.evals.typo.type='linear-probe' is unknown"):
+    validate.check(c, num_devices=8, num_processes=1)
