@@ -1,7 +1,9 @@
-"""Two real processes on 127.0.0.1 (2 fake CPU devices each) train like one 4-device process."""
+"""Two real processes on 127.0.0.1 (2 fake CPU devices each) train like one 4-device process,
+and a preemption notice (SIGTERM) to both saves one checkpoint that a later run resumes."""
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -25,16 +27,25 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start(workdir, data_dir, devices: int, *distributed: str) -> subprocess.Popen:
+def _start(workdir, data_dir, devices: int, *extra: str) -> subprocess.Popen:
+  """`python -m sslax.main` on the SimCLR smoke config; `extra`: distributed and config flags."""
   cmd = [sys.executable, '-m', 'sslax.main', '--config', 'configs/simclr_digits.py:smoke',
          '--workdir', str(workdir), f'--config.data.data_dir={data_dir}',
          '--config.progress_bar=False', '--config.log_every=1',
-         '--config.evals.linear_probe.steps=5', *distributed]   # evaluation: only that it runs
+         '--config.evals.linear_probe.steps=5', *extra]   # evaluation: only that it runs
   # Not this process's 8-device flag (STACK.md): each child sets its own device count.
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
          f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0'}
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
+
+
+def _start_two(workdir, data_dir, *extra: str) -> list[subprocess.Popen]:
+  """Processes 0 and 1 of one run, 2 CPU devices each, coordinated over 127.0.0.1."""
+  port = _free_port()
+  return [_start(workdir, data_dir, 2, f'--coordinator_address=127.0.0.1:{port}',
+                 '--num_processes=2', f'--process_id={i}', '--initialization_timeout=60', *extra)
+          for i in range(2)]
 
 
 def _losses(workdir) -> list[tuple[int, float]]:
@@ -64,10 +75,7 @@ def test_two_processes_match_one_four_device_process(tmp_path, data_dir):
   config = smoke_config(data_dir)
   # Build the digits data once here, so the children only read it.
   pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False)
-  port = _free_port()
-  procs = [_start(tmp_path / 'two', data_dir, 2, f'--coordinator_address=127.0.0.1:{port}',
-                  '--num_processes=2', f'--process_id={i}', '--initialization_timeout=60')
-           for i in range(2)]
+  procs = _start_two(tmp_path / 'two', data_dir)
   one, reference = _one_process_four_devices(config)   # meanwhile, in this process
   for p in procs:
     out, err = p.communicate(timeout=300)
@@ -84,3 +92,39 @@ def test_two_processes_match_one_four_device_process(tmp_path, data_dir):
   assert meta['step'] == 4
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                restored.params, reference.params)
+
+
+def test_sigterm_to_two_processes_saves_one_checkpoint_that_resumes_losing_nothing(
+    tmp_path, data_dir, capsys):
+  from tests.test_faults import _saved_steps, _wait_for
+  config = smoke_config(data_dir)
+  pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False)
+  total, run_dir = 500, tmp_path / 'run'
+  # Only the final save: periodic ones would hide a preemption that saved nothing.
+  procs = _start_two(run_dir, data_dir, f'--config.total_steps={total}',
+                     f'--config.checkpoint.every_steps={total}')
+  try:
+    _wait_for(lambda: (run_dir / 'metrics.jsonl').exists()
+              and (run_dir / 'metrics.jsonl').read_text().strip(), procs[0])
+  finally:
+    for p in procs:   # both, as a VM's shutdown or `scancel` signals every process
+      p.send_signal(signal.SIGTERM)
+  outs = [p.communicate(timeout=120) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'Preemption notice (SIGTERM): saved step' in outs[0][0]
+  # The one checkpoint (both processes' shards) is the last step trained: nothing lost.
+  saved = _saved_steps(run_dir)
+  trained = [s for s, _ in _losses(run_dir)]
+  assert len(saved) == 1 and 0 < saved[0] == trained[-1] < total, (saved, trained[-5:])
+  assert not (run_dir / 'results.json').exists()
+
+  # A later run (here one process, 8 devices) continues from that step to the end.
+  preempted_at = saved[0]
+  capsys.readouterr()
+  only_knn = {f'evals.{name}.enabled': False for name in ('linear_probe', 'ridge', 'clustering')}
+  results = train.run(smoke_config(data_dir, total_steps=preempted_at + 2, log_every=1,
+                                   **only_knn), str(run_dir))
+  assert f'Resuming from step {preempted_at}' in capsys.readouterr().out
+  assert [s for s, _ in _losses(run_dir)] == list(range(1, preempted_at + 3))
+  assert results['step'] == preempted_at + 2
