@@ -28,7 +28,9 @@ def get_config(arg: str = ''):
 
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),
                  blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False)
-  c.simclr = dict(temperature=0.5, proj_hidden_dims=(128,), proj_dim=64)
+  # chunked_loss=True: InfoNCE without the [2N, 2N] similarity matrix on any device (for
+  # global batches whose matrix does not fit one device); same loss and gradients.
+  c.simclr = dict(temperature=0.5, proj_hidden_dims=(128,), proj_dim=64, chunked_loss=False)
   # Digits are small and centred: mild crops, a small rotation and no flips or colour
   # (STACK.md calibration); blur and hue do nothing useful on 8x8 greyscale.
   c.augment = dict(crop_scale=(0.5, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.0,

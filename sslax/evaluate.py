@@ -63,15 +63,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
   method = methods.get(config.method)(config)
   tx, _ = optim.make(config)
   # The abstract state must have the saved tree's structure, online probe included.
-  init_fn = train.make_init(method, tx, train.sample_batch(config), config.seed,
-                            online_probe.make(config, method))
+  sample = train.sample_batch(config)
+  init_fn = train.make_init(method, tx, sample, config.seed, online_probe.make(config, method))
   abstract = jax.eval_shape(init_fn)
+  shardings = train.state_shardings(config, method, sample, abstract, mesh)
   ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
                             max_to_keep=config.checkpoint.max_to_keep)
   try:
     if ckpt.latest_step() is None:
       raise FileNotFoundError(f'--workdir={workdir!r} has no checkpoints to evaluate.')
-    state, _ = ckpt.restore(abstract, sharding.state_shardings(abstract, mesh), step=step)
+    state, _ = ckpt.restore(abstract, shardings, step=step)
   finally:
     ckpt.close()
   evaluators = suite.Suite(config, method.embed, mesh)

@@ -108,7 +108,24 @@ def info_nce_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: flo
   Returns:
     Scalar loss in float32 (float64 for float64 inputs), replicated.
   """
+  return nt_xent_chunked(z_a_NxD, z_b_NxD, temperature=temperature, mesh=mesh, axes=axes)[0]
+
+
+def nt_xent_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: float,
+                    mesh: jax.sharding.Mesh, axes: tuple[str, ...] = ('data', 'fsdp')
+                    ) -> tuple[jax.Array, jax.Array]:
+  """(`info_nce_chunked`, `contrastive_accuracy`) from the same per-device [2n, 2N] logits.
+
+  Raises ValueError if N is not divisible by the devices along `axes`.
+  """
   n_global = z_a_NxD.shape[0]
+  devices = 1
+  for axis in axes:
+    devices *= mesh.shape[axis]
+  if z_a_NxD.ndim != 2 or z_a_NxD.shape != z_b_NxD.shape or n_global % devices:
+    raise ValueError(
+        f'chunked InfoNCE needs two [N, D] views with N divisible by the {devices} devices of '
+        f'mesh axes {axes}; got {z_a_NxD.shape} and {z_b_NxD.shape}.')
   dtype = _compute_dtype(jnp.result_type(z_a_NxD, z_b_NxD))
   spec = jax.sharding.PartitionSpec(axes)
 
@@ -128,10 +145,13 @@ def info_nce_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: flo
     is_self_2nx2N = self_2n[:, None] == jnp.arange(2 * n_global)[None, :]
     logits_2nx2N = jnp.where(is_self_2nx2N, jnp.asarray(_MASKED_LOGIT, dtype), logits_2nx2N)
     xent_2n = optax.softmax_cross_entropy_with_integer_labels(logits_2nx2N, positive_2n)
-    return jax.lax.psum(jnp.sum(xent_2n), axes) / (2 * n_global)
+    hits_2n = (jnp.argmax(logits_2nx2N, axis=-1) == positive_2n).astype(jnp.float32)
+    return (jax.lax.psum(jnp.sum(xent_2n), axes) / (2 * n_global),
+            jax.lax.psum(jnp.sum(hits_2n), axes) / (2 * n_global))
 
+  replicated = jax.sharding.PartitionSpec()
   return jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
-                       out_specs=jax.sharding.PartitionSpec())(z_a_NxD, z_b_NxD)
+                       out_specs=(replicated, replicated))(z_a_NxD, z_b_NxD)
 
 
 def contrastive_accuracy(logits_2Nx2N: jax.Array, labels_2N: jax.Array) -> jax.Array:

@@ -3,6 +3,7 @@ import json
 import os
 from typing import Any
 
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -31,11 +32,28 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
     root = jax.random.PRNGKey(seed)
     init_key, train_key = jax.random.split(root)
     batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
-    params, model_state, extra = method.init(init_key, batch)
+    # Weights a model boxed with logical axis names (logical_axes) are stored as plain arrays.
+    params, model_state, extra = meta.unbox(method.init(init_key, batch))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       model_state=model_state, extra=extra, rng=train_key,
                       probe=probe.init(params, model_state, batch) if probe else None)
   return init
+
+
+def logical_axes(method: methods.Method, sample_batch) -> dict[tuple[str, ...], tuple]:
+  """The logical axis names the method's model gives its parameters (`nn.with_logical_
+  partitioning`), by dict-key path: what sharding.state_shardings maps to the mesh."""
+  def boxed_params():
+    batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
+    return method.init(jax.random.PRNGKey(0), batch)[0]
+  return sharding.logical_axes(jax.eval_shape(boxed_params))
+
+
+def state_shardings(config: ml_collections.ConfigDict, method: methods.Method, sample_batch,
+                    abstract_state, mesh) -> Any:
+  """The train state's shardings on `mesh`: logical names, else the FSDP size rule."""
+  return sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size,
+                                  logical_axes(method, sample_batch))
 
 
 NAN_POLICIES = ('stop', 'skip')
@@ -118,13 +136,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   method = methods.get(config.method)(config)
   tx, lr_schedule = optim.make(config)
   probe = online_probe.make(config, method)
-  init_fn = make_init(method, tx, sample_batch(config), config.seed, probe)
+  sample = sample_batch(config)
+  init_fn = make_init(method, tx, sample, config.seed, probe)
   abstract_state = jax.eval_shape(init_fn)
-  state_sharding = sharding.state_shardings(abstract_state, mesh, config.fsdp_min_size)
-  if is_main and mesh.shape['fsdp'] > 1:
-    share = sharding.replicated_fraction(abstract_state.params, state_sharding.params)
-    print(f'FSDP over {mesh.shape["fsdp"]} devices: {share:.1%} of parameters replicated '
-          f'(arrays under config.fsdp_min_size={config.fsdp_min_size} elements).')
+  state_sharding = state_shardings(config, method, sample, abstract_state, mesh)
+  # FSDP / tensor parallelism: how much stays replicated (raises if mesh.model is wasted).
+  layout = sharding.report(abstract_state.params, state_sharding.params, mesh)
+  if is_main and layout:
+    print(layout)
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
@@ -244,9 +263,10 @@ def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Meth
                          tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
   """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds."""
   encoders = []
+  sample = sample_batch(config)
   for i in range(config.eval.num_seeds):
-    init_fn = make_init(method, tx, sample_batch(config), config.seed + i)
-    shardings = sharding.state_shardings(jax.eval_shape(init_fn), mesh, config.fsdp_min_size)
+    init_fn = make_init(method, tx, sample, config.seed + i)
+    shardings = state_shardings(config, method, sample, jax.eval_shape(init_fn), mesh)
     initial = jax.jit(init_fn, out_shardings=shardings)()
     encoders.append((initial.params, initial.model_state))
   return encoders

@@ -40,6 +40,9 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   if accum < 1 or config.batch_size % accum:
     raise ValueError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
                      f'config.batch_size={config.batch_size}.')
+  if 'simclr' in config and config.simclr.get('chunked_loss', False) and config.method != 'simclr':
+    raise ValueError(f'config.simclr.chunked_loss=True only applies to SimCLR, but '
+                     f'config.method={config.method!r}; remove it or set it to False.')
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
       raise ValueError(f'config.{key}={_get(config, key)} must be positive.')

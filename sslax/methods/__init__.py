@@ -17,6 +17,8 @@ Metrics = dict[str, jax.Array]
 
 class Method(NamedTuple):
   # init(rng, batch) -> (params, model_state, extra); `batch` may be abstract (shapes only).
+  # params may be flax-boxed with logical axis names (nn.with_logical_partitioning): the
+  # trainer stores them unboxed and shards them by those names (sharding.LOGICAL_AXIS_RULES).
   init: Callable[[jax.Array, Batch], tuple[Any, Any, Any]]
   # loss(params, model_state, extra, batch, rng) -> (scalar, (new_model_state, metrics))
   loss: Callable[[Any, Any, Any, Batch, jax.Array], tuple[jax.Array, tuple[Any, Metrics]]]

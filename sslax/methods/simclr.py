@@ -12,6 +12,7 @@ import ml_collections
 from sslax import losses
 from sslax import methods
 from sslax import models
+from sslax import sharding
 from sslax.augment import image as image_aug
 from sslax.models import heads
 
@@ -35,6 +36,13 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   size = config.data.image_size
   aug_kwargs = dict(config.augment)
   temperature = config.simclr.temperature
+  # config.simclr.chunked_loss: InfoNCE under shard_map (losses.nt_xent_chunked), each device
+  # holding [2n, 2N] logits instead of the global [2N, 2N]; same value and gradients. Over the
+  # mesh train.run builds: config.mesh on all devices.
+  chunked = config.simclr.get('chunked_loss', False)
+  if not isinstance(chunked, bool):
+    raise ValueError(f'config.simclr.chunked_loss={chunked!r} must be True or False.')
+  mesh = sharding.make_mesh(config.mesh) if chunked else None
 
   def init(rng, batch):
     if 'image' not in batch:
@@ -56,6 +64,10 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
 
   def loss_from_embeddings(z_2NxP):
     z_a, z_b = jnp.split(z_2NxP, 2, axis=0)
+    if chunked:
+      value, accuracy = losses.nt_xent_chunked(z_a, z_b, temperature=temperature, mesh=mesh,
+                                               axes=sharding.BATCH_AXES)
+      return value, {'contrastive_acc': accuracy}
     logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=temperature)
     value = losses.info_nce(z_a, z_b, temperature=temperature)
     return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}

@@ -16,20 +16,41 @@ import ml_collections
 PAD_ID = 0   # every tokenizer in sslax/data/tokenizers.py pads with id 0
 
 
+def _named(init: nn.initializers.Initializer, *names: str | None):
+  """`init` whose parameter carries logical axis names (flax boxes them; the trainer unboxes
+  them and maps the names to mesh axes with sharding.LOGICAL_AXIS_RULES)."""
+  return nn.with_logical_partitioning(init, names)
+
+
 class Block(nn.Module):
-  """Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+  """Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x)).
+
+  Weights carry logical axis names for tensor parallelism (Shoeybi et al. 2019, Megatron-LM):
+  the attention heads and the MLP's hidden units ('heads', 'mlp') are split over devices, so
+  query/key/value and mlp_in are column-parallel and the attention output and mlp_out are
+  row-parallel; 'embed' is the model width (FSDP's dimension).
+  """
   num_heads: int
   mlp_dim: int
 
   @nn.compact
   def __call__(self, x_BxLxD: jnp.ndarray, mask_Bx1xLxL: jnp.ndarray) -> jnp.ndarray:
+    kernel, zeros = nn.initializers.lecun_normal(), nn.initializers.zeros_init()
     h_BxLxD = nn.LayerNorm(name='ln_attn')(x_BxLxD)
-    h_BxLxD = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name='attn')(
-        h_BxLxD, h_BxLxD, mask=mask_Bx1xLxL)
+    h_BxLxD = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, name='attn',
+        kernel_init=_named(kernel, 'embed', 'heads', 'head_dim'),
+        bias_init=_named(zeros, 'heads', 'head_dim'),
+        out_kernel_init=_named(kernel, 'heads', 'head_dim', 'embed'),
+        out_bias_init=_named(zeros, 'embed'))(h_BxLxD, h_BxLxD, mask=mask_Bx1xLxL)
     x_BxLxD = x_BxLxD + h_BxLxD
     h_BxLxD = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
-    h_BxLxF = nn.gelu(nn.Dense(self.mlp_dim, name='mlp_in')(h_BxLxD))
-    return x_BxLxD + nn.Dense(x_BxLxD.shape[-1], name='mlp_out')(h_BxLxF)
+    h_BxLxF = nn.gelu(nn.Dense(self.mlp_dim, name='mlp_in',
+                               kernel_init=_named(kernel, 'embed', 'mlp'),
+                               bias_init=_named(zeros, 'mlp'))(h_BxLxD))
+    return x_BxLxD + nn.Dense(x_BxLxD.shape[-1], name='mlp_out',
+                              kernel_init=_named(kernel, 'mlp', 'embed'),
+                              bias_init=_named(zeros, 'embed'))(h_BxLxF)
 
 
 class Transformer(nn.Module):
