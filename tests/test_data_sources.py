@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from sslax.data import sources
 from sslax.data.builders import digits as digits_builder
+from sslax.data.builders import image_folder
 from sslax.data.builders import local
 from sslax.data.builders import pixels
 from tests.conftest import shared_data
@@ -221,14 +222,16 @@ def test_folder_build(tmp_path, data_dir):
   assert sources.info(source, data_dir=data_dir) == sources.SourceInfo(
       num_classes=2, split_sizes={'train': 6, 'test': 5}, image_shape=(6, 5, 3))
   train = sources.open_split(source, 'train', data_dir=data_dir)
-  # Order: classes sorted (ant=0, bee=1), then file names.
-  assert [int(train[i]['label']) for i in range(6)] == [0, 0, 0, 1, 1, 1]
-  np.testing.assert_array_equal(train[0]['image'], written['train/ant/0'])
-  grey = train[4]['image']  # train/bee/1.png is grey: expanded to RGB in a colour folder.
+  # Sorted order: classes sorted (ant=0, bee=1), then file names; stored permuted by it.
+  at = np.argsort(image_folder.stored_order(6))   # sorted item -> stored position
+  assert [int(train[int(at[i])]['label']) for i in range(6)] == [0, 0, 0, 1, 1, 1]
+  np.testing.assert_array_equal(train[int(at[0])]['image'], written['train/ant/0'])
+  grey = train[int(at[4])]['image']  # train/bee/1.png is grey: RGB in a colour folder.
   assert grey.shape == (6, 5, 3)
   for channel in range(3):
     np.testing.assert_array_equal(grey[..., channel], written['train/bee/1'])
-  jpeg = sources.open_split(source, 'test', data_dir=data_dir)[2]['image']
+  jpeg = sources.open_split(source, 'test', data_dir=data_dir)[
+      int(np.argsort(image_folder.stored_order(5))[2])]['image']
   assert jpeg.shape == (6, 5, 3) and np.abs(jpeg.astype(int) - smooth).mean() < 8
 
 
@@ -239,8 +242,9 @@ def test_folder_all_grey_and_worker_processes(tmp_path, data_dir, monkeypatch, c
   monkeypatch.setattr(pixels, 'MIN_CPUS_FOR_WORKERS', 1)
   data = sources.open_split(f'folder:{tmp_path}/grey', 'train', data_dir=data_dir)
   assert 'workers failed' not in caplog.text  # The pool ran; no fallback.
-  assert data[5]['image'].shape == (6, 5, 1)
-  np.testing.assert_array_equal(data[5]['image'][..., 0], written['train/bee/2'])
+  last = data[int(np.argsort(image_folder.stored_order(6))[5])]['image']  # train/bee/2
+  assert last.shape == (6, 5, 1)
+  np.testing.assert_array_equal(last[..., 0], written['train/bee/2'])
 
 
 def _odd_size(root: pathlib.Path) -> None:
@@ -284,9 +288,21 @@ def test_folder_real_cifar10(tmp_path):
   assert got == sources.SourceInfo(num_classes=10, split_sizes={'train': 50000, 'test': 10000},
                                    image_shape=(32, 32, 3))
   first = sorted((folder / 'test' / 'airplane').iterdir())[0]
-  example = sources.open_split(f'folder:{folder}', 'test', data_dir=os.fspath(tmp_path))[0]
+  test = sources.open_split(f'folder:{folder}', 'test', data_dir=os.fspath(tmp_path))
+  example = test[int(np.argsort(image_folder.stored_order(10000))[0])]
   np.testing.assert_array_equal(example['image'], np.asarray(PIL.Image.open(first)))
   assert example['label'] == 0
+  # The first 10% of the stored split is a sample of every class, not class 0 alone.
+  labels = np.array([int(test[i]['label']) for i in range(1000)])
+  assert np.bincount(labels, minlength=10).min() >= 70
+
+
+def test_stored_order_is_a_fixed_permutation():
+  order = image_folder.stored_order(1000)
+  np.testing.assert_array_equal(np.sort(order), np.arange(1000))
+  np.testing.assert_array_equal(order, image_folder.stored_order(1000))
+  # Class-sorted items (10 classes of 100): the first 100 stored positions hold most classes.
+  assert len(set(order[:100] // 100)) == 10
 
 
 def test_tfds_mnist_mocked(tmp_path):

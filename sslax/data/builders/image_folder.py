@@ -25,6 +25,16 @@ from sslax.data.builders import local
 from sslax.data.builders import pixels
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+# Seed of the fixed permutation of each split's stored order (see `stored_order`).
+ORDER_SEED = 0
+
+
+def stored_order(n: int) -> np.ndarray:
+  """Position i of a stored split holds sorted item `stored_order(n)[i]` (items sorted by
+  class, then file name). A fixed permutation, so an index names a file reproducibly, yet a
+  slice such as `train[:10000]` is a random sample of every class: stored class by class, the
+  first 10k CIFAR-10 images would be classes 0 and 1 only."""
+  return np.random.default_rng(ORDER_SEED).permutation(n)
 
 
 def _visible_dirs(path: str) -> list[str]:
@@ -97,6 +107,8 @@ def make_config(root: str) -> local.PathConfig:
   channels = 3 if any(colour for _, _, colour in probes) else 1
   items = {split: [(p, class_names.index(name)) for name in sorted(classes)
                    for p in classes[name]] for split, classes in layout.items()}
+  items = {split: [listed[i] for i in stored_order(len(listed))]
+           for split, listed in items.items()}
   return local.PathConfig(
       name=local.config_name(root),
       description=f'Image folder {root}',
@@ -111,8 +123,9 @@ def make_config(root: str) -> local.PathConfig:
 class SslaxImageFolder(tfds.core.GeneratorBasedBuilder):
   """Decoded images of a class-per-folder tree; one config per folder path."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'uint8 pixels [H,W,C]; ClassLabel from sorted class folders.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'uint8 pixels [H,W,C]; ClassLabel from sorted class folders.',
+                   '1.1.0': 'Stored order is a fixed permutation (slices sample all classes).'}
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
@@ -124,7 +137,7 @@ class SslaxImageFolder(tfds.core.GeneratorBasedBuilder):
             'label': tfds.features.ClassLabel(names=list(config.class_names)),
         }),
         supervised_keys=('image', 'label'),
-        # Stored order = sorted (class, file name), so an index names a file reproducibly.
+        # Stored order = `stored_order` of the sorted (class, file name) list: reproducible.
         disable_shuffling=True,
     )
 
