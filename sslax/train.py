@@ -152,7 +152,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
   skipped_steps = 0
   if ckpt.latest_step() is not None:
-    changed = changed_keys(previous or {}, resolved)
+    # Without the workdir's config.json (deleted by hand) there is nothing to compare.
+    changed = changed_keys(previous, resolved) if previous is not None else []
     problems = ckpt.mismatches(abstract_state)
     if problems:
       ckpt.close()
