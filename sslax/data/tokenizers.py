@@ -122,7 +122,12 @@ def _train_texts(data_config: ml_collections.ConfigDict) -> Iterator[str]:
   split = sources.open_split(data_config.source, data_config.train_split,
                              data_dir=data_config.data_dir or None)
   for i in range(len(split)):
-    text = split[i]['text']
+    record = split[i]
+    if 'text' not in record:
+      raise ValueError(f"config.data.tokenizer='sentencepiece' trains on text, but config.data."
+                       f'source={data_config.source!r} holds {sorted(record)}; use a text:/tsv: '
+                       'source.')
+    text = record['text']
     text = text.item() if hasattr(text, 'item') else text
     yield text.decode('utf-8') if isinstance(text, bytes) else str(text)
 
