@@ -36,6 +36,7 @@ def main() -> None:
   args = parser.parse_args()
   with open(os.path.join(args.workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  config = tokenizers.prepare(config, args.workdir, train_if_missing=False)
   if config.method not in ACCURACY:
     raise SystemExit(f'{args.workdir}: method {config.method!r} is not mlm or lm.')
   mesh = sharding.make_mesh(config.mesh)
@@ -53,7 +54,7 @@ def main() -> None:
   held_out = pipeline.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True,
                               transform=transform)
   tokens = held_out.take(slice(None))['tokens']
-  special = tokenizers.make(d.tokenizer).NUM_SPECIAL
+  special = tokenizers.make(d).NUM_SPECIAL
   counts = np.bincount(train_tokens[train_tokens >= special].ravel())
   top = int(np.argmax(counts))
   real = tokens[tokens >= special]
@@ -76,7 +77,7 @@ def main() -> None:
   print(json.dumps({'step': meta['step'], 'split': args.split, 'sequences': len(held_out),
                     ACCURACY[config.method]: total / weight,
                     'unigram_baseline_accuracy': unigram,
-                    'unigram_token': tokenizers.make(d.tokenizer).decode(np.array([top]))},
+                    'unigram_token': tokenizers.make(d).decode(np.array([top]))},
                    indent=2))
 
 

@@ -34,8 +34,10 @@ def base() -> ml_collections.ConfigDict:
   c.data.in_memory = True        # decode the split once into host memory (small data sets)
   c.data.prefetch = 2            # batches prepared ahead of the step
   c.data.image_size = 32         # model input side; views are cropped and resized to it
-  c.data.tokenizer = ''          # text sources: 'byte' (see sslax/data/tokenizers.py); '' = none
+  c.data.tokenizer = ''          # text sources: 'byte' | 'sentencepiece' (sslax/data/tokenizers.py); '' = none
   c.data.seq_len = 128           # text sources: tokens per example (truncated / PAD-padded)
+  c.data.vocab_size = 4096       # tokenizer='sentencepiece': ids incl. 6 specials (trained once per workdir)
+  c.data.tokenizer_dir = ''      # tokenizer='sentencepiece': where spm.model lives; '' = WORKDIR/tokenizer
 
   c.optim = optim.defaults()
 

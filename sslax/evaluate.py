@@ -27,6 +27,7 @@ from sslax import reports
 from sslax import sharding
 from sslax import train
 from sslax import validate
+from sslax.data import tokenizers
 from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 
@@ -59,6 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
         output_dir: str | None = None) -> dict[str, float]:
   """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content."""
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+  config = tokenizers.prepare(config, workdir, train_if_missing=False)   # the run's own vocabulary
   mesh = sharding.make_mesh(config.mesh)
   method = methods.get(config.method)(config)
   tx, _ = optim.make(config)

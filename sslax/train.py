@@ -20,6 +20,7 @@ from sslax import reports
 from sslax import sharding
 from sslax import validate
 from sslax.data import pipeline
+from sslax.data import tokenizers
 from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 from sslax.state import TrainState
@@ -130,6 +131,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if os.path.exists(config_path):
     with open(config_path) as f:
       previous = json.load(f)
+
+  # A trained tokenizer (SentencePiece) is made once and kept in the workdir; `resolved` above
+  # keeps data.tokenizer_dir as given, so a moved workdir still finds its own.
+  config = tokenizers.prepare(config, workdir)
 
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)

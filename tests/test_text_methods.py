@@ -10,7 +10,8 @@ from sslax import optim
 from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
-from tests.test_train import _Interrupt, _params
+from sslax.data import tokenizers
+from tests.test_train import _params, run_killed_after
 
 
 def text_config(name, data_dir, **overrides):
@@ -34,61 +35,80 @@ def test_mlm_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   last = [r for r in rows if 'loss' in r][-1]
   for key in ('masked_token_accuracy', 'perplexity', 'loss'):
     assert np.isfinite(last[key]), key
-  for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/knn/accuracy'):
+  for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/knn/accuracy',
+              'fine_tune/accuracy', 'random_init/fine_tune/accuracy'):
     assert 0.0 <= results[key] <= 1.0
   straight, _ = _params(tmp_path / 'straight', config)
 
-  real = pipeline.make_train
-  def dying(*args, **kwargs):
-    for i, batch in enumerate(real(*args, **kwargs)):
-      if i == 2:
-        raise _Interrupt()
-      yield batch
-  monkeypatch.setattr(pipeline, 'make_train', dying)
-  with pytest.raises(_Interrupt):
-    train.run(config, str(tmp_path / 'resumed'))
-  monkeypatch.setattr(pipeline, 'make_train', real)
+  run_killed_after(config, tmp_path / 'resumed', monkeypatch, steps=2)
   train.run(config, str(tmp_path / 'resumed'))
   resumed, meta = _params(tmp_path / 'resumed', config)
   assert meta['step'] == 4
   jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
 
 
-def test_lm_smoke_run(tmp_path, data_dir):
-  results = train.run(text_config('lm', data_dir), str(tmp_path))
+def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_dir):
+  config = text_config('lm', data_dir, **{'data.tokenizer': 'sentencepiece',
+                                          'data.vocab_size': 400,
+                                          'evals.fine_tune.enabled': False})   # mlm's runs it
+  results = train.run(config, str(tmp_path))
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   last = [r for r in rows if 'loss' in r][-1]
   assert last['step'] == 4 and np.isfinite(last['next_token_accuracy'])
-  # Byte-level perplexity starts near the vocabulary size (262), far from 1.
-  assert 1.0 < last['perplexity'] < 400.0
+  # Perplexity starts near the vocabulary size, far from 1.
+  assert 1.0 < last['perplexity'] < 600.0
   assert 0.0 <= results['linear_probe/accuracy'] <= 1.0
+  # The vocabulary was trained into the workdir; the model's embedding table is its size, and
+  # config.json keeps tokenizer_dir='' so a moved workdir still finds its own model.
+  assert (tmp_path / 'tokenizer' / 'spm.model').exists()
+  assert json.loads((tmp_path / 'config.json').read_text())['data']['tokenizer_dir'] == ''
+  prepared = tokenizers.prepare(config, str(tmp_path), train_if_missing=False)
+  params, _ = _params(tmp_path, prepared)
+  assert params.params['token_embed']['embedding'].shape[0] == (
+      tokenizers.make(prepared.data).vocab_size)
 
 
-# mlm: its masking draws per-example keys, the part sharding could break; lm's loss has no
-# randomness and shares the model and loss reductions checked here.
-@pytest.mark.parametrize('name', ['mlm'])
-def test_eight_devices_give_the_one_device_loss_and_gradients(name, data_dir):
-  config = text_config(name, data_dir)
+# mlm: its masking draws per-example keys, the part sharding could break; lm: its shifted
+# targets and PAD weights over the global batch. Loss, gradients and one whole train step.
+@pytest.mark.parametrize('name', ['mlm', 'lm'])
+def test_eight_devices_give_the_one_device_loss_gradients_and_step(name, data_dir):
+  config = text_config(name, data_dir, **{'optim.warmup_steps': 0})   # step 0 has lr > 0
   method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
+  tx, lr = optim.make(config)
   state = train.make_init(method, tx, train.sample_batch(config), config.seed)()
   records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False,
                              transform=pipeline.record_transform(config.data))
   local = records.take(np.arange(config.batch_size))
+  # Some PAD so the weighting of real tokens over the global batch matters.
+  local['tokens'][::3, -5:] = 0
   key = jax.random.PRNGKey(3)
 
-  def loss_and_grads(params, batch):
-    return jax.value_and_grad(
-        lambda p: method.loss(p, state.model_state, state.extra, batch, key)[0])(params)
+  step = train.make_train_step(method, tx, lr)
+
+  def loss_grads_and_step(state, batch):   # one program per device count: compiles once
+    value_and_grads = jax.value_and_grad(
+        lambda p: method.loss(p, state.model_state, state.extra, batch, key)[0])(state.params)
+    new_state, metrics = step(state, batch)
+    return value_and_grads, new_state.params, metrics['loss']
   outputs = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = sharding.make_mesh(config.mesh, devices)
-    fn = jax.jit(loss_and_grads, in_shardings=(sharding.replicated(mesh),
-                                               sharding.batch_sharding(mesh)))
-    outputs.append(jax.device_get(fn(state.params, sharding.to_global(local, mesh))))
-  (l1, g1), (l8, g8) = outputs
+    fn = jax.jit(loss_grads_and_step, in_shardings=(sharding.replicated(mesh),
+                                                    sharding.batch_sharding(mesh)))
+    outputs.append(jax.device_get(fn(state, sharding.to_global(local, mesh))))
+  ((l1, g1), p1, m1), ((l8, g8), p8, m8) = outputs
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
+  np.testing.assert_allclose(m8, m1, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g8, g1)
+  # Adam divides by |g|: where a gradient is rounding noise (e.g. attention key biases, which
+  # softmax ignores) the update is noise-sized too, so compare where the gradient is signal.
+  signal = jax.tree.map(lambda g: np.abs(g) > 1e-7, g1)
+  assert np.mean(np.concatenate([s.ravel() for s in jax.tree.leaves(signal)])) > 0.9
+  jax.tree.map(lambda a, b, s: np.testing.assert_allclose(a[s], b[s], rtol=1e-4, atol=1e-6),
+               p8, p1, signal)
+  # The step moved the parameters (so equal parameters are not equal initial ones).
+  assert max(float(np.abs(a - b).max()) for a, b in
+             zip(jax.tree.leaves(p1), jax.tree.leaves(jax.device_get(state.params)))) > 1e-4
 
 
 @pytest.mark.parametrize('overrides, match', [

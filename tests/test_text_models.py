@@ -78,40 +78,82 @@ def test_untied_output_and_too_long_sequences_name_the_key():
     model.apply({'params': params}, _tokens(jax.random.PRNGKey(0), l=13))
 
 
-def test_bert_mask_statistics():
+def _runs(chosen_BxL):
+  """Lengths of the maximal runs of True in each row."""
+  runs = []
+  for row in chosen_BxL:
+    edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+    runs.extend(np.nonzero(edges == -1)[0] - np.nonzero(edges == 1)[0])
+  return np.array(runs)
+
+
+# span_p=0: BERT's single tokens; 0.2: SpanBERT's geometric spans, same budget and rules.
+@pytest.mark.parametrize('span_p', [0.0, 0.2])
+def test_bert_mask_statistics(span_p):
   b, l, p = 512, 64, 16
   key = jax.random.PRNGKey(0)
   tokens = np.array(_tokens(key, b, l))
   lengths = np.random.RandomState(0).randint(8, l + 1, size=b)
   tokens[np.arange(l)[None] >= lengths[:, None]] = TOK.PAD
   tokens[:, 0] = TOK.CLS   # a special token that must never be chosen
-  m = masking.bert_mask(jax.random.PRNGKey(1), jnp.asarray(tokens), num_special=TOK.NUM_SPECIAL,
-                        vocab_size=TOK.vocab_size, mask_id=TOK.MASK, max_predictions=p)
+  tokens[:, 30] = TOK.SEP   # and one mid-sequence, which spans must not cross
+  kw = dict(num_special=TOK.NUM_SPECIAL, vocab_size=TOK.vocab_size, mask_id=TOK.MASK,
+            max_predictions=p, span_p=span_p)
+  m = masking.bert_mask(jax.random.PRNGKey(1), jnp.asarray(tokens), **kw)
   pos, w, tgt, inp = map(np.asarray, (m.positions_BxP, m.weights_BxP, m.targets_BxP,
                                       m.inputs_BxL))
   chosen = w > 0
-  real = lengths - 1
-  np.testing.assert_array_equal(chosen.sum(1), np.clip(np.round(0.15 * real), 1, p))
+  real = (tokens >= TOK.NUM_SPECIAL).sum(1)
+  # float32 like the device, so x.5 budgets round the same way.
+  np.testing.assert_array_equal(chosen.sum(1),
+                                np.clip(np.round(np.float32(0.15) * real.astype(np.float32)), 1, p))
   rows = np.broadcast_to(np.arange(b)[:, None], pos.shape)
   assert (tokens[rows[chosen], pos[chosen]] >= TOK.NUM_SPECIAL).all()   # never PAD / CLS
   assert len(set(zip(rows[chosen], pos[chosen]))) == chosen.sum()       # no repeats
   np.testing.assert_array_equal(tgt[chosen], tokens[rows[chosen], pos[chosen]])
   new = inp[rows[chosen], pos[chosen]]
-  n = chosen.sum()
+  chosen_BxL = np.zeros_like(tokens, bool)
+  chosen_BxL[rows[chosen], pos[chosen]] = True
+  runs = _runs(chosen_BxL)
+  # Short rows here cut spans to small budgets (test_span_lengths checks the distribution).
+  assert runs.mean() > 2.0 if span_p else runs.mean() < 1.3, runs.mean()
+  # 80/10/10 is drawn once per span: independent draws are ~ one per run (fewer when runs
+  # merge spans), so the tolerance uses the run count.
+  n = len(runs)
   frac_mask = (new == TOK.MASK).mean()
   frac_same = (new == tgt[chosen]).mean()
   # ~10% random draws hit the original token with probability 1/256, hence the tolerance.
-  assert abs(frac_mask - 0.8) < 4 / np.sqrt(n) and abs(frac_same - 0.1) < 0.02
+  assert abs(frac_mask - 0.8) < 4 / np.sqrt(n) and abs(frac_same - 0.1) < 4 * 0.3 / np.sqrt(n)
   assert (new >= TOK.NUM_SPECIAL).sum() == (new != TOK.MASK).sum()      # random ids: non-special
   # Positions that were not chosen keep their token.
   untouched = np.ones_like(tokens, bool)
   untouched[rows[chosen], pos[chosen]] = False
   np.testing.assert_array_equal(inp[untouched], tokens[untouched])
   # Per-example keys: example 3's mask does not depend on the rest of the batch.
-  m3 = masking.bert_mask(jax.random.PRNGKey(1), jnp.asarray(tokens[:4]),
-                         num_special=TOK.NUM_SPECIAL, vocab_size=TOK.vocab_size,
-                         mask_id=TOK.MASK, max_predictions=p)
+  m3 = masking.bert_mask(jax.random.PRNGKey(1), jnp.asarray(tokens[:4]), **kw)
   np.testing.assert_array_equal(m3.inputs_BxL[3], inp[3])
+
+
+def test_span_lengths_follow_the_clipped_geometric():
+  # Long rows (budget 75 of 500 real tokens) so the budget cuts only each row's last span.
+  b, l, p = 32, 512, 80
+  tokens = np.array(_tokens(jax.random.PRNGKey(2), b, l))
+  tokens[:, 500:] = TOK.PAD
+  mean_run = {}
+  for span_p in (0.2, 0.5):
+    m = masking.bert_mask(jax.random.PRNGKey(3), jnp.asarray(tokens), num_special=TOK.NUM_SPECIAL,
+                          vocab_size=TOK.vocab_size, mask_id=TOK.MASK, max_predictions=p,
+                          span_p=span_p, span_max=10)
+    chosen = np.zeros_like(tokens, bool)
+    w = np.asarray(m.weights_BxP) > 0
+    chosen[np.nonzero(w)[0], np.asarray(m.positions_BxP)[w]] = True
+    assert (chosen.sum(1) == 75).all() and not chosen[:, 500:].any()
+    mean_run[span_p] = _runs(chosen).mean()
+  # Clipped geometric means: sum_k min(k, 10) p (1-p)^(k-1) = 3.79 (p=0.2), 2.00 (p=0.5).
+  # Runs are spans, except that spans landing next to each other merge (+~15% here).
+  expected = {q: sum(min(k, 10) * q * (1 - q) ** (k - 1) for k in range(1, 200)) for q in mean_run}
+  for q, got in mean_run.items():
+    assert expected[q] * 0.95 < got < expected[q] * 1.35, (q, got, expected[q])
 
 
 def test_masked_xent_ignores_unmasked_positions():

@@ -74,23 +74,29 @@ class _Interrupt(Exception):
   pass
 
 
+def run_killed_after(config, workdir, monkeypatch, steps: int) -> None:
+  """Runs `config` in `workdir` with its data stream dying after `steps` batches, as a kill
+  would; the real stream is back afterwards, so the next `train.run` resumes."""
+  real = pipeline.make_train
+  def dying(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if i == steps:
+        raise _Interrupt()
+      yield batch
+  monkeypatch.setattr(pipeline, 'make_train', dying)
+  with pytest.raises(_Interrupt):
+    train.run(config, str(workdir))
+  monkeypatch.setattr(pipeline, 'make_train', real)
+
+
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkeypatch):
   config = smoke_config(data_dir)
   train.run(config, str(tmp_path / 'straight'))
   straight, _ = _params(tmp_path / 'straight', config)
 
-  # Kill the data stream after 2 steps: the run dies between step 2's save and step 3.
-  real = pipeline.make_train
-  def dying(*args, **kwargs):
-    for i, batch in enumerate(real(*args, **kwargs)):
-      if i == 2:
-        raise _Interrupt()
-      yield batch
-  monkeypatch.setattr(pipeline, 'make_train', dying)
-  with pytest.raises(_Interrupt):
-    train.run(config, str(tmp_path / 'resumed'))
+  # The run dies between step 2's save and step 3.
+  run_killed_after(config, tmp_path / 'resumed', monkeypatch, steps=2)
   assert sorted(os.listdir(tmp_path / 'resumed' / 'checkpoints')) == ['2']
-  monkeypatch.setattr(pipeline, 'make_train', real)
   train.run(config, str(tmp_path / 'resumed'))
   resumed, meta = _params(tmp_path / 'resumed', config)
 

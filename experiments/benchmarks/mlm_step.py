@@ -46,7 +46,7 @@ def main() -> None:
   if args.seq_len:
     config.data.seq_len = args.seq_len
   b, l = config.batch_size, config.data.seq_len
-  tok = tokenizers.make(config.data.tokenizer)
+  tok = tokenizers.make(config.data)
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
   batch = {'tokens': jax.random.randint(jax.random.PRNGKey(0), (b, l), tok.NUM_SPECIAL,

@@ -17,7 +17,7 @@ from sslax.models import text
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:
-  tokenizer = tokenizers.make(config.data.tokenizer)
+  tokenizer = tokenizers.make(config.data)
   model = models.make_encoder(config.model, vocab_size=tokenizer.vocab_size, causal=True)
 
   def init(rng, batch):

@@ -32,7 +32,7 @@ def check_tokens(config: ml_collections.ConfigDict, batch) -> None:
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:
-  tokenizer = tokenizers.make(config.data.tokenizer)
+  tokenizer = tokenizers.make(config.data)
   model = models.make_encoder(config.model, vocab_size=tokenizer.vocab_size, causal=False)
   m = config.mlm
 
@@ -45,7 +45,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     masked = masking.bert_mask(
         rng, batch['tokens'], num_special=tokenizer.NUM_SPECIAL, vocab_size=tokenizer.vocab_size,
         mask_id=tokenizer.MASK, max_predictions=m.max_predictions, mask_prob=m.mask_prob,
-        replace_prob=m.replace_prob, random_prob=m.random_prob)
+        replace_prob=m.replace_prob, random_prob=m.random_prob, span_p=m.get('span_p', 0.0),
+        span_max=m.get('span_max', 10))
     h_BxLxD = model.apply({'params': params}, masked.inputs_BxL)
     h_BxPxD = jnp.take_along_axis(h_BxLxD, masked.positions_BxP[..., None], axis=1)
     logits_BxPxV = model.apply({'params': params}, h_BxPxD, method=text.Transformer.logits)
