@@ -23,9 +23,9 @@ def audio_config(method: str, arg: str, config_file: str):
   c = config_base.base()
   c.method = method
   c.seed = 0
-  c.total_steps = 600
+  c.total_steps = 1500
   c.batch_size = 64
-  c.log_every = 50
+  c.log_every = 100
 
   c.data.source = FSDD
   c.eval.source = FSDD

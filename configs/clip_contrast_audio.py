@@ -14,6 +14,8 @@ from configs import apc_audio
 def get_config(arg: str = ''):
   c = apc_audio.audio_config('clip_contrast', arg, 'configs/clip_contrast_audio.py')
   c.clip_contrast = dict(temperature=0.2, proj_hidden_dims=(128,), proj_dim=64)
+  if not arg:
+    c.total_steps = 1000   # two crops per clip: ~2x the step time of apc
   if arg == 'smoke':
     c.clip_contrast.update(proj_hidden_dims=(32,), proj_dim=16)
   return c
