@@ -32,6 +32,9 @@ def audio_config(method: str, arg: str, config_file: str):
   c.data.sample_rate = 8000       # every clip is resampled to this rate at fetch
   c.data.clip_seconds = 1.0       # and cut or zero-padded to this length (99% of FSDD fits)
   c.data.bad_files = 'error'      # an undecodable WAV: 'error' names it; 'skip' logs a count
+  # The downstream label: 'label' (the class folder: the digit) or 'speaker' (from FSDD's
+  # file names), e.g. python -m sslax.evaluate --workdir DIR --config.data.label_key=speaker
+  c.data.label_key = 'label'
 
   c.audio = dict(crop_seconds=0.5, n_fft=200, hop=80, n_mels=40, fmin=20.0, fmax=4000.0,
                  gain_db=6.0, noise_std=0.0,

@@ -83,6 +83,9 @@ def test_audio_folder_builds_and_batches(tmp_path):
     assert np.all(row[n:] == 0)
   np.testing.assert_array_equal(batch['label'], [0, 0, 0, 1, 1, 1])
   np.testing.assert_array_equal(batch['speaker'], [0, 0, 1, 0, 0, 1])   # sorted: x_a_0, x_a_2, x_b_1
+  speakers = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                              transform=pipeline.record_transform(_data_config(label_key='speaker')))
+  np.testing.assert_array_equal(speakers.take(np.arange(6))['label'], batch['speaker'])
   with pytest.raises(ValueError, match=r'holds audio, but config.data.sample_rate is not set'):
     pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True)
 

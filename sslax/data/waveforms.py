@@ -118,11 +118,18 @@ def check_config(data_config: ml_collections.ConfigDict) -> tuple[int, int]:
 
 def record_transform(data_config: ml_collections.ConfigDict) -> RecordTransform:
   """record with `audio` at its own `sample_rate` → `audio` float32 [clip samples] at
-  config.data.sample_rate (cut or zero-padded) and `audio_len` int32 (real samples)."""
+  config.data.sample_rate (cut or zero-padded) and `audio_len` int32 (real samples);
+  `label` replaced by the feature config.data.label_key names, when it is not 'label'."""
   rate, samples = check_config(data_config)
+  label_key = data_config.get('label_key', 'label')
 
   def transform(record: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k not in ('audio', 'sample_rate')}
+    if label_key != 'label':
+      if label_key not in record:
+        raise ValueError(f'config.data.label_key={label_key!r}: the records have no such '
+                         f'feature; they have {sorted(record)}.')
+      out['label'] = record[label_key]   # e.g. 'speaker': speaker identification downstream
     audio = resample(np.asarray(record['audio']), int(record['sample_rate']), rate)
     out['audio'], out['audio_len'] = fixed_length(audio, samples)
     return out
