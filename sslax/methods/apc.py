@@ -10,7 +10,7 @@ real frames of the whole (uncropped) clip.
 This module also holds what every audio method shares (`AudioFrontEnd`): the check that the
 data is audio, training crops with gain and noise, and normalised log-mel frames.
 """
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +24,9 @@ from sslax.models import audio as audio_models
 
 
 class AudioFrontEnd(NamedTuple):
-  check: callable      # check(batch): raises when the batch holds no audio
-  crops: callable      # crops(key, batch) -> (audio [B, C], audio_len [B]) augmented crops
-  features: callable   # features(audio [B, T], audio_len [B]) -> (x [B, F, M], mask [B, F])
+  check: Callable      # check(batch): raises when the batch holds no audio
+  crops: Callable      # crops(key, batch) -> (audio [B, C], audio_len [B]) augmented crops
+  features: Callable   # features(audio [B, T], audio_len [B]) -> (x [B, F, M], mask [B, F])
 
 
 def front_end(config: ml_collections.ConfigDict) -> AudioFrontEnd:
