@@ -2,7 +2,8 @@
 Moving-MNIST clips are made on device from the batch's digit images (`augment/video.py`),
 each frame is flattened to a vector, a causal frame encoder (the conv + transformer of
 `models/audio.py`, whose "mel bins" are here pixels) reads frames <= t and a linear head
-predicts frame t + k; MSE over pixels (`losses.next_frame_regression`, distance 'l2').
+predicts frame t + k (or, with `video.residual`, its difference from frame t); MSE over
+pixels (`losses.next_frame_regression`, distance 'l2').
 
 `copy_last_mse` (predict frame t + k = frame t) is logged beside the loss as the baseline to
 beat; `experiments/video_heldout.py` scores both on clips of a held-out split. The evaluators embed a clip of each
@@ -27,7 +28,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   v = config.video
   k = int(v.steps_ahead)
   model = audio_models.WithHeads(models.make_encoder(config.model, causal=True),
-                                 out_dim=v.canvas * v.canvas, num_outputs=1)
+                                 out_dim=v.canvas * v.canvas, num_outputs=1,
+                                 zero_init=bool(v.get('residual', False)))
 
   def clips(key, images):
     if images.ndim == 4:
@@ -44,7 +46,10 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return model.init(rng, x, mask)['params'], {}, {}
 
   def predict(params, x_BxTxP, mask_BxT):
-    return model.apply({'params': params}, x_BxTxP, mask_BxT)[2][0]
+    delta_BxTxP = model.apply({'params': params}, x_BxTxP, mask_BxT)[2][0]
+    # video.residual: the head predicts the change from frame t, so a zero head is the
+    # copy-last-frame baseline and training only has to learn the motion.
+    return x_BxTxP + delta_BxTxP if v.get('residual', False) else delta_BxTxP
 
   def loss(params, model_state, extra, batch, rng):
     del extra

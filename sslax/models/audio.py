@@ -74,10 +74,13 @@ class WithHeads(nn.Module):
   encoder: nn.Module
   out_dim: int
   num_outputs: int
+  zero_init: bool = False   # heads start at 0 (a residual prediction starts at its baseline)
 
   @nn.compact
   def __call__(self, x_BxFxM: jnp.ndarray, mask_BxF: jnp.ndarray):
     """→ (h [B, F, D], z [B, F, D], [num_outputs x [B, F, out_dim]])."""
     h_BxFxD, z_BxFxD = self.encoder(x_BxFxM, mask_BxF)
-    preds = [nn.Dense(self.out_dim, name=f'head{i}')(h_BxFxD) for i in range(self.num_outputs)]
+    init = nn.initializers.zeros if self.zero_init else nn.linear.default_kernel_init
+    preds = [nn.Dense(self.out_dim, kernel_init=init, name=f'head{i}')(h_BxFxD)
+             for i in range(self.num_outputs)]
     return h_BxFxD, z_BxFxD, preds
