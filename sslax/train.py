@@ -114,7 +114,8 @@ def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeS
   """Abstract global batch shaped like the training data (read from its first record)."""
   d = config.data
   record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
-                                 transform=pipeline.record_transform(d))
+                                 transform=pipeline.record_transform(d),
+                                 bad_files=d.get('bad_files', 'error'))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 

@@ -186,3 +186,33 @@ def random_patch_mask(key: jax.Array, batch_size: int, num_patches: int,
   mask_BxL = jnp.ones((batch_size, num_patches), jnp.float32)
   mask_BxL = jax.vmap(lambda m, idx: m.at[idx].set(0.0))(mask_BxL, keep_BxK)
   return keep_BxK, mask_BxL
+
+
+def frame_span_mask(key: jax.Array, valid_BxF: jax.Array, *, start_prob: float,
+                    span: int) -> jax.Array:
+  """Spans of frames to hide, as in wav2vec 2.0 (Baevski et al. 2020, section 3.1): every
+  real frame starts a span of `span` frames with probability `start_prob` (spans may
+  overlap), and at least one span per example is drawn so no example goes unused.
+
+  Args:
+    key: the step key; example n uses fold_in(key, n).
+    valid_BxF: [B, F] true for real frames; padded frames are never masked.
+    start_prob: probability that a frame starts a span.
+    span: frames per span.
+
+  Returns:
+    [B, F] bool, true where a frame is hidden (and is a target).
+  """
+  frames = valid_BxF.shape[1]
+
+  def one(k, valid_F):
+    start_key, fallback_key = jax.random.split(k)
+    starts_F = (jax.random.uniform(start_key, (frames,)) < start_prob) & valid_F
+    fallback = jax.random.randint(fallback_key, (), 0, jnp.maximum(valid_F.sum(), 1))
+    starts_F = starts_F | ((jnp.arange(frames) == fallback) & ~starts_F.any())
+    # Frame f is hidden when a span started at one of f - span + 1 .. f.
+    covered_F = jnp.convolve(starts_F.astype(jnp.float32), jnp.ones(span), mode='full')[:frames]
+    return (covered_F > 0) & valid_F
+
+  keys_B = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(valid_BxF.shape[0]))
+  return jax.vmap(one)(keys_B, valid_BxF)

@@ -19,6 +19,7 @@ import numpy as np
 from sslax import sharding
 from sslax.data import sources
 from sslax.data import tokenizers
+from sslax.data import waveforms
 
 
 def _numeric(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -37,20 +38,37 @@ def _numeric(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def record_transform(data_config: ml_collections.ConfigDict) -> tokenizers.RecordTransform | None:
-  """What turns a stored record into model inputs, from config (`data.tokenizer`); None: as is.
+  """What turns a stored record into model inputs, from config; None: as is.
 
   The one place the pipeline depends on the kind of data: text records are tokenised on
-  fetch (see tokenizers.py for why not at build time).
+  fetch (`data.tokenizer`, see tokenizers.py for why not at build time), and audio records
+  resampled and cut or padded to one length (`data.sample_rate`, `data.clip_seconds`, see
+  waveforms.py).
   """
-  return tokenizers.record_transform(data_config)
+  steps = [tokenizers.record_transform(data_config)]
+  if data_config.get('sample_rate', 0):
+    audio = waveforms.record_transform(data_config)
+    steps.append(lambda r: audio(r) if 'audio' in r else dict(r))
+  steps = [s for s in steps if s is not None]
+  if len(steps) <= 1:
+    return steps[0] if steps else None
+
+  def transform(record):
+    for step in steps:
+      record = step(record)
+    return record
+  return transform
 
 
 def _fetched(record: Mapping[str, Any], transform, source: str) -> dict[str, np.ndarray]:
   if transform is not None:
     record = transform(record)
-  elif 'text' in record:
+  if 'text' in record:
     raise ValueError(f'{source!r} holds text, but config.data.tokenizer is not set; set '
                      f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
+  if 'sample_rate' in record:
+    raise ValueError(f'{source!r} holds audio, but config.data.sample_rate is not set; set '
+                     '--config.data.sample_rate (e.g. 8000) and --config.data.clip_seconds.')
   return _numeric(record)
 
 
@@ -63,8 +81,8 @@ class Records:
   """
 
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
-               transform: tokenizers.RecordTransform | None = None):
-    self._src = sources.open_split(source, split, data_dir=data_dir)
+               transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error'):
+    self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
     self._transform = transform
     self._arrays = None
@@ -85,9 +103,11 @@ class Records:
 
 
 def first_record(source: str, split: str, *, data_dir: str | None,
-                 transform: tokenizers.RecordTransform | None = None) -> dict[str, np.ndarray]:
+                 transform: tokenizers.RecordTransform | None = None,
+                 bad_files: str = 'error') -> dict[str, np.ndarray]:
   """One record with the dtypes batches will have: what a method's init needs to see."""
-  return _fetched(sources.open_split(source, split, data_dir=data_dir)[0], transform, source)
+  return _fetched(sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)[0],
+                  transform, source)
 
 
 def local_batch_size(global_batch: int) -> int:
@@ -102,7 +122,7 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
   """Endless global training batches, starting at `start_step`."""
   d = config.data
   records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory,
-                    transform=record_transform(d))
+                    transform=record_transform(d), bad_files=d.get('bad_files', 'error'))
   b = local_batch_size(config.batch_size)
   p, num_p = jax.process_index(), jax.process_count()
   index_batches = (grain.MapDataset.range(len(records))

@@ -3,7 +3,8 @@
 Forms (see `FORMS`):
   builtin:digits        scikit-learn's bundled handwritten digits (no network, real data)
   npz:PATH              .npz with `images` (+ `labels`); PATH may hold `{split}`
-  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png}
+  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png}, or audio folder
+                        DIR/<split>/<class>/*.wav (told apart by the files it holds)
   text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
   tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
   tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed)
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslax.data.builders import arrays
+from sslax.data.builders import audio_folder
 from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
@@ -31,7 +33,7 @@ from sslax.data.builders import text
 from sslax.data.builders import tsv
 
 FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
-         'folder:DIR (DIR/<split>/<class>/*.jpg|png)',
+         'folder:DIR (DIR/<split>/<class>/*.jpg|png|wav)',
          'text:PATH (a UTF-8 file, a folder of .txt files, or a glob)',
          'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
          'tfds:NAME[/CONFIG][:VERSION]')
@@ -111,8 +113,13 @@ def _data_dir(data_dir: str | None) -> str:
   return os.path.expanduser(data_dir) if data_dir else local.default_data_dir()
 
 
-def _builder(source: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """A prepared builder for `source`: local ones built once, catalog ones downloaded once."""
+def _builder(source: str, data_dir: str | None,
+             bad_files: str = 'error') -> tfds.core.DatasetBuilder:
+  """A prepared builder for `source`: local ones built once, catalog ones downloaded once.
+
+  `bad_files` ('error' or 'skip', config.data.bad_files): what an audio folder does with a
+  file it cannot decode.
+  """
   # Config keys are checked (by name) before this; here the message names the source itself.
   check(source, key='source')
   scheme, rest = parse(source, key='source')
@@ -122,6 +129,8 @@ def _builder(source: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   if scheme == 'npz':
     return arrays.prepare(rest, data_dir)
   if scheme == 'folder':
+    if audio_folder.is_audio(rest):
+      return audio_folder.prepare(rest, data_dir, bad_files)
     return image_folder.prepare(rest, data_dir)
   if scheme == 'text':
     return text.prepare(rest, data_dir)
@@ -204,22 +213,23 @@ class RandomAccess:
     return f'RandomAccess({self.source!r}, split={self.split!r}, len={self._len})'
 
 
-def open_split(source: str, split: str, *, data_dir: str | None = None) -> RandomAccess:
+def open_split(source: str, split: str, *, data_dir: str | None = None,
+               bad_files: str = 'error') -> RandomAccess:
   """Random access to one split of `source`, building or downloading it first if needed.
 
   Raises:
     ValueError: unknown form or split (the message lists the available splits).
     FileNotFoundError: a local path that does not exist.
   """
-  builder = _builder(source, data_dir)
+  builder = _builder(source, data_dir, bad_files)
   _check_split(source, builder, split)
   return RandomAccess(source, split, os.fspath(builder.data_dir),
                       builder.as_data_source(split))
 
 
-def info(source: str, *, data_dir: str | None = None) -> SourceInfo:
+def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') -> SourceInfo:
   """Classes, split sizes and image shape of `source` (building it first if needed)."""
-  builder = _builder(source, data_dir)
+  builder = _builder(source, data_dir, bad_files)
   features = builder.info.features
   num_classes = None
   if 'label' in features and isinstance(features['label'], tfds.features.ClassLabel):

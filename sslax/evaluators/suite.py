@@ -137,12 +137,14 @@ class Suite:
   def _open(self, source: str, key: str) -> dict[str, pipeline.Records]:
     if source not in self._records:
       e, data_dir = self.config.eval, self.config.data.data_dir or None
-      num_classes = sources.info(source, data_dir=data_dir).num_classes
+      bad_files = self.config.data.get('bad_files', 'error')
+      num_classes = sources.info(source, data_dir=data_dir, bad_files=bad_files).num_classes
       if not num_classes:
         raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
                          'labelled source.')
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
-                                   transform=pipeline.record_transform(self.config.data))
+                                   transform=pipeline.record_transform(self.config.data),
+                                   bad_files=bad_files)
                 for s in (e.train_split, e.test_split)}
       labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
       if not np.array_equal(labels[e.train_split], labels[e.test_split]):

@@ -3,7 +3,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-ENCODERS = ('resnet', 'transformer', 'vit')
+ENCODERS = ('resnet', 'transformer', 'vit', 'audio_transformer')
 
 
 DTYPES = ('float32', 'bfloat16')
@@ -21,6 +21,9 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
   """The encoder `config.model.name` names; `kwargs` are what the data or method decide
   (the transformer's `vocab_size` from the tokenizer, `causal` from the method)."""
   name = model_config.name
+  if name == 'audio_transformer':
+    from sslax.models import audio
+    return audio.from_config(model_config, **kwargs)
   if name == 'transformer':
     from sslax.models import text
     return text.from_config(model_config, **kwargs)

@@ -1,0 +1,136 @@
+"""Waveforms on the host: WAV decoding, resampling, and fixed-length clips for batching.
+
+Audio sources store each recording as decoded float32 mono samples at the file's own rate
+(`builders/audio_folder.py`); the rate a model wants (`config.data.sample_rate`) and the clip
+length (`config.data.clip_seconds`) are training choices applied when the pipeline fetches
+records (`record_transform`), like tokenisation for text, so changing them never rebuilds
+the data. Everything after that (crops, log-mel, augmentation) runs on device
+(`sslax/augment/audio.py`).
+
+Decoding uses only the standard library's `wave` module and numpy: PCM WAV, 8-bit (unsigned)
+or 16-bit (signed little-endian), any number of channels (averaged to mono).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+import math
+import wave
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+# Zero crossings of the windowed-sinc kernel on each side: attenuation of the stop band is
+# ~-60 dB with a Kaiser window of beta 8.6, plenty for speech features.
+_SINC_ZEROS = 16
+_KAISER_BETA = 8.6
+
+
+def decode_wav(path: str) -> tuple[np.ndarray, int]:
+  """(samples float32 [T] in [-1, 1], mono; sample rate in Hz) of a PCM WAV file.
+
+  Raises:
+    ValueError: naming the file, when it is not a PCM WAV of 8 or 16 bits, or is empty.
+  """
+  try:
+    with wave.open(path, 'rb') as f:
+      channels, width, rate, frames = (f.getnchannels(), f.getsampwidth(), f.getframerate(),
+                                       f.getnframes())
+      data = f.readframes(frames)
+  except (wave.Error, EOFError, OSError) as e:
+    raise ValueError(f'{path} is not a readable PCM WAV file ({e}). Fix: re-encode it as '
+                     '8- or 16-bit PCM WAV, or remove it (or set '
+                     "config.data.bad_files='skip').") from None
+  if width == 1:   # 8-bit WAV is unsigned, centred on 128
+    samples = (np.frombuffer(data, np.uint8).astype(np.float32) - 128.0) / 128.0
+  elif width == 2:
+    samples = np.frombuffer(data, '<i2').astype(np.float32) / 32768.0
+  else:
+    raise ValueError(f'{path}: {8 * width}-bit samples are not supported (only 8- and 16-bit '
+                     'PCM). Fix: re-encode it as 16-bit PCM WAV.')
+  usable = len(samples) // channels * channels
+  if usable == 0:
+    raise ValueError(f'{path} holds no audio samples. Fix: remove it (or set '
+                     "config.data.bad_files='skip').")
+  mono = samples[:usable].reshape(-1, channels).mean(axis=1)
+  return mono.astype(np.float32), int(rate)
+
+
+def resample(x_T: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+  """Band-limited resampling by windowed-sinc interpolation (Smith, "Digital Audio Resampling").
+
+  Output sample n sits at time n / rate_out; its value is the input convolved with a Kaiser-
+  windowed sinc whose cut-off is the lower of the two Nyquist frequencies, so downsampling
+  removes what the new rate cannot represent instead of aliasing it. Same rate: unchanged.
+
+  Args:
+    x_T: samples [T] at `rate_in`.
+    rate_in, rate_out: sample rates in Hz.
+
+  Returns:
+    float32 [ceil(T * rate_out / rate_in)].
+  """
+  if rate_in == rate_out:
+    return np.asarray(x_T, np.float32)
+  x_T = np.asarray(x_T, np.float64)
+  cutoff = min(1.0, rate_out / rate_in)   # in units of the input Nyquist frequency
+  half_width = math.ceil(_SINC_ZEROS / cutoff)
+  out_len = math.ceil(len(x_T) * rate_out / rate_in)
+  t_N = np.arange(out_len) * (rate_in / rate_out)          # output times in input samples
+  left_N = np.floor(t_N).astype(np.int64) - half_width + 1
+  out = np.zeros(out_len)
+  # Accumulate tap by tap: O(N * taps) work with O(N) memory.
+  for j in range(2 * half_width):
+    idx_N = left_N + j
+    offset_N = t_N - idx_N
+    # Kaiser window over |offset| <= half_width (zero beyond).
+    inside_window_N = np.clip(1.0 - (offset_N / half_width) ** 2, 0.0, None)
+    window_N = np.i0(_KAISER_BETA * np.sqrt(inside_window_N)) / np.i0(_KAISER_BETA)
+    kernel_N = cutoff * np.sinc(cutoff * offset_N) * window_N
+    inside_N = (idx_N >= 0) & (idx_N < len(x_T))
+    out += np.where(inside_N, x_T[np.clip(idx_N, 0, len(x_T) - 1)], 0.0) * kernel_N
+  return out.astype(np.float32)
+
+
+def fixed_length(x_T: np.ndarray, length: int) -> tuple[np.ndarray, np.int32]:
+  """(the first `length` samples, zero-padded to `length`; how many are real)."""
+  real = min(len(x_T), length)
+  out = np.zeros(length, np.float32)
+  out[:real] = x_T[:real]
+  return out, np.int32(real)
+
+
+RecordTransform = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def check_config(data_config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(sample_rate, clip samples) from config.data; errors name the key."""
+  rate = int(data_config.get('sample_rate', 0))
+  seconds = float(data_config.get('clip_seconds', 0.0))
+  if rate <= 0:
+    raise ValueError(f'config.data.sample_rate={rate} must be positive for an audio source; '
+                     'set it to the rate models should see (e.g. 8000 or 16000).')
+  if seconds <= 0:
+    raise ValueError(f'config.data.clip_seconds={seconds} must be positive: every clip is cut '
+                     'or zero-padded to it so that clips stack into batches.')
+  return rate, max(1, round(rate * seconds))
+
+
+def record_transform(data_config: ml_collections.ConfigDict) -> RecordTransform:
+  """record with `audio` at its own `sample_rate` → `audio` float32 [clip samples] at
+  config.data.sample_rate (cut or zero-padded) and `audio_len` int32 (real samples);
+  `label` replaced by the feature config.data.label_key names, when it is not 'label'."""
+  rate, samples = check_config(data_config)
+  label_key = data_config.get('label_key', 'label')
+
+  def transform(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if k not in ('audio', 'sample_rate')}
+    if label_key != 'label':
+      if label_key not in record:
+        raise ValueError(f'config.data.label_key={label_key!r}: the records have no such '
+                         f'feature; they have {sorted(record)}.')
+      out['label'] = record[label_key]   # e.g. 'speaker': speaker identification downstream
+    audio = resample(np.asarray(record['audio']), int(record['sample_rate']), rate)
+    out['audio'], out['audio_len'] = fixed_length(audio, samples)
+    return out
+  return transform

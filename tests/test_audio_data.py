@@ -1,0 +1,112 @@
+"""Audio folders: WAV decoding, resampling, the folder: builder, bad files, batching."""
+import logging
+import wave
+
+import ml_collections
+import numpy as np
+import pytest
+
+from sslax.data import pipeline
+from sslax.data import sources
+from sslax.data import waveforms
+
+
+def write_wav(path, samples_TxC, rate, width):
+  """PCM WAV from integer samples [T, C] (uint8 for 8-bit, int16 for 16-bit)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with wave.open(str(path), 'wb') as f:
+    f.setnchannels(samples_TxC.shape[1])
+    f.setsampwidth(width)
+    f.setframerate(rate)
+    f.writeframes(samples_TxC.astype('<i2' if width == 2 else np.uint8).tobytes())
+
+
+def test_decode_8_and_16_bit_mono_and_stereo(tmp_path):
+  write_wav(tmp_path / 'a.wav', np.array([[0], [16384], [-32768]]), 8000, 2)
+  write_wav(tmp_path / 'b.wav', np.array([[128, 192], [0, 0], [255, 128]]), 11025, 1)
+  x, rate = waveforms.decode_wav(str(tmp_path / 'a.wav'))
+  assert rate == 8000 and x.dtype == np.float32
+  np.testing.assert_array_equal(x, [0.0, 0.5, -1.0])
+  x, rate = waveforms.decode_wav(str(tmp_path / 'b.wav'))
+  assert rate == 11025
+  np.testing.assert_allclose(x, [0.25, -1.0, (127 / 128) / 2])   # channels averaged
+  (tmp_path / 'c.wav').write_bytes(b'RIFF????WAVEjunk')
+  with pytest.raises(ValueError, match=r'c\.wav is not a readable PCM WAV'):
+    waveforms.decode_wav(str(tmp_path / 'c.wav'))
+
+
+def test_resample_is_band_limited():
+  t = np.arange(4000) / 8000
+  up = waveforms.resample(np.sin(2 * np.pi * 440 * t), 8000, 11025)
+  assert len(up) == 5513
+  inner = slice(100, -100)   # the ends see the signal's edges
+  np.testing.assert_allclose(up[inner], np.sin(2 * np.pi * 440 * np.arange(5513) / 11025)[inner],
+                             atol=1e-4)
+  # 3 kHz cannot exist at 4 kHz sampling (Nyquist 2 kHz): removed, not aliased to 1 kHz.
+  down = waveforms.resample(np.sin(2 * np.pi * 3000 * t), 8000, 4000)
+  assert np.abs(down[inner]).max() < 1e-3
+
+
+def _folder(root, rate=16000):
+  rng = np.random.default_rng(0)
+  for split, takes in (('train', 3), ('test', 1)):
+    for label in ('one', 'two'):
+      for take in range(takes):
+        n = int(rng.integers(rate // 10, rate // 4))
+        write_wav(root / split / label / f'{label}_{"ab"[take % 2]}_{take}.wav',
+                  rng.integers(-2000, 2000, size=(n, 1)), rate, 2)
+  return root
+
+
+def _data_config(**kw):
+  return ml_collections.ConfigDict(dict(sample_rate=8000, clip_seconds=0.2, tokenizer='', **kw))
+
+
+def test_audio_folder_builds_and_batches(tmp_path):
+  root = _folder(tmp_path / 'speech')
+  source, data_dir = f'folder:{root}', str(tmp_path / 'tfds')
+  info = sources.info(source, data_dir=data_dir)
+  assert info.num_classes == 2 and info.split_sizes == {'train': 6, 'test': 2}
+  raw = sources.open_split(source, 'train', data_dir=data_dir)[0]
+  assert raw['sample_rate'] == 16000 and raw['speaker'] == 0 and raw['label'] == 0
+  records = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                             transform=pipeline.record_transform(_data_config()))
+  batch = records.take(np.arange(6))
+  assert batch['audio'].shape == (6, 1600) and batch['audio'].dtype == np.float32
+  assert sorted(batch) == ['audio', 'audio_len', 'label', 'speaker']
+  # Resampled 16 kHz -> 8 kHz: half the samples (clip 0.2 s = 1600 cuts the longer ones).
+  expected = np.minimum(np.ceil(np.array(
+      [len(waveforms.decode_wav(p)[0]) for p in sorted(map(str, root.glob('train/*/*.wav')))]) / 2),
+      1600)
+  np.testing.assert_array_equal(batch['audio_len'], expected)
+  for row, n in zip(batch['audio'], batch['audio_len']):
+    assert np.all(row[n:] == 0)
+  np.testing.assert_array_equal(batch['label'], [0, 0, 0, 1, 1, 1])
+  np.testing.assert_array_equal(batch['speaker'], [0, 0, 1, 0, 0, 1])   # sorted: x_a_0, x_a_2, x_b_1
+  speakers = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                              transform=pipeline.record_transform(_data_config(label_key='speaker')))
+  np.testing.assert_array_equal(speakers.take(np.arange(6))['label'], batch['speaker'])
+  with pytest.raises(ValueError, match=r'holds audio, but config.data.sample_rate is not set'):
+    pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True)
+
+
+def test_bad_wav_errors_naming_it_or_is_skipped_and_counted(tmp_path, caplog):
+  root = _folder(tmp_path / 'speech')
+  (root / 'train' / 'two' / 'two_b_9.wav').write_bytes(b'not a wav')
+  source, data_dir = f'folder:{root}', str(tmp_path / 'tfds')
+  with pytest.raises(ValueError, match=r'two_b_9\.wav is not a readable PCM WAV'):
+    sources.info(source, data_dir=data_dir)
+  with caplog.at_level(logging.WARNING):
+    info = sources.info(source, data_dir=data_dir, bad_files='skip')
+  assert info.split_sizes['train'] == 6
+  assert 'skipped 1 undecodable WAV' in caplog.text
+  with pytest.raises(ValueError, match=r"config.data.bad_files='ignore' is unknown"):
+    sources.info(source, data_dir=data_dir, bad_files='ignore')
+
+
+def test_empty_class_folder_is_named(tmp_path):
+  root = _folder(tmp_path / 'speech')
+  (root / 'test' / 'three').mkdir()
+  (root / 'test' / 'three' / 'notes.txt').write_text('x')
+  with pytest.raises(ValueError, match=r'class folder .*test/three has no \.wav files'):
+    sources.info(f'folder:{root}', data_dir=str(tmp_path / 'tfds'))

@@ -1,0 +1,33 @@
+"""Moving-MNIST clips: deterministic per key, independent of the batch split, and every frame
+is a real source digit pasted at a whole-pixel offset that moves and stays on the canvas."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sslax.augment import video
+from tests.conftest import shared_data
+
+
+def test_clips_are_deterministic_and_made_of_the_source_digits():
+  with np.load(shared_data('mnist/mnist_test.npz')) as f:
+    digits = f['images'][:6]
+  make = jax.jit(lambda key, d: video.moving_digits(key, d, num_frames=12, canvas=40, speed=3.0))
+  key = jax.random.PRNGKey(7)
+  clips = np.asarray(make(key, jnp.asarray(digits)))
+  assert clips.shape == (6, 12, 40, 40)
+  np.testing.assert_array_equal(clips, np.asarray(make(key, jnp.asarray(digits))))
+  np.testing.assert_array_equal(clips[:3], np.asarray(make(key, jnp.asarray(digits[:3]))))
+  assert not np.array_equal(clips, np.asarray(make(jax.random.PRNGKey(8), jnp.asarray(digits))))
+  for n in range(6):
+    digit = digits[n].astype(np.float32) / np.float32(255)
+    offsets = []
+    for t in range(12):
+      # The frame is the digit (to float rounding: XLA may scale by 1/255 as a product) at
+      # one offset, with nothing else on the canvas.
+      found = [(r, c) for r in range(13) for c in range(13)
+               if np.allclose(clips[n, t, r:r + 28, c:c + 28], digit, rtol=0, atol=1e-6)
+               and np.isclose(clips[n, t].sum(), digit.sum())]
+      assert found, (n, t)
+      offsets.append(found[0])
+    steps = np.abs(np.diff(np.array(offsets), axis=0)).max(1)
+    assert steps.max() <= 3 and steps.sum() > 0   # it moves, at most `speed` px per frame
