@@ -53,6 +53,7 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
     c.data.source = 'builtin:digits'
     c.data.image_size = 16
     c.eval.source = 'builtin:digits'
+    c.eval.train_split = 'train'
     c.eval.batch_size = 64
     c.evals.linear_probe.steps = 50
     c.evals.linear_probe.l2_grid = (1e-4, 1e-2)
