@@ -56,6 +56,22 @@ def decode_wav(path: str) -> tuple[np.ndarray, int]:
   return mono.astype(np.float32), int(rate)
 
 
+def to_float_mono(samples: np.ndarray) -> np.ndarray:
+  """float32 mono [T] in [-1, 1] from integer PCM [T] or [T, C] (floats kept as they are).
+
+  Signed integers are scaled by their full range (int16 / 32768, as `decode_wav` does),
+  unsigned ones centred first (8-bit PCM is unsigned); channels are averaged.
+  """
+  x = np.asarray(samples)
+  if x.dtype.kind == 'i':
+    x = x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+  elif x.dtype.kind == 'u':
+    half = (float(np.iinfo(x.dtype).max) + 1) / 2
+    x = (x.astype(np.float32) - half) / half
+  x = x.astype(np.float32)
+  return x.mean(axis=1) if x.ndim == 2 else x
+
+
 def resample(x_T: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   """Band-limited resampling by windowed-sinc interpolation (Smith, "Digital Audio Resampling").
 
