@@ -145,3 +145,41 @@ def test_tfds_speech_commands_mocked_is_batched_like_a_folder(tmp_path, monkeypa
   assert np.all(np.isfinite(x_BxFxM))
   real_frames = np.maximum(1, (batch['audio_len'] - a.n_fft // 2 - 1) // a.hop + 1)
   np.testing.assert_array_equal(np.asarray(mask_BxF).sum(1), real_frames)
+
+
+def test_clips_shorter_than_the_loss_needs_error_naming_the_file_or_are_skipped(tmp_path,
+                                                                                caplog):
+  import importlib
+  root = _folder(tmp_path / 'speech')
+  write_wav(root / 'train' / 'two' / 'two_b_9.wav', np.ones((100, 1)), 16000, 2)  # 50 at 8 kHz
+  config = importlib.import_module('configs.apc_audio').get_config('smoke')
+  config.data.update(source=f'folder:{root}', sample_rate=8000, clip_seconds=0.2)
+  a = config.audio
+  assert waveforms.frames_needed(config) == max(config.apc.steps_ahead) + 1 == 4
+  cpc = importlib.import_module('configs.cpc_audio').get_config('smoke')
+  masked = importlib.import_module('configs.masked_audio').get_config('smoke')
+  assert waveforms.frames_needed(cpc) == 3 and waveforms.frames_needed(masked) == masked.masked_audio.span + 1
+  assert waveforms.short_clip_policy(config) == ('pad', 0)
+
+  def records(policy, in_memory=True):
+    config.data.short_clips = policy
+    return pipeline.Records(config.data.source, 'train', data_dir=str(tmp_path / 'tfds'),
+                            in_memory=in_memory, transform=pipeline.record_transform(config.data),
+                            short_clips=waveforms.short_clip_policy(config), sample_rate=8000)
+  assert len(records('pad')) == 7
+  need = 3 * a.hop + a.n_fft // 2 + 1   # 4 frames: the last centre, 3 hops on, before the end
+  config.data.short_clips = 'error'
+  assert waveforms.short_clip_policy(config) == ('error', need)
+  with pytest.raises(ValueError, match=rf'speech/train/two/two_b_9\.wav: 50 samples at '
+                                       rf'config.data.sample_rate=8000 is shorter than the {need}'):
+    records('error')
+  with caplog.at_level(logging.WARNING):
+    kept = records('skip')
+  assert len(kept) == 6 and 'skipped 1 of 7 clips' in caplog.text
+  assert kept.take(np.arange(6))['audio_len'].min() >= need
+  streamed = records('skip', in_memory=False)   # read on demand: indices skip the short one
+  assert len(streamed) == 6
+  np.testing.assert_array_equal(streamed.take(np.arange(6))['audio'], kept.take(np.arange(6))['audio'])
+  config.data.short_clips = 'drop'
+  with pytest.raises(ValueError, match=r"config.data.short_clips='drop' is unknown"):
+    pipeline.record_transform(config.data)
