@@ -32,6 +32,9 @@ def audio_config(method: str, arg: str, config_file: str):
   c.data.sample_rate = 8000       # every clip is resampled to this rate at fetch
   c.data.clip_seconds = 1.0       # and cut or zero-padded to this length (99% of FSDD fits)
   c.data.bad_files = 'error'      # an undecodable WAV: 'error' names it; 'skip' logs a count
+  # A training clip with fewer real frames than the loss needs (apc/cpc: max k + 1; masked:
+  # span + 1): 'pad' zero-pads and masks it, 'error' names the file, 'skip' logs a count.
+  c.data.short_clips = 'pad'
   # The downstream label: 'label' (the class folder: the digit) or 'speaker' (from FSDD's
   # file names), e.g. python -m sslax.evaluate --workdir DIR --config.data.label_key=speaker
   c.data.label_key = 'label'

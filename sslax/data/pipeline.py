@@ -7,6 +7,8 @@ therefore exact with no iterator state beyond the step itself, on any
 process count.
 """
 from collections.abc import Iterator, Mapping
+import logging
+import os
 from typing import Any
 
 import grain
@@ -81,21 +83,65 @@ class Records:
   """
 
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
-               transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error'):
+               transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error',
+               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0):
+    """`short_clips` = (config.data.short_clips, fewest real samples at `sample_rate`),
+    see `waveforms.short_clip_policy`: audio clips with fewer are zero-padded ('pad'), stop
+    the run naming the first ('error'), or are left out and counted ('skip')."""
     self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
     self._transform = transform
     self._arrays = None
+    self._keep = None   # indices of the records kept, when short clips are skipped
+    policy, min_samples = short_clips
+    if policy != 'pad' and min_samples:
+      self._keep = self._long_enough(split, policy, min_samples, sample_rate)
     if in_memory:
-      self._arrays = self.take(np.arange(len(self._src)))
-      self._src = None
+      self._arrays = self.take(np.arange(len(self)))
+      self._src = self._keep = None
+
+  def _long_enough(self, split: str, policy: str, min_samples: int,
+                   rate: int) -> np.ndarray | None:
+    """Indices of the audio records with at least `min_samples` at `rate`; raises on 'error'."""
+    short = []
+    for i in range(len(self._src)):
+      record = self._src[i]
+      if 'audio' not in record or 'sample_rate' not in record:
+        return None   # not audio: nothing to check
+      n = waveforms.real_samples(record, rate)
+      if n < min_samples:
+        short.append((i, n, record))
+    if not short:
+      return None
+    i, n, record = short[0]
+    name = f'{self._source} {split}[{i}]'   # catalog data: the record's index
+    if 'file' in record:   # audio folders store each file's path under the folder
+      rel = np.asarray(record['file']).item()
+      rel = rel.decode() if isinstance(rel, bytes) else str(rel)
+      name = os.path.join(sources.parse(self._source)[1], rel)
+    if policy == 'error':
+      raise ValueError(
+          f'{name}: {n} samples at config.data.sample_rate={rate} is shorter than the '
+          f'{min_samples} the training loss needs (config.data.short_clips=\'error\'); '
+          f'{len(short)} of {len(self._src)} clips of split {split!r} are this short. Fix: '
+          "remove them, set config.data.short_clips='skip' to leave them out (counted in "
+          "the log), or 'pad' to zero-pad and mask them.")
+    logging.warning('sslax: skipped %d of %d clips of %s %s shorter than %d samples at %d Hz '
+                    "(config.data.short_clips='skip'); first: %s", len(short), len(self._src),
+                    self._source, split, min_samples, rate, name)
+    dropped = {s[0] for s in short}
+    return np.array([i for i in range(len(self._src)) if i not in dropped], np.int64)
 
   def __len__(self) -> int:
-    return len(self._src) if self._arrays is None else len(next(iter(self._arrays.values())))
+    if self._arrays is not None:
+      return len(next(iter(self._arrays.values())))
+    return len(self._src) if self._keep is None else len(self._keep)
 
   def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
     if self._arrays is not None:
       return {k: v[idx] for k, v in self._arrays.items()}
+    if self._keep is not None:
+      idx = self._keep[np.asarray(idx)]
     getitems = getattr(self._src, '__getitems__', None)
     records = getitems(list(map(int, idx))) if getitems else [self._src[int(i)] for i in idx]
     records = [_fetched(r, self._transform, self._source) for r in records]
@@ -122,7 +168,9 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
   """Endless global training batches, starting at `start_step`."""
   d = config.data
   records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory,
-                    transform=record_transform(d), bad_files=d.get('bad_files', 'error'))
+                    transform=record_transform(d), bad_files=d.get('bad_files', 'error'),
+                    short_clips=waveforms.short_clip_policy(config),
+                    sample_rate=int(d.get('sample_rate', 0)))
   b = local_batch_size(config.batch_size)
   p, num_p = jax.process_index(), jax.process_count()
   index_batches = (grain.MapDataset.range(len(records))

@@ -7,7 +7,8 @@ Forms (see `FORMS`):
                         DIR/<split>/<class>/*.wav (told apart by the files it holds)
   text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
   tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
-  tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed)
+  tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed);
+                        catalog audio (e.g. tfds:speech_commands) is read like an audio folder
 
 Local sources become TFDS data sets stored as array_record under `data_dir` (default:
 $TFDS_DATA_DIR or ~/tensorflow_datasets), built on first use and reused until their files
@@ -18,12 +19,15 @@ sources, so no TensorFlow is needed, and `open_split` results plug into
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.features import audio_feature
 
+from sslax.data import waveforms
 from sslax.data.builders import arrays
 from sslax.data.builders import audio_folder
 from sslax.data.builders import digits
@@ -41,6 +45,28 @@ SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
+
+
+class _NoTensorFlow:
+  """The one piece of TensorFlow that TFDS's `Audio` feature touches when it is built.
+
+  `tfds.features.Audio.__init__` (TFDS 4.9) converts its numpy dtype with
+  `tf.dtypes.as_dtype` for a decoder that only the lazily decoded (FLAC/MP3 bytes) form uses;
+  catalog audio such as speech_commands stores decoded integer samples, which numpy reads.
+  Without this, merely naming such a data set needs TensorFlow. Anything else asked of it
+  says TensorFlow is needed.
+  """
+
+  class dtypes:  # pylint: disable=invalid-name
+    as_dtype = staticmethod(np.dtype)
+
+  def __getattr__(self, name: str):
+    raise ImportError(f'tensorflow.{name} is needed by this TFDS audio feature (lazily decoded '
+                      'audio); install tensorflow, or use a data set that stores samples.')
+
+
+if importlib.util.find_spec('tensorflow') is None:
+  audio_feature.tf = _NoTensorFlow()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +180,28 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
                      f'{", ".join(available)}.{hint}')
 
 
+def _catalog_audio(example: dict[str, Any], rate: int) -> dict[str, Any]:
+  """A catalog audio record as an audio folder's: float32 mono `audio` in [-1, 1] plus its
+  `sample_rate`, so `waveforms.record_transform` resamples and cuts both alike."""
+  example = dict(example)
+  example['audio'] = waveforms.to_float_mono(example['audio'])
+  example['sample_rate'] = np.int32(rate)
+  return example
+
+
+def _audio_rate(source: str, builder: tfds.core.DatasetBuilder) -> int | None:
+  """The sample rate of a catalog data set's `audio` feature; None when it has none."""
+  features = builder.info.features
+  feature = features['audio'] if source.startswith('tfds:') and 'audio' in features else None
+  if not isinstance(feature, tfds.features.Audio):
+    return None
+  if not feature.sample_rate:
+    raise ValueError(f'{source!r}: its audio feature records no sample rate, so it cannot be '
+                     'resampled to config.data.sample_rate; use a data set that records one '
+                     'or a folder: of WAV files.')
+  return int(feature.sample_rate)
+
+
 def _to_numpy(example: Any, name: str = '') -> Any:
   """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
@@ -173,10 +221,12 @@ class RandomAccess:
   reopens the stored data lazily, so grain worker processes can receive it.
   """
 
-  def __init__(self, source: str, split: str, builder_dir: str, data: Sequence[Any]):
+  def __init__(self, source: str, split: str, builder_dir: str, data: Sequence[Any],
+               audio_rate: int | None = None):
     self.source = source
     self.split = split
     self.builder_dir = builder_dir
+    self.audio_rate = audio_rate   # catalog audio: integer samples at this rate (see above)
     self._data = data
     self._len = len(data)
 
@@ -193,14 +243,18 @@ class RandomAccess:
     index = int(index)
     if not -self._len <= index < self._len:
       raise IndexError(f'index {index} out of range for {self!r}')
-    return _to_numpy(self.data[index % self._len])
+    return self._record(self.data[index % self._len])
+
+  def _record(self, example: Any) -> dict[str, Any]:
+    example = _to_numpy(example)
+    return example if self.audio_rate is None else _catalog_audio(example, self.audio_rate)
 
   def _getitems(self, indices: Sequence[int]) -> list[dict[str, Any]]:
     """Batched read (grain's protocol): one call into array_record for many records."""
     getitems = getattr(self.data, '__getitems__', None)
     if getitems is None:
       return [self[i] for i in indices]
-    return [_to_numpy(x) for x in getitems([int(i) % self._len for i in indices])]
+    return [self._record(x) for x in getitems([int(i) % self._len for i in indices])]
 
   __getitems__ = _getitems
 
@@ -224,7 +278,7 @@ def open_split(source: str, split: str, *, data_dir: str | None = None,
   builder = _builder(source, data_dir, bad_files)
   _check_split(source, builder, split)
   return RandomAccess(source, split, os.fspath(builder.data_dir),
-                      builder.as_data_source(split))
+                      builder.as_data_source(split), _audio_rate(source, builder))
 
 
 def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') -> SourceInfo:

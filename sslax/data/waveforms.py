@@ -56,6 +56,22 @@ def decode_wav(path: str) -> tuple[np.ndarray, int]:
   return mono.astype(np.float32), int(rate)
 
 
+def to_float_mono(samples: np.ndarray) -> np.ndarray:
+  """float32 mono [T] in [-1, 1] from integer PCM [T] or [T, C] (floats kept as they are).
+
+  Signed integers are scaled by their full range (int16 / 32768, as `decode_wav` does),
+  unsigned ones centred first (8-bit PCM is unsigned); channels are averaged.
+  """
+  x = np.asarray(samples)
+  if x.dtype.kind == 'i':
+    x = x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+  elif x.dtype.kind == 'u':
+    half = (float(np.iinfo(x.dtype).max) + 1) / 2
+    x = (x.astype(np.float32) - half) / half
+  x = x.astype(np.float32)
+  return x.mean(axis=1) if x.ndim == 2 else x
+
+
 def resample(x_T: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   """Band-limited resampling by windowed-sinc interpolation (Smith, "Digital Audio Resampling").
 
@@ -101,6 +117,51 @@ def fixed_length(x_T: np.ndarray, length: int) -> tuple[np.ndarray, np.int32]:
 
 
 RecordTransform = Callable[[Mapping[str, Any]], dict[str, Any]]
+SHORT_CLIPS = ('pad', 'error', 'skip')
+
+
+def check_short_clips(data_config: ml_collections.ConfigDict) -> str:
+  policy = data_config.get('short_clips', 'pad')
+  if policy not in SHORT_CLIPS:
+    raise ValueError(f'config.data.short_clips={policy!r} is unknown; choose one of '
+                     f'{SHORT_CLIPS}.')
+  return policy
+
+
+def frames_needed(config: ml_collections.ConfigDict) -> int:
+  """Real log-mel frames a training clip needs for config.method's loss to use it.
+
+  Next-frame methods (a `steps_ahead` in the method's config section, apc and cpc) need
+  max(k) + 1 frames for one (t, t + k) pair; masked-span methods (a `span`) need span + 1, so
+  that a hidden span leaves one frame visible; anything else one frame.
+  """
+  section = config.get(config.get('method', ''), None)
+  if section is None:
+    return 1
+  if 'steps_ahead' in section:
+    return max(section.steps_ahead) + 1
+  if 'span' in section:
+    return int(section.span) + 1
+  return 1
+
+
+def short_clip_policy(config: ml_collections.ConfigDict) -> tuple[str, int]:
+  """(config.data.short_clips, the fewest real samples a training clip needs).
+
+  A clip of L real samples at config.data.sample_rate has frame f real when its centre
+  f * hop + n_fft // 2 lies before L (`augment.audio.frame_mask`), so n frames need
+  L >= (n - 1) * hop + n_fft // 2 + 1.
+  """
+  policy = check_short_clips(config.data)
+  audio = config.get('audio', None)
+  if policy == 'pad' or audio is None:
+    return policy, 0
+  return policy, (frames_needed(config) - 1) * audio.hop + audio.n_fft // 2 + 1
+
+
+def real_samples(record: Mapping[str, Any], rate: int) -> int:
+  """Samples of a stored audio record once resampled to `rate` (as `resample` makes them)."""
+  return math.ceil(len(record['audio']) * rate / int(record['sample_rate']))
 
 
 def check_config(data_config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -113,6 +174,7 @@ def check_config(data_config: ml_collections.ConfigDict) -> tuple[int, int]:
   if seconds <= 0:
     raise ValueError(f'config.data.clip_seconds={seconds} must be positive: every clip is cut '
                      'or zero-padded to it so that clips stack into batches.')
+  check_short_clips(data_config)
   return rate, max(1, round(rate * seconds))
 
 

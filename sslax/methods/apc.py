@@ -40,7 +40,8 @@ def front_end(config: ml_collections.ConfigDict) -> AudioFrontEnd:
     if 'audio' not in batch:
       raise ValueError(f'config.method={config.method!r} needs audio, but config.data.source='
                        f'{config.data.source!r} gives {sorted(batch)}; use an audio source '
-                       '(folder:DIR of .wav files) with config.data.sample_rate set.')
+                       '(folder:DIR of .wav files, or catalog audio such as tfds:speech_commands) '
+                       'with config.data.sample_rate set.')
     clip = batch['audio'].shape[-1]
     if crop > clip:
       raise ValueError(f'config.audio.crop_seconds={a.crop_seconds} ({crop} samples) exceeds '

@@ -132,7 +132,8 @@ def make_config(root: str, bad_files: str) -> local.PathConfig:
           skipped.append((path, str(e)))
           continue
         speaker = speaker_names.index(speaker_of(path)) if speaker_names else None
-        rows.append((audio, rate, class_names.index(name), speaker))
+        rows.append((audio, rate, class_names.index(name), speaker,
+                     os.path.relpath(path, root)))
     items[split] = rows
   if skipped:
     logging.warning('sslax: skipped %d undecodable WAV file(s) under %s '
@@ -151,9 +152,10 @@ def make_config(root: str, bad_files: str) -> local.PathConfig:
 class SslaxAudioFolder(tfds.core.GeneratorBasedBuilder):
   """Decoded mono waveforms of a class-per-folder tree of WAV files; one config per path."""
 
-  VERSION = tfds.core.Version('1.0.0')
+  VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {'1.0.0': 'float32 mono samples [T] at the file rate, sample_rate, '
-                            'ClassLabel from sorted class folders, speaker from file names.'}
+                            'ClassLabel from sorted class folders, speaker from file names.',
+                   '1.1.0': 'file: the path under the folder, so errors can name the file.'}
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
@@ -162,6 +164,7 @@ class SslaxAudioFolder(tfds.core.GeneratorBasedBuilder):
                                       encoding=tfds.features.Encoding.BYTES),
         'sample_rate': tfds.features.Tensor(shape=(), dtype=np.int32),
         'label': tfds.features.ClassLabel(names=list(config.class_names)),
+        'file': tfds.features.Text(),   # split/class/name.wav: what errors name
     }
     if config.payload.get('speakers'):
       features['speaker'] = tfds.features.ClassLabel(names=list(config.payload['speakers']))
@@ -178,8 +181,8 @@ class SslaxAudioFolder(tfds.core.GeneratorBasedBuilder):
             for split, rows in self.builder_config.payload['items'].items() if rows}
 
   def _generate_examples(self, rows) -> Iterator:
-    for i, (audio, rate, label, speaker) in enumerate(rows):
-      example = {'audio': audio, 'sample_rate': np.int32(rate), 'label': label}
+    for i, (audio, rate, label, speaker, path) in enumerate(rows):
+      example = {'audio': audio, 'sample_rate': np.int32(rate), 'label': label, 'file': path}
       if speaker is not None:
         example['speaker'] = speaker
       yield i, example
