@@ -7,7 +7,7 @@ recordings, 8 kHz mono, 10 digits, 6 speakers), cut or zero-padded to 1 s at fet
 sees random 0.5 s crops, evaluation the whole padded clip with its real frames masked.
 Log-mel: 25 ms windows (n_fft 200), 10 ms hop, 40 mel bins. Model: causal conv front end +
 2 pre-LN transformer blocks of width 64. Downstream: digit classification on the test split
-(kNN and linear probe on mean-pooled features), pretrained vs random init in results.json.
+(kNN, linear probe and fine-tuning on mean-pooled features), pretrained vs random init in results.json.
 Hardware and time: a 2-core CPU; see the README's audio table for measured times and results.
 
 This file also holds the audio defaults (`audio_config`) the other audio configs start from.
@@ -46,6 +46,10 @@ def audio_config(method: str, arg: str, config_file: str):
                  max_frames=100, conv_kernel=3)
 
   c.evals.linear_probe.steps = 300
+  # Fine-tuning the whole encoder + a linear head on the labelled train clips (digits, or
+  # speakers with data.label_key), for the pretrained and the random-init encoder.
+  c.evals.fine_tune = dict(type='fine_tune', source='', every_steps=0, task='classification',
+                           steps=300, batch_size=64, learning_rate=1e-3, weight_decay=1e-4)
   c.optim.name = 'adamw'
   c.optim.learning_rate = 1e-3
   c.optim.warmup_steps = 50
@@ -64,6 +68,7 @@ def audio_config(method: str, arg: str, config_file: str):
     c.optim.warmup_steps = 1
     c.evals.linear_probe.steps = 20
     c.evals.linear_probe.l2_grid = (1e-3,)
+    c.evals.fine_tune.steps = 2
   elif arg:
     raise ValueError(f"{config_file}: unknown argument {arg!r}; use '' or 'smoke'.")
   return c

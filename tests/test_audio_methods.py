@@ -41,7 +41,8 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   rows = [json.loads(l) for l in (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()]
   last = [r for r in rows if 'loss' in r][-1]
   assert last['step'] == 4 and np.isfinite(last['loss']) and 0 <= last['acc_k1'] <= 1
-  for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/linear_probe/accuracy'):
+  for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/linear_probe/accuracy',
+              'fine_tune/accuracy', 'random_init/fine_tune/accuracy'):
     assert 0.0 <= results[key] <= 1.0, key
   # Spoken digits from 0.25 s of log-mel: even an untrained encoder is far above chance (0.1).
   assert results['random_init/knn/accuracy'] > 0.3
@@ -56,6 +57,7 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   monkeypatch.setattr(pipeline, 'make_train', dying)
   # The evaluators were checked above; the resumed run only needs to train.
   config.evals.knn.enabled = config.evals.linear_probe.enabled = False
+  config.evals.fine_tune.enabled = False
   with pytest.raises(_Interrupt):
     train.run(config, str(tmp_path / 'resumed'))
   monkeypatch.setattr(pipeline, 'make_train', real)
