@@ -4,8 +4,10 @@ small ResNet student and EMA teacher.
   python -m sslax.main --config configs/dino_images.py --workdir /tmp/dino \
       --config.data.data_dir=/tmp/tfds_dev
 
-Hardware and time: a 2-core shared CPU, 400 steps of batch 256 (not yet measured).
-Expected result: kNN@20 above the random-init encoder's. `:smoke`: 4 steps on digits.
+Hardware and time: a 2-core CPU shared with other jobs, 200 steps of batch 128, 8.2 min
+wall-clock including evaluation (an upper bound). Expected result: kNN@20 0.357 vs 0.313 at
+random init, linear probe 0.422 vs 0.367 (README table). `configs/dino_images.py:smoke`: 4
+steps on digits.
 """
 from configs import common_images
 

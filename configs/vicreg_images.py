@@ -3,8 +3,10 @@
   python -m sslax.main --config configs/vicreg_images.py --workdir /tmp/vicreg \
       --config.data.data_dir=/tmp/tfds_dev
 
-Hardware and time: a 2-core shared CPU, 400 steps of batch 256 (not yet measured).
-Expected result: kNN@20 above the random-init encoder's. `:smoke`: 4 steps on digits.
+Hardware and time: a 2-core CPU shared with other jobs, 200 steps of batch 128, 4.8 min
+wall-clock including evaluation (an upper bound). Expected result: kNN@20 0.407 vs 0.313 at
+random init, linear probe 0.424 vs 0.367 (README table). `configs/vicreg_images.py:smoke`: 4
+steps on digits.
 """
 from configs import common_images
 
