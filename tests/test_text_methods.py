@@ -11,6 +11,7 @@ from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
 from sslax.data import tokenizers
+from tests.conftest import shared_data
 from tests.test_train import _params, run_killed_after
 
 
@@ -66,6 +67,26 @@ def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_di
   params, _ = _params(tmp_path, prepared)
   assert params.params['token_embed']['embedding'].shape[0] == (
       tokenizers.make(prepared.data).vocab_size)
+
+
+
+def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data_dir):
+  """configs/mlm_sst2.py: a labelled tsv: source feeds pretraining as plain text (labels
+  unused), its SentencePiece vocabulary is trained on that train split, and both encoders
+  are scored on SST-2."""
+  from configs import mlm_sst2
+  config = mlm_sst2.get_config('smoke')
+  config.data.source = config.eval.source = f'tsv:{shared_data("sst2")}'
+  config.data.data_dir, config.progress_bar = str(data_dir), False
+  config.evals.fine_tune.enabled = False   # the mlm smoke test runs it
+  results = train.run(config, str(tmp_path))
+  meta = json.loads((tmp_path / 'tokenizer' / tokenizers.SPM_META).read_text())
+  assert (meta['source'], meta['train_split']) == (config.data.source, 'train[:2000]')
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  last = [r for r in rows if 'loss' in r][-1]
+  assert last['step'] == 4 and 0.0 < last['masked_fraction'] < 0.3
+  for prefix in ('', 'random_init/'):
+    assert 0.0 <= results[f'{prefix}linear_probe/accuracy'] <= 1.0
 
 
 # mlm: its masking draws per-example keys, the part sharding could break; lm: its shifted
