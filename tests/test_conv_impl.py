@@ -1,4 +1,4 @@
-"""config.model.conv_impl='im2col' computes what the default 'xla' convolutions compute."""
+"""config.model.conv_impl='im2col' / 'mixed' compute what the default 'xla' convolutions do."""
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,12 +10,14 @@ from sslax.models import resnet
 
 
 def test_im2col_matches_xla_outputs_and_gradients():
-  # The ImageNet stem (7x7/2) and basic blocks (3x3/1, 3x3/2, 1x1/2 shortcut) cover every
-  # kernel and stride the ResNets use; an odd size makes stride-2 'SAME' padding asymmetric,
-  # the case easiest to get wrong. (Bottleneck blocks use the same Conv modules.)
-  size = 13
-  kwargs = dict(widths=(4, 8), blocks=(1, 1), stem_width=4, block='basic', stem='imagenet')
-  ref, alt = resnet.ResNet(**kwargs), resnet.ResNet(**kwargs, conv_impl='im2col')
+  # 'mixed' on 17x17 (> MIXED_MAX_PIXELS) takes XLA's path in the stem and first stage and
+  # the im2col path from the stride on: 3x3/2, the 1x1/2 shortcut and 3x3/1 on 9x9, i.e.
+  # every kernel and stride of the basic blocks, and one compile checks both paths. The
+  # odd size makes stride-2 'SAME' padding asymmetric, the case easiest to get wrong.
+  # ('im2col' is the same Conv module with the XLA branch never taken.)
+  size = 17
+  kwargs = dict(widths=(4, 8), blocks=(1, 1), stem_width=4, block='basic', stem='cifar')
+  ref, alt = resnet.ResNet(**kwargs), resnet.ResNet(**kwargs, conv_impl='mixed')
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 3))
   variables = ref.init(jax.random.PRNGKey(1), x, train=False)
   # Same parameter tree (names and shapes): one checkpoint serves both implementations.

@@ -44,8 +44,10 @@ PEER_ENV = {'OMP_WAIT_POLICY': 'PASSIVE'}
 
 
 def sslax_row(name: str, batch_size: int, warmup: int, repeats: int, tiny: bool,
-              peak: float) -> dict:
+              peak: float, conv_impl: str) -> dict:
   config = workloads.config_for(name, batch_size, tiny=tiny)
+  if config.model.name == 'resnet':
+    config.model.conv_impl = conv_impl
   batch = workloads.synthetic_batch(name, config)
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
@@ -85,6 +87,8 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=0, help='0: 2 (1 with --quick)')
   parser.add_argument('--repeats', type=int, default=0, help='0: 10 (3 with --quick)')
   parser.add_argument('--no_peers', action='store_true')
+  parser.add_argument('--conv_impl', default='xla',
+                      help="the ResNet's config.model.conv_impl: 'xla', 'im2col' or 'mixed'")
   parser.add_argument('--exclusive', action='store_true',
                       help='say in the results that nothing else ran on the CPU meanwhile')
   parser.add_argument('--out', default=os.path.join(HERE, 'results'))
@@ -100,7 +104,7 @@ def main() -> None:
     if args.tiny:
       b = 4
     start = time.perf_counter()
-    row = sslax_row(name, b, warmup, repeats, args.tiny, peak)
+    row = sslax_row(name, b, warmup, repeats, args.tiny, peak, args.conv_impl)
     print(f'{name}: sslax {row["step_s"] * 1e3:.0f} ms/step '
           f'({time.perf_counter() - start:.0f} s incl. compile)', flush=True)
     rows.append(row)
@@ -118,7 +122,7 @@ def main() -> None:
           'threads': threads, 'jax': jax.__version__, 'peak_flops_per_s': peak,
           'peak_source': 'measured: float32 matmul (bench_lib.measured_peak_flops)',
           'cpu': 'exclusive' if args.exclusive else 'shared with other processes',
-          'peer_env': PEER_ENV, 'warmup': warmup, 'repeats': repeats, 'quick': args.quick, 'tiny': args.tiny,
+          'conv_impl': args.conv_impl, 'peer_env': PEER_ENV, 'warmup': warmup, 'repeats': repeats, 'quick': args.quick, 'tiny': args.tiny,
           'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'results.json'), 'w') as f:
