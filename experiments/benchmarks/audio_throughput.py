@@ -21,6 +21,8 @@ import jax.numpy as jnp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_lib  # noqa: E402
 from sslax import methods  # noqa: E402
 from sslax import optim  # noqa: E402
 from sslax import train  # noqa: E402
@@ -54,8 +56,6 @@ def measure(name: str, steps: int, batch_size: int, arg: str) -> dict:
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   state, metrics = compiled(state, batch)   # warm-up
   jax.block_until_ready(metrics)
   start = time.perf_counter()
@@ -68,7 +68,7 @@ def measure(name: str, steps: int, batch_size: int, arg: str) -> dict:
   return {'method': name, 'batch_size': b, 'crop_seconds': config.audio.crop_seconds,
           'step_seconds': round(step_s, 4), 'compile_seconds': round(compile_s, 1),
           'audio_seconds_per_second': round(audio_s / step_s, 1),
-          'gflop_per_step': round(float(cost.get('flops', float('nan'))) / 1e9, 3),
+          'gflop_per_step': round(bench_lib.cost_flops(compiled) / 1e9, 3),
           'device': str(jax.devices()[0].platform)}
 
 

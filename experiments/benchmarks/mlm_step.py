@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_lib  # noqa: E402
 from sslax import methods  # noqa: E402
 from sslax import optim  # noqa: E402
 from sslax import train  # noqa: E402
@@ -55,9 +57,7 @@ def main() -> None:
   state = jax.jit(train.make_init(method, tx, sample, config.seed))()
   step = jax.jit(train.make_train_step(method, tx, lr), donate_argnums=0)
   compiled = step.lower(state, batch).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan')))
+  flops = bench_lib.cost_flops(compiled)
   state, m = compiled(state, batch)
   jax.block_until_ready(m['loss'])
   start = time.perf_counter()

@@ -33,7 +33,8 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
                          block=model_config.block, stem=model_config.stem,
                          stem_width=model_config.stem_width, norm=model_config.norm,
                          zero_init_residual=model_config.zero_init_residual,
-                         dtype=compute_dtype(model_config))
+                         dtype=compute_dtype(model_config),
+                         conv_impl=model_config.get('conv_impl', 'xla'))
   if name == 'vit':
     from sslax.models import vit
     return vit.ViT(patch_size=model_config.patch_size, width=model_config.width,

@@ -10,7 +10,74 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+from flax.linen import dtypes
+import jax
 import jax.numpy as jnp
+
+# config.model.conv_impl: how convolutions are computed (same parameters, same numerics).
+#   'xla':    lax.conv_general_dilated; XLA's CPU backend hands it to YNNPACK, and computes
+#             the weight gradient as a convolution whose window is the whole feature map.
+#   'im2col': the k*k shifted (strided) slices of the padded input side by side, then one
+#             matmul with the [k*k*C_in, C_out] kernel. Forward, input and weight gradients
+#             are then all plain GEMMs (the weight gradient is cols^T @ dy) plus slicing,
+#             which XLA's CPU matmul path runs faster on small feature maps with many
+#             channels (measured in experiments/benchmarks/conv_impl.py); it costs k*k
+#             times the input's memory for the columns.
+#   'mixed':  'im2col' where it measured faster (strided convolutions, and outputs of at most
+#             MIXED_MAX_PIXELS positions), 'xla' on the large stride-1 maps, where im2col's
+#             9x wider columns made the 32x32x64 layer 1.9x slower.
+CONV_IMPLS = ('xla', 'im2col', 'mixed')
+MIXED_MAX_PIXELS = 16 * 16
+
+
+def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+  """TensorFlow/flax 'SAME' padding (low, high) of one spatial axis."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + k - size, 0)
+  return total // 2, total - total // 2
+
+
+class Conv(nn.Module):
+  """nn.Conv(features, kernel_size, strides, padding='SAME', use_bias=False) as im2col + one
+  matmul (config.model.conv_impl='im2col'). Its parameter is nn.Conv's ('kernel',
+  [kh, kw, C_in, C_out]) and its class name is nn.Conv's, so flax auto-names it Conv_0,
+  Conv_1, ... as it does nn.Conv: the two are interchangeable on the same checkpoint."""
+  features: int
+  kernel_size: tuple[int, int]
+  strides: int | tuple[int, int] = 1
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  impl: str = 'im2col'   # or 'mixed': XLA's convolution on large stride-1 maps
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    if self.use_bias:
+      raise ValueError('The im2col Conv has no bias (the ResNet convolutions have none).')
+    kh, kw = self.kernel_size
+    sh, sw = (self.strides, self.strides) if isinstance(self.strides, int) else self.strides
+    c = x_BxHxWxC.shape[-1]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (kh, kw, c, self.features))
+    x, kernel = dtypes.promote_dtype(x_BxHxWxC, kernel, dtype=self.dtype)
+    _, h, w, _ = x.shape
+    (pt, pb), (pl, pr) = _same_padding(h, kh, sh), _same_padding(w, kw, sw)
+    ho, wo = -(-h // sh), -(-w // sw)
+    if self.impl == 'mixed' and sh == sw == 1 and ho * wo > MIXED_MAX_PIXELS:
+      return jax.lax.conv_general_dilated(x, kernel, (sh, sw), 'SAME',
+                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    cols = [x[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
+            for i in range(kh) for j in range(kw)]
+    cols_BxHoxWoxK = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    return jnp.dot(cols_BxHoxWoxK, kernel.reshape(kh * kw * c, self.features))
+
+
+def _conv_cls(conv_impl: str):
+  if conv_impl == 'xla':
+    return nn.Conv
+  if conv_impl in ('im2col', 'mixed'):
+    return functools.partial(Conv, impl=conv_impl)
+  raise ValueError(f'config.model.conv_impl={conv_impl!r} is unknown; choose one of '
+                   f'{CONV_IMPLS}.')
 
 
 def _norm(kind: str, train: bool, zero_init: bool = False, dtype: Any = jnp.float32) -> nn.Module:
@@ -30,10 +97,11 @@ class BasicBlock(nn.Module):
   norm: str
   zero_init: bool = False
   dtype: Any = jnp.float32   # compute dtype; parameters stay float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(_conv_cls(self.conv_impl), use_bias=False, dtype=self.dtype)
     y = conv(self.width, (3, 3), self.stride)(x_BxHxWxC)
     norm = functools.partial(_norm, self.norm, train, dtype=self.dtype)
     y = nn.relu(norm()(y))
@@ -52,10 +120,11 @@ class BottleneckBlock(nn.Module):
   zero_init: bool = False
   expansion: int = 4
   dtype: Any = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(_conv_cls(self.conv_impl), use_bias=False, dtype=self.dtype)
     norm = functools.partial(_norm, self.norm, train, dtype=self.dtype)
     y = nn.relu(norm()(conv(self.width, (1, 1))(x_BxHxWxC)))
     y = nn.relu(norm()(conv(self.width, (3, 3), self.stride)(y)))
@@ -86,6 +155,7 @@ class ResNet(nn.Module):
   norm: str = 'batch'
   zero_init_residual: bool = False
   dtype: Any = jnp.float32   # compute dtype (config.model.dtype); parameters stay float32
+  conv_impl: str = 'xla'     # config.model.conv_impl, see CONV_IMPLS
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -96,7 +166,8 @@ class ResNet(nn.Module):
     if block_cls is None:
       raise ValueError(f"config.model.block={self.block!r}; choose 'basic' or 'bottleneck'.")
     x = x_BxHxWxC
-    stem_conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, name='stem_conv')
+    stem_conv = functools.partial(_conv_cls(self.conv_impl), use_bias=False, dtype=self.dtype,
+                                  name='stem_conv')
     if self.stem == 'cifar':
       x = stem_conv(self.stem_width, (3, 3))(x)
       x = nn.relu(_norm(self.norm, train, dtype=self.dtype)(x))
@@ -110,5 +181,5 @@ class ResNet(nn.Module):
       for i in range(n):
         stride = 2 if stage > 0 and i == 0 else 1
         x = block_cls(width, stride, self.norm, self.zero_init_residual, dtype=self.dtype,
-                      name=f'stage{stage}_block{i}')(x, train)
+                      conv_impl=self.conv_impl, name=f'stage{stage}_block{i}')(x, train)
     return jnp.mean(x, axis=(1, 2))
