@@ -1,10 +1,10 @@
 """Evaluators on a saved checkpoint, for any method:
 
-  python -m sslax.evaluate --workdir DIR [--step N] [--config.evals.knn.k=10 ...]
+  python -m sslax.evaluate --workdir DIR [--step N] [--evals knn,fine_tune] [--config.evals.knn.k=10 ...]
 
 Reads `DIR/config.json` (the run's resolved config), restores the checkpoint of step N
-(default: the latest) into the current devices, runs every `config.evals` evaluator on it and
-on the random-init encoder, and writes results.json, results.md and the PNG plots (see
+(default: the latest) into the current devices, runs every enabled `config.evals` evaluator (or
+only those `--evals` names, switched on or not) on it and on the random-init encoder, and writes results.json, results.md and the PNG plots (see
 sslax/reports.py) to `--output_dir` (default: DIR). Any config value can be overridden like
 in sslax.main, e.g. `--config.eval.num_seeds=3` or `--config.evals.linear_probe.steps=500`.
 """
@@ -35,6 +35,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s directory (co
                                'checkpoints/).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
+_EVALS = flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma '
+                           'separated), including ones the config switches off.')
 
 
 def _tuples(node: Any) -> Any:
@@ -56,9 +58,33 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(_tuples(json.load(f)))
 
 
+def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collections.ConfigDict:
+  """A copy of `config` whose `evals` are exactly `names`, each switched on.
+
+  A config.json's evaluators may lack the optional `enabled` key, which a locked config cannot
+  gain from the command line; choosing by name avoids it.
+  """
+  unknown = sorted(set(names) - set(config.evals.keys()))
+  if unknown or not names:
+    raise ValueError(f'--evals={",".join(names)!r} names {unknown or "nothing"}, which '
+                     f'config.evals lacks; choose from {sorted(config.evals.keys())}.')
+  picked = ml_collections.ConfigDict(config.to_dict())
+  for name in list(picked.evals.keys()):
+    if name in names:
+      picked.evals[name].enabled = True
+    else:
+      del picked.evals[name]
+  return picked
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
-        output_dir: str | None = None) -> dict[str, float]:
-  """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content."""
+        output_dir: str | None = None, evals: list[str] | None = None) -> dict[str, float]:
+  """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content.
+
+  `evals`: names of config.evals to run (default: the enabled ones).
+  """
+  if evals is not None:
+    config = select(config, evals)
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   config = tokenizers.prepare(config, workdir, train_if_missing=False)   # the run's own vocabulary
   mesh = sharding.make_mesh(config.mesh)
@@ -104,7 +130,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  run(flags.FLAGS.config, _WORKDIR.value, step=_STEP.value, output_dir=_OUTPUT_DIR.value)
+  run(flags.FLAGS.config, _WORKDIR.value, step=_STEP.value, output_dir=_OUTPUT_DIR.value,
+      evals=_EVALS.value)
 
 
 if __name__ == '__main__':

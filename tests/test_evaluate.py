@@ -42,8 +42,10 @@ def test_run_then_evaluate_reproduces_results(tmp_path):
   # The config survives its JSON round trip (tuples come back as tuples).
   loaded = evaluate.load_config(str(workdir))
   assert loaded.evals.linear_probe.l2_grid == config.evals.linear_probe.l2_grid
-  del loaded.evals['fine_tune']   # its compile is the slowest part; the run scored it already
-  again = evaluate.run(loaded, str(workdir), output_dir=str(tmp_path / 'again'))
+  # --evals: fine_tune's compile is the slowest part, and the run scored it already.
+  again = evaluate.run(loaded, str(workdir), output_dir=str(tmp_path / 'again'),
+                       evals=['knn', 'linear_probe', 'clustering', 'ridge'])
+  assert not any('fine_tune' in k for k in again)
   for key in ('knn/accuracy', 'random_init/knn/accuracy', 'clustering/nmi', 'ridge/accuracy'):
     assert again[key] == results[key], key
   for key in ('linear_probe/accuracy', 'random_init/linear_probe/accuracy'):
@@ -54,9 +56,20 @@ def test_run_then_evaluate_reproduces_results(tmp_path):
 
   # An earlier checkpoint with several seeds: mean and std per metric.
   loaded.eval.num_seeds = 2
-  del loaded.evals['clustering'], loaded.evals['ridge']
-  early = evaluate.run(loaded, str(workdir), step=2, output_dir=str(tmp_path / 'early'))
+  loaded.evals.knn.enabled = False   # named in --evals, a switched-off evaluator runs
+  early = evaluate.run(loaded, str(workdir), step=2, output_dir=str(tmp_path / 'early'),
+                       evals=['knn', 'linear_probe'])
   assert early['step'] == 2
   assert early['knn/accuracy_std'] == 0.0   # kNN has no randomness
   assert 'random_init/knn/accuracy_std' in early
   assert '±' in (tmp_path / 'early' / 'results.md').read_text()
+
+
+def test_evals_flag_names_an_unknown_evaluator(tmp_path):
+  config = smoke_config(tmp_path / 'tfds')
+  with pytest.raises(ValueError, match=r"names \['knnn'\], which config.evals lacks; choose from \[.*'knn'"):
+    evaluate.select(config, ['knn', 'knnn'])
+  picked = evaluate.select(config, ['knn'])
+  assert list(picked.evals.keys()) == ['knn'] and picked.evals.knn.enabled
+  assert 'linear_probe' in config.evals   # the caller's config is left as it was
+
