@@ -55,7 +55,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'--workdir={workdir!r} has no config.json; pass the directory of a '
                             'sslax.main run.')
   with open(path) as f:
-    return ml_collections.ConfigDict(_tuples(json.load(f)))
+    config = _tuples(json.load(f))
+  # Optional evaluator keys the run did not set get their defaults, so that the command line
+  # can override them (e.g. --config.evals.fine_tune.warmup_steps=60).
+  for ev in config.get('evals', {}).values():
+    if isinstance(ev, dict) and ev.get('type') in suite.OPTIONS:
+      ev.update({k: v for k, v in suite.optional(ev['type']).items() if k not in ev})
+  return ml_collections.ConfigDict(config)
 
 
 def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collections.ConfigDict:

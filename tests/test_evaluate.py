@@ -42,6 +42,9 @@ def test_run_then_evaluate_reproduces_results(tmp_path):
   # The config survives its JSON round trip (tuples come back as tuples).
   loaded = evaluate.load_config(str(workdir))
   assert loaded.evals.linear_probe.l2_grid == config.evals.linear_probe.l2_grid
+  # Optional keys the run left out come back with their defaults (so flags can set them).
+  assert loaded.evals.knn.enabled and loaded.evals.fine_tune.warmup_steps == 0
+  assert 'warmup_steps' not in loaded.evals.knn
   # --evals: fine_tune's compile is the slowest part, and the run scored it already.
   again = evaluate.run(loaded, str(workdir), output_dir=str(tmp_path / 'again'),
                        evals=['knn', 'linear_probe', 'clustering', 'ridge'])

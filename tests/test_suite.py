@@ -68,6 +68,28 @@ def test_fine_tune_classification_on_separable_data():
   assert scores['accuracy'] > 0.95
 
 
+def test_fine_tune_schedule_warms_up_then_decays_to_zero():
+  assert fine_tune.schedule(1e-3, 100, 0) == 1e-3   # constant, as before warmup existed
+  lr = fine_tune.schedule(1e-3, 100, 10)
+  values = np.array([lr(t) for t in range(101)])
+  np.testing.assert_allclose(values[[0, 5, 10, 55, 100]], [0.0, 5e-4, 1e-3, 5e-4, 0.0],
+                             atol=1e-9)
+  assert np.all(np.diff(values[:11]) > 0) and np.all(np.diff(values[10:]) < 0)
+  # With warmup the regression target is still recovered.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(400, 8)).astype(np.float32)
+  y = (x @ rng.normal(size=8)).astype(np.float32)
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)) * 0.1, jnp.float32)}
+  scores = fine_tune.fine_tune(_linear_embed, params, {}, {'x': x, 'label': y},
+                               {'x': x, 'label': y}, task='regression', num_outputs=1,
+                               steps=400, batch_size=64, learning_rate=0.05, warmup_steps=40)
+  assert scores['r2'] > 0.99, scores
+  with pytest.raises(ValueError, match=r'warmup_steps must be in \[0, steps=400\); got 400'):
+    fine_tune.fine_tune(_linear_embed, params, {}, {'x': x, 'label': y}, {'x': x, 'label': y},
+                        task='regression', num_outputs=1, steps=400, batch_size=64,
+                        learning_rate=0.05, warmup_steps=400)
+
+
 def _config(**evals) -> ml_collections.ConfigDict:
   c = simclr_digits.get_config('smoke')
   for name, ev in evals.items():
@@ -83,6 +105,11 @@ def _config(**evals) -> ml_collections.ConfigDict:
     (dict(type='ridge', source='', every_steps=-1, l2=1.0), r'config.evals.bad.every_steps=-1'),
     (dict(type='fine_tune', source='', every_steps=0, task='segment', steps=1, batch_size=8,
           learning_rate=0.1, weight_decay=0.0), r"config.evals.bad.task='segment'"),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', steps=10,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0, warmup_steps=10),
+     r'config.evals.bad.warmup_steps=10 must be in \[0, steps=10\)'),
+    (dict(type='knn', source='', every_steps=0, k=3, temperature=0.1, warmup_steps=1),
+     r"config.evals.bad has unknown options \['warmup_steps'\]"),
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
   with pytest.raises(ValueError, match=match):

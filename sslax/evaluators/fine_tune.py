@@ -35,11 +35,24 @@ def _batches(data: Mapping[str, np.ndarray], batch_size: int):
     yield {k: v[idx] for k, v in data.items()}, min(batch_size, n - start)
 
 
+def schedule(learning_rate: float, steps: int, warmup_steps: int) -> optax.Schedule | float:
+  """A constant rate, or (warmup_steps > 0) BERT's fine-tuning schedule: linear warmup from 0
+  over warmup_steps, then linear decay to 0 at `steps` (Devlin et al. 2019 warm up over 10%).
+  Warmup keeps Adam's first, full-size steps from scrambling pretrained weights while the
+  zero-initialised head still sends them arbitrary gradients."""
+  if not warmup_steps:
+    return learning_rate
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, learning_rate, warmup_steps),
+       optax.linear_schedule(learning_rate, 0.0, steps - warmup_steps)], [warmup_steps])
+
+
 @functools.lru_cache(maxsize=16)
-def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: float):
+def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: float,
+              steps: int, warmup_steps: int):
   """(optimiser, jitted step, jitted predict), built once per embed and options: every seed
   and encoder (pretrained, random init) of a run reuses one compilation."""
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+  tx = optax.adamw(schedule(learning_rate, steps, warmup_steps), weight_decay=weight_decay)
 
   def predict(variables, model_state, batch):
     feats_BxD = embed(variables['encoder'], model_state, batch).astype(jnp.float32)
@@ -63,7 +76,7 @@ def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: flo
 def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
               test: Mapping[str, np.ndarray], *, task: str, num_outputs: int, steps: int,
               batch_size: int, learning_rate: float, weight_decay: float = 0.0,
-              seed: int = 0) -> dict[str, float]:
+              warmup_steps: int = 0, seed: int = 0) -> dict[str, float]:
   """Trains encoder `params` and a zero-initialised linear head; scores on `test`.
 
   Args:
@@ -74,6 +87,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     task: 'classification' or 'regression'.
     num_outputs: classes L for classification; 1 for regression.
     steps, batch_size, learning_rate, weight_decay: AdamW on minibatches drawn with `seed`.
+    warmup_steps: 0 keeps learning_rate constant; > 0 warms up, then decays (`schedule`).
 
   Returns:
     classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split.
@@ -82,12 +96,14 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     raise ValueError(f'fine-tune task must be one of {TASKS}; got {task!r}.')
   if steps < 1 or batch_size < 1:
     raise ValueError(f'fine-tune steps and batch_size must be >= 1; got {steps}, {batch_size}.')
+  if not 0 <= warmup_steps < steps:
+    raise ValueError(f'fine-tune warmup_steps must be in [0, steps={steps}); got {warmup_steps}.')
   probe_batch = {k: v[:batch_size] for k, v in train.items()}
   feat_dim = jax.eval_shape(embed, params, model_state, probe_batch).shape[-1]
   variables = {'encoder': params,
                'head': {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
                         'b_L': jnp.zeros((num_outputs,), jnp.float32)}}
-  tx, step, predict = _compiled(embed, task, learning_rate, weight_decay)
+  tx, step, predict = _compiled(embed, task, learning_rate, weight_decay, steps, warmup_steps)
   rng = np.random.default_rng(seed)
   n = len(train['label'])
   opt_state = tx.init(variables)

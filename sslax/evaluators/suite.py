@@ -39,9 +39,16 @@ OPTIONS = {
 }
 TYPES = tuple(OPTIONS)
 COMMON = ('type', 'source', 'every_steps')
-# Optional on every evaluator, default True: lets a config carry a costly evaluator that a
-# command line can switch on (a locked config cannot gain new keys there).
-OPTIONAL = ('enabled',)
+# Optional keys and their defaults. `enabled` (every type) lets a config carry a costly
+# evaluator that a command line can switch on (a locked config cannot gain new keys there);
+# fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate.
+OPTIONAL = {'enabled': True}
+OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0}}
+
+
+def optional(ev_type: str) -> dict[str, Any]:
+  """{optional key: default} of an evaluator type."""
+  return {**OPTIONAL, **OPTIONAL_BY_TYPE.get(ev_type, {})}
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -56,7 +63,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     if missing:
       raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
                        'example of each type.')
-    unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONAL + OPTIONS[ev.type]))
+    unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONS[ev.type]) - set(optional(ev.type)))
     if unknown:
       raise ValueError(f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
                        f'{OPTIONS[ev.type]}.')
@@ -64,6 +71,8 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
     if ev.type == 'fine_tune' and ev.task not in fine_tune.TASKS:
       raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
+    if ev.type == 'fine_tune' and not 0 <= int(ev.get('warmup_steps', 0)) < int(ev.steps):
+      raise ValueError(f'{key}.warmup_steps={ev.warmup_steps} must be in [0, steps={ev.steps}).')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
   if int(config.eval.num_seeds) < 1:
@@ -72,7 +81,7 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 def enabled(config: ml_collections.ConfigDict) -> list[str]:
   """Names of the evaluators of `config.evals` that are not switched off."""
-  return [n for n, ev in config.evals.items() if ev.get('enabled', True)]
+  return [n for n, ev in config.evals.items() if ev.get('enabled', OPTIONAL['enabled'])]
 
 
 def due(config: ml_collections.ConfigDict, step: int) -> list[str]:
@@ -179,7 +188,7 @@ class Suite:
           self._embed, *encoder, train, test, task=ev.task,
           num_outputs=1 if regression else num_classes, steps=ev.steps,
           batch_size=ev.batch_size, learning_rate=ev.learning_rate,
-          weight_decay=ev.weight_decay, seed=seed)
+          weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)), seed=seed)
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
