@@ -46,3 +46,30 @@ def test_markdown_table_formats_and_marks_missing():
                                'flops_per_step': 3e9, 'peak_bytes': 2 ** 21}])
   row = table.splitlines()[2]
   assert row.startswith('| w | 8 | - | 250 | - | 3.00 | - | - | 2 |')
+
+
+def test_breakdown_tiny_simclr_phases(tmp_path, monkeypatch):
+  breakdown = _load('breakdown')
+  monkeypatch.setattr(sys, 'argv', ['breakdown.py', '--tiny', '--no_peers', '--workloads',
+                                    'simclr_resnet18', '--warmup', '1', '--repeats', '1',
+                                    '--out', str(tmp_path)])
+  breakdown.main()
+  (row,) = json.loads((tmp_path / 'breakdown.json').read_text())['rows']
+  phases = row['sslax']
+  assert all(phases[p] > 0 for p in ('augment', 'forward', 'grad', 'step')), phases
+  assert phases['backward'] == pytest.approx(phases['grad'] - phases['forward'])
+  assert phases['optimiser'] == pytest.approx(phases['step'] - phases['grad'])
+  assert '| simclr_resnet18 | 4 | step |' in (tmp_path / 'breakdown.md').read_text()
+
+
+def test_breakdown_markdown_with_peer_and_conv_layers():
+  breakdown = _load('breakdown')
+  row = {'workload': 'w', 'batch': 2,
+         'sslax': breakdown.with_differences({'forward': 0.1, 'grad': 0.3, 'step': 0.4}),
+         'peer': breakdown.with_differences({'forward': 0.05, 'grad': 0.2, 'step': 0.25})}
+  conv = {'layer': '4x4 8->8 /1', 'sslax_s': 0.002, 'peer_s': 0.001, 'ratio': 2.0}
+  table = breakdown.markdown([row], [conv])
+  assert '| w | 2 | forward | 100 | 50 | 2.00 |' in table
+  assert '| w | 2 | backward | 200 | 150 | 1.33 |' in table
+  assert '| w | 2 | optimiser | 100 | 50 | 2.00 |' in table
+  assert '| 4x4 8->8 /1 | 2.0 | 1.0 | 2.00 |' in table

@@ -70,11 +70,12 @@ def peer_python() -> str:
 
 
 def peer_row(python: str, name: str, batch_size: int, warmup: int, repeats: int,
-             threads: int, tiny: bool) -> dict:
+             threads: int, tiny: bool, extra: tuple[str, ...] = ()) -> dict:
+  """peers/run_peer.py's JSON line; `extra`: more of its flags (e.g. --phases)."""
   out = subprocess.run(
       [python, os.path.join(HERE, 'peers', 'run_peer.py'), '--workload', name,
        '--batch_size', str(batch_size), '--warmup', str(warmup), '--repeats', str(repeats),
-       '--threads', str(threads)] + (['--tiny'] if tiny else []),
+       '--threads', str(threads)] + (['--tiny'] if tiny else []) + list(extra),
       check=True, capture_output=True, text=True, env={**os.environ, **PEER_ENV})
   return json.loads(out.stdout.strip().splitlines()[-1])
 

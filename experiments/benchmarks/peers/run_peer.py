@@ -257,9 +257,17 @@ def main():
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--tiny', action='store_true')
+  parser.add_argument('--phases', action='store_true',
+                      help='also time forward (loss) and forward + backward alone')
+  parser.add_argument('--conv_layers', default='',
+                      help='instead: time forward + both gradients of 3x3 convolutions '
+                           '"hw,cin,cout,stride;..." on --batch_size images (NCHW)')
   args = parser.parse_args()
   torch.manual_seed(0)
   torch.set_num_threads(args.threads)
+  if args.conv_layers:
+    print(json.dumps(conv_layers(args)))
+    return
   model, loss_fn, opt_kwargs = WORKLOADS[args.workload](args.batch_size, args.tiny)
   model.train()
   opt = torch.optim.AdamW(model.parameters(), **opt_kwargs)
@@ -278,15 +286,45 @@ def main():
   flops = counter.get_total_flops()
   for _ in range(args.warmup):
     step()
+  row = {'workload': args.workload, 'batch_size': args.batch_size,
+         'step_s': median_s(lambda: step().item(), args.repeats), 'flops_per_step': float(flops),
+         'threads': torch.get_num_threads(), 'torch': torch.__version__,
+         'params': sum(p.numel() for p in model.parameters())}
+  if args.phases:
+    def grad():
+      opt.zero_grad(set_to_none=True)
+      value = loss_fn()
+      value.backward()
+      return value
+    row['forward_s'] = median_s(lambda: loss_fn().item(), args.repeats)
+    row['grad_s'] = median_s(lambda: grad().item(), args.repeats)
+  print(json.dumps(row))
+
+
+def median_s(fn, repeats):
   times = []
-  for _ in range(args.repeats):
+  for _ in range(repeats):
     start = time.perf_counter()
-    step().item()
+    fn()
     times.append(time.perf_counter() - start)
-  print(json.dumps({'workload': args.workload, 'batch_size': args.batch_size,
-                    'step_s': statistics.median(times), 'flops_per_step': float(flops),
-                    'threads': torch.get_num_threads(), 'torch': torch.__version__,
-                    'params': sum(p.numel() for p in model.parameters())}))
+  return statistics.median(times)
+
+
+def conv_layers(args):
+  """{'hw,cin,cout,stride': seconds} for forward + input and weight gradients of each layer."""
+  out = {}
+  for spec in args.conv_layers.split(';'):
+    hw, cin, cout, stride = (int(v) for v in spec.split(','))
+    conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+    x = torch.randn(args.batch_size, cin, hw, hw, requires_grad=True)
+
+    def once():
+      x.grad, conv.weight.grad = None, None
+      (conv(x) ** 2).sum().backward()
+    for _ in range(args.warmup):
+      once()
+    out[spec] = median_s(once, args.repeats)
+  return out
 
 
 if __name__ == '__main__':
