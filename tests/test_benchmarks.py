@@ -67,9 +67,10 @@ def test_breakdown_markdown_with_peer_and_conv_layers():
   row = {'workload': 'w', 'batch': 2,
          'sslax': breakdown.with_differences({'forward': 0.1, 'grad': 0.3, 'step': 0.4}),
          'peer': breakdown.with_differences({'forward': 0.05, 'grad': 0.2, 'step': 0.25})}
-  conv = {'layer': '4x4 8->8 /1', 'sslax_s': 0.002, 'peer_s': 0.001, 'ratio': 2.0}
+  conv = {'layer': '4x4 8->8 /1', 'xla_s': 0.002, 'im2col_s': 0.0005, 'wgrad_gemm_s': 0.001,
+          'peer_s': 0.001}
   table = breakdown.markdown([row], [conv])
   assert '| w | 2 | forward | 100 | 50 | 2.00 |' in table
   assert '| w | 2 | backward | 200 | 150 | 1.33 |' in table
   assert '| w | 2 | optimiser | 100 | 50 | 2.00 |' in table
-  assert '| 4x4 8->8 /1 | 2.0 | 1.0 | 2.00 |' in table
+  assert '| 4x4 8->8 /1 | 2.0 (2.00) | 0.5 (0.50) | 1.0 (1.00) | 1.0 |' in table

@@ -9,15 +9,17 @@ from sslax import models
 from sslax.models import resnet
 
 
-def test_im2col_matches_xla_outputs_and_gradients():
+@pytest.mark.parametrize('impl', ['mixed', 'wgrad_gemm'])
+def test_other_conv_impls_match_xla_outputs_and_gradients(impl):
   # 'mixed' on 17x17 (> MIXED_MAX_PIXELS) takes XLA's path in the stem and first stage and
   # the im2col path from the stride on: 3x3/2, the 1x1/2 shortcut and 3x3/1 on 9x9, i.e.
   # every kernel and stride of the basic blocks, and one compile checks both paths. The
   # odd size makes stride-2 'SAME' padding asymmetric, the case easiest to get wrong.
-  # ('im2col' is the same Conv module with the XLA branch never taken.)
+  # ('im2col' is the same Conv module with the XLA branch never taken.) 'wgrad_gemm' sees
+  # the same kernels and strides through its own weight gradient.
   size = 17
   kwargs = dict(widths=(4, 8), blocks=(1, 1), stem_width=4, block='basic', stem='cifar')
-  ref, alt = resnet.ResNet(**kwargs), resnet.ResNet(**kwargs, conv_impl='mixed')
+  ref, alt = resnet.ResNet(**kwargs), resnet.ResNet(**kwargs, conv_impl=impl)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 3))
   variables = ref.init(jax.random.PRNGKey(1), x, train=False)
   # Same parameter tree (names and shapes): one checkpoint serves both implementations.

@@ -1,7 +1,7 @@
 """Where each workload's step time goes, in sslax and in its PyTorch peer, phase by phase.
 
   python experiments/benchmarks/breakdown.py [--workloads simclr_resnet18,...] [--quick] \
-      [--repeats 5] [--no_peers] [--conv_layers] [--out experiments/benchmarks/results]
+      [--repeats 5] [--no_peers] [--conv_layers] [--conv_impl xla] [--out DIR]
 
 Phases, each compiled (sslax) or run (peer) alone on the same synthetic batch:
   forward   the loss: sslax's `method.loss` (on-device augmentation / masking / log-mel
@@ -40,9 +40,11 @@ PHASES = ('augment', 'forward', 'grad', 'step')
 
 
 def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
-                 tiny: bool = False) -> dict[str, float]:
+                 tiny: bool = False, conv_impl_name: str = 'xla') -> dict[str, float]:
   """Median seconds of each phase of sslax's step for workload `name`."""
   config = workloads.config_for(name, batch_size, tiny=tiny)
+  if config.model.name == 'resnet':
+    config.model.conv_impl = conv_impl_name
   batch = workloads.synthetic_batch(name, config)
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
@@ -74,8 +76,7 @@ def conv_rows(batch_size: int, warmup: int, repeats: int, python: str | None,
               threads: int) -> list[dict]:
   """Per 3x3 layer of ResNet-18: XLA's and torch's forward + both gradients, seconds."""
   images = 2 * batch_size   # SimCLR's two views
-  xla = conv_impl.round_robin(
-      {k: f for k, f in conv_impl.layer_fns(images).items() if k[-1] == 'xla'}, repeats)
+  mine = conv_impl.round_robin(conv_impl.layer_fns(images), repeats)
   peer = {}
   if python:
     spec = ';'.join(','.join(map(str, layer)) for layer in conv_impl.LAYERS)
@@ -84,10 +85,9 @@ def conv_rows(batch_size: int, warmup: int, repeats: int, python: str | None,
   rows = []
   for layer in conv_impl.LAYERS:
     row = {'layer': '{}x{} {}->{} /{}'.format(layer[0], layer[0], *layer[1:]),
-           'sslax_s': xla[(*layer, 'xla')]}
+           **{f'{impl}_s': mine[(*layer, impl)] for impl in conv_impl.LAYER_IMPLS}}
     if peer:
       row['peer_s'] = peer[','.join(map(str, layer))]
-      row['ratio'] = row['sslax_s'] / row['peer_s']
     rows.append(row)
   return rows
 
@@ -104,12 +104,16 @@ def markdown(rows: list[dict], convs: list[dict]) -> str:
       lines.append(f'| {row["workload"]} | {row["batch"]} | {phase} | {mine * 1e3:.0f} | '
                    f'{peer_ms} | {ratio} |')
   if convs:
-    lines += ['', '| ResNet-18 3x3 conv (fwd + both grads) | sslax ms | peer ms | sslax/peer |',
-              '|---|---|---|---|']
+    impls = conv_impl.LAYER_IMPLS
+    lines += ['', '| ResNet-18 3x3 conv, fwd + both grads, ms (/ peer) | '
+              + ' | '.join(f'conv_impl={i}' for i in impls) + ' | peer (torch) |',
+              '|---|' + '---|' * (len(impls) + 1)]
     for c in convs:
-      peer_ms = f'{c["peer_s"] * 1e3:.1f}' if 'peer_s' in c else '-'
-      ratio = f'{c["ratio"]:.2f}' if 'ratio' in c else '-'
-      lines.append(f'| {c["layer"]} | {c["sslax_s"] * 1e3:.1f} | {peer_ms} | {ratio} |')
+      peer = c.get('peer_s')
+      cells = [f'{c[f"{i}_s"] * 1e3:.1f}' + (f' ({c[f"{i}_s"] / peer:.2f})' if peer else '')
+               for i in impls]
+      lines.append(f'| {c["layer"]} | ' + ' | '.join(cells) +
+                   f' | {f"{peer * 1e3:.1f}" if peer else "-"} |')
   return '\n'.join(lines)
 
 
@@ -131,6 +135,7 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--no_peers', action='store_true')
   parser.add_argument('--conv_layers', action='store_true')
+  parser.add_argument('--conv_impl', default='xla', help="the ResNet's config.model.conv_impl")
   parser.add_argument('--out', default=os.path.join(HERE, 'results'))
   args = parser.parse_args()
   threads = os.cpu_count() or 1
@@ -140,7 +145,7 @@ def main() -> None:
     b = 4 if args.tiny else workloads.BATCH[name][1 if args.quick else 0]
     row = {'workload': name, 'batch': b,
            'sslax': with_differences(sslax_phases(name, b, args.warmup, args.repeats,
-                                                  args.tiny))}
+                                                  args.tiny, args.conv_impl))}
     if python:
       peer = bench_run.peer_row(python, name, b, args.warmup, args.repeats, threads, args.tiny,
                                 ('--phases',))
@@ -155,6 +160,7 @@ def main() -> None:
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'breakdown.json'), 'w') as f:
     json.dump({'threads': threads, 'jax': jax.__version__, 'warmup': args.warmup,
+               'conv_impl': args.conv_impl,
                'repeats': args.repeats, 'rows': rows, 'conv_layers': convs}, f, indent=1)
   table = markdown(rows, convs)
   with open(os.path.join(args.out, 'breakdown.md'), 'w') as f:

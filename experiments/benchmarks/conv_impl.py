@@ -7,7 +7,8 @@
 Builds sslax's real SimCLR train step (workloads.py's ResNet-18) once per conv_impl and
 times them alternately (round-robin, `--repeats` rounds), so load from other processes on a
 shared CPU hits every variant alike; prints the median step time of each. --layers also
-times forward + both gradients of each distinct ResNet-18 3x3 convolution shape alone.
+times forward + both gradients of each distinct ResNet-18 3x3 convolution shape alone, on
+`--batch_size` images, with each of LAYER_IMPLS.
 """
 import argparse
 import os
@@ -48,11 +49,15 @@ def steps(batch_size: int):
   return out
 
 
+# 'mixed' is a per-layer choice between 'xla' and 'im2col', so it has no layer timings.
+LAYER_IMPLS = ('xla', 'im2col', 'wgrad_gemm')
+
+
 def layer_fns(batch_size: int):
   out = {}
   for hw, cin, cout, stride in LAYERS:
     x = jax.random.normal(jax.random.PRNGKey(0), (batch_size, hw, hw, cin))
-    for impl in ('xla', 'im2col'):
+    for impl in LAYER_IMPLS:
       conv = resnet._conv_cls(impl)(cout, (3, 3), stride, use_bias=False)  # pylint: disable=protected-access
       params = conv.init(jax.random.PRNGKey(1), x)
       grad = jax.jit(jax.grad(lambda p, x, c=conv: jnp.sum(c.apply(p, x) ** 2), argnums=(0, 1)))
@@ -92,10 +97,10 @@ def main() -> None:
     print(f'  {impl} / xla: {median[impl] / median["xla"]:.2f}')
   if args.layers:
     median = round_robin(layer_fns(args.batch_size), args.repeats)
-    for hw, cin, cout, stride in LAYERS:
-      a, b = (median[(hw, cin, cout, stride, impl)] for impl in ('xla', 'im2col'))
-      print(f'  conv {hw}x{hw} {cin}->{cout} /{stride}: xla {a * 1e3:6.1f} ms, '
-            f'im2col {b * 1e3:6.1f} ms, ratio {b / a:.2f}')
+    for layer in LAYERS:
+      ms = {impl: median[(*layer, impl)] * 1e3 for impl in LAYER_IMPLS}
+      print('  conv {}x{} {}->{} /{}: '.format(layer[0], *layer) +
+            ', '.join(f'{impl} {t:6.1f} ms' for impl, t in ms.items()))
 
 
 if __name__ == '__main__':
