@@ -9,17 +9,16 @@ from sslax import models
 from sslax.models import resnet
 
 
-@pytest.mark.parametrize('impl', ['mixed', 'wgrad_gemm'])
-def test_other_conv_impls_match_xla_outputs_and_gradients(impl):
+@pytest.mark.parametrize('impl, size', [('mixed', 17), ('wgrad_gemm', 17), ('wgrad_gemm', 16)])
+def test_other_conv_impls_match_xla_outputs_and_gradients(impl, size):
   # 'mixed' on 17x17 (> MIXED_MAX_PIXELS) takes XLA's path in the stem and first stage and
   # the im2col path from the stride on: 3x3/2, the 1x1/2 shortcut and 3x3/1 on 9x9, i.e.
-  # every kernel and stride of the basic blocks, and one compile checks both paths. The
-  # odd size makes stride-2 'SAME' padding asymmetric, the case easiest to get wrong.
+  # every kernel and stride of the basic blocks, and one compile checks both paths.
   # ('im2col' is the same Conv module with the XLA branch never taken.) 'wgrad_gemm' sees
-  # the same kernels and strides through its own weight gradient.
-  size = 17
+  # the same kernels and strides through its own weight gradient; at size 16 a 3x3/2 'SAME'
+  # convolution pads (0, 1), asymmetric, the case easiest to get wrong (17 pads (1, 1)).
   kwargs = dict(widths=(4, 8), blocks=(1, 1), stem_width=4, block='basic', stem='cifar')
-  ref, alt = resnet.ResNet(**kwargs), resnet.ResNet(**kwargs, conv_impl=impl)
+  ref, alt = resnet.ResNet(**kwargs, conv_impl='xla'), resnet.ResNet(**kwargs, conv_impl=impl)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 3))
   variables = ref.init(jax.random.PRNGKey(1), x, train=False)
   # Same parameter tree (names and shapes): one checkpoint serves both implementations.
@@ -45,3 +44,12 @@ def test_conv_impl_from_config_and_unknown_value():
   config.conv_impl = 'winograd'
   with pytest.raises(ValueError, match='config.model.conv_impl'):
     models.make_encoder(config).init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)), train=False)
+
+
+def test_auto_is_wgrad_gemm_on_cpu():
+  # The tests run on CPU; elsewhere 'auto' keeps XLA's convolutions.
+  assert jax.default_backend() == 'cpu' and resnet.resolve('auto') == 'wgrad_gemm'
+  assert resnet.resolve('im2col') == 'im2col'
+  assert models.make_encoder(ml_collections.ConfigDict(dict(
+      name='resnet', widths=(4,), blocks=(1,), block='basic', stem='cifar', stem_width=4,
+      norm='batch', zero_init_residual=False))).conv_impl == 'auto'

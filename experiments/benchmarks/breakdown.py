@@ -40,7 +40,7 @@ PHASES = ('augment', 'forward', 'grad', 'step')
 
 
 def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
-                 tiny: bool = False, conv_impl_name: str = 'xla') -> dict[str, float]:
+                 tiny: bool = False, conv_impl_name: str = 'auto') -> dict[str, float]:
   """Median seconds of each phase of sslax's step for workload `name`."""
   config = workloads.config_for(name, batch_size, tiny=tiny)
   if config.model.name == 'resnet':
@@ -135,7 +135,7 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--no_peers', action='store_true')
   parser.add_argument('--conv_layers', action='store_true')
-  parser.add_argument('--conv_impl', default='xla', help="the ResNet's config.model.conv_impl")
+  parser.add_argument('--conv_impl', default='auto', help="the ResNet's config.model.conv_impl")
   parser.add_argument('--out', default=os.path.join(HERE, 'results'))
   args = parser.parse_args()
   threads = os.cpu_count() or 1

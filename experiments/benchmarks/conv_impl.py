@@ -1,4 +1,4 @@
-"""SimCLR ResNet-18 train step with each config.model.conv_impl ('xla', 'im2col', 'mixed').
+"""SimCLR ResNet-18 train step with each config.model.conv_impl (xla, im2col, mixed, wgrad_gemm).
 
   python experiments/benchmarks/conv_impl.py [--batch_size 16] [--repeats 5] [--layers]
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python experiments/benchmarks/conv_impl.py
@@ -36,7 +36,7 @@ LAYERS = ((32, 64, 64, 1), (32, 64, 128, 2), (16, 128, 128, 1), (16, 128, 256, 2
 
 def steps(batch_size: int):
   out = {}
-  for impl in resnet.CONV_IMPLS:
+  for impl in IMPLS:
     config = workloads.config_for('simclr_resnet18', batch_size)
     config.model.conv_impl = impl
     batch = workloads.synthetic_batch('simclr_resnet18', config)
@@ -49,6 +49,8 @@ def steps(batch_size: int):
   return out
 
 
+# 'auto' is one of the others, chosen by backend.
+IMPLS = tuple(i for i in resnet.CONV_IMPLS if i != 'auto')
 # 'mixed' is a per-layer choice between 'xla' and 'im2col', so it has no layer timings.
 LAYER_IMPLS = ('xla', 'im2col', 'wgrad_gemm')
 
@@ -93,7 +95,7 @@ def main() -> None:
     flops = built[impl][3]
     print(f'  train step, conv_impl={impl:7s}: {t * 1e3:7.0f} ms  '
           f'({flops / 1e9:.1f} GFLOP, {flops / t / 1e9:.1f} GFLOP/s)')
-  for impl in resnet.CONV_IMPLS[1:]:
+  for impl in IMPLS[1:]:
     print(f'  {impl} / xla: {median[impl] / median["xla"]:.2f}')
   if args.layers:
     median = round_robin(layer_fns(args.batch_size), args.repeats)

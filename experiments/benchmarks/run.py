@@ -34,6 +34,7 @@ import workloads  # noqa: E402
 from sslax import methods  # noqa: E402
 from sslax import optim  # noqa: E402
 from sslax import train  # noqa: E402
+from sslax.models import resnet  # noqa: E402
 
 PEER_VENV = os.path.join(HERE, '.peer-venv')
 TORCH_PIN = 'torch==2.13.0'
@@ -88,8 +89,8 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=0, help='0: 2 (1 with --quick)')
   parser.add_argument('--repeats', type=int, default=0, help='0: 10 (3 with --quick)')
   parser.add_argument('--no_peers', action='store_true')
-  parser.add_argument('--conv_impl', default='xla',
-                      help="the ResNet's config.model.conv_impl: 'xla', 'im2col' or 'mixed'")
+  parser.add_argument('--conv_impl', default='auto',
+                      help="the ResNet's config.model.conv_impl (sslax/models/resnet.py)")
   parser.add_argument('--exclusive', action='store_true',
                       help='say in the results that nothing else ran on the CPU meanwhile')
   parser.add_argument('--out', default=os.path.join(HERE, 'results'))
@@ -123,7 +124,8 @@ def main() -> None:
           'threads': threads, 'jax': jax.__version__, 'peak_flops_per_s': peak,
           'peak_source': 'measured: float32 matmul (bench_lib.measured_peak_flops)',
           'cpu': 'exclusive' if args.exclusive else 'shared with other processes',
-          'conv_impl': args.conv_impl, 'peer_env': PEER_ENV, 'warmup': warmup, 'repeats': repeats, 'quick': args.quick, 'tiny': args.tiny,
+          'conv_impl': args.conv_impl, 'conv_impl_resolved': resnet.resolve(args.conv_impl),
+          'peer_env': PEER_ENV, 'warmup': warmup, 'repeats': repeats, 'quick': args.quick, 'tiny': args.tiny,
           'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'results.json'), 'w') as f:

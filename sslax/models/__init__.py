@@ -34,7 +34,7 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
                          stem_width=model_config.stem_width, norm=model_config.norm,
                          zero_init_residual=model_config.zero_init_residual,
                          dtype=compute_dtype(model_config),
-                         conv_impl=model_config.get('conv_impl', 'xla'))
+                         conv_impl=model_config.get('conv_impl', 'auto'))
   if name == 'vit':
     from sslax.models import vit
     return vit.ViT(patch_size=model_config.patch_size, width=model_config.width,
