@@ -25,7 +25,8 @@ import jax.numpy as jnp
 #             times the input's memory for the columns.
 #   'mixed':  'im2col' where it measured faster (strided convolutions, and outputs of at most
 #             MIXED_MAX_PIXELS positions), 'xla' on the large stride-1 maps, where im2col's
-#             9x wider columns made the 32x32x64 layer 1.9x slower.
+#             9x wider columns made the 32x32x64 layer 1.9x slower on a loaded CPU (on an
+#             idle one im2col was 2.8x faster there: 'mixed' is kept for comparison only).
 #   'wgrad_gemm': XLA's convolution forward and input gradient (YNNPACK on CPU), and the
 #             weight gradient as k*k GEMMs, one per kernel offset: dW[i, j] = (shifted,
 #             strided slice of the padded input)^T @ dy (`conv_wgrad_gemm`). XLA's own weight
@@ -35,7 +36,8 @@ import jax.numpy as jnp
 #             convolutions are cuDNN's / the TPU's own; no measurement here says to replace
 #             them). On the 2-core CPU the whole SimCLR ResNet-18 step took 0.78x / 0.72x /
 #             0.56x of 'xla''s time at batch 16 / 32 / 64 ('im2col': 0.89x / 0.61x / 0.56x),
-#             with the forward pass unchanged and no k*k copy of the input kept for backward.
+#             with the forward pass unchanged; the cost is memory (peak 1514 vs 618 MiB at
+#             batch 32, XLA's buffer assignment).
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed', 'wgrad_gemm')
 MIXED_MAX_PIXELS = 16 * 16
 
