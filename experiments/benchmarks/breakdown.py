@@ -74,7 +74,7 @@ def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
 
 def conv_rows(batch_size: int, warmup: int, repeats: int, python: str | None,
               threads: int) -> list[dict]:
-  """Per 3x3 layer of ResNet-18: XLA's and torch's forward + both gradients, seconds."""
+  """Per 3x3 layer of ResNet-18: forward + both gradients with each LAYER_IMPLS and torch, s."""
   images = 2 * batch_size   # SimCLR's two views
   mine = conv_impl.round_robin(conv_impl.layer_fns(images), repeats)
   peer = {}
