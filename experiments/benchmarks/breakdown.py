@@ -31,9 +31,6 @@ import bench_lib  # noqa: E402
 import conv_impl  # noqa: E402
 import run as bench_run  # noqa: E402
 import workloads  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
-from sslax import train  # noqa: E402
 from sslax.augment import image as image_aug  # noqa: E402
 
 PHASES = ('augment', 'forward', 'grad', 'step')
@@ -42,18 +39,12 @@ PHASES = ('augment', 'forward', 'grad', 'step')
 def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
                  tiny: bool = False, conv_impl_name: str = 'auto') -> dict[str, float]:
   """Median seconds of each phase of sslax's step for workload `name`."""
-  config = workloads.config_for(name, batch_size, tiny=tiny)
-  if config.model.name == 'resnet':
-    config.model.conv_impl = conv_impl_name
-  batch = workloads.synthetic_batch(name, config)
-  method = methods.get(config.method)(config)
-  tx, lr = optim.make(config)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
-  state = jax.jit(train.make_init(method, tx, abstract, config.seed))()
+  built = workloads.build(name, batch_size, tiny=tiny, conv_impl=conv_impl_name)
+  config, batch, state = built.config, built.batch, built.state
   key = jax.random.PRNGKey(1)
 
   def loss(params):
-    return method.loss(params, state.model_state, state.extra, batch, key)
+    return built.method.loss(params, state.model_state, state.extra, batch, key)
 
   fns = {'forward': jax.jit(lambda p: loss(p)[0]),
          'grad': jax.jit(jax.value_and_grad(lambda p: loss(p)[0]))}
@@ -67,7 +58,7 @@ def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
     arg = batch['image'] if phase == 'augment' else state.params
     out[phase] = statistics.median(bench_lib.time_calls(
         lambda f=fn, a=arg: jax.block_until_ready(f(a)), warmup, repeats))
-  out['step'] = bench_lib.bench_step(train.make_train_step(method, tx, lr), state, batch,
+  out['step'] = bench_lib.bench_step(built.train_step(), state, batch,
                                      warmup=warmup, repeats=repeats)['step_s']
   return out
 

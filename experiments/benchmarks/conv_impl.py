@@ -24,9 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
 import bench_lib  # noqa: E402
 import workloads  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
-from sslax import train  # noqa: E402
 from sslax.models import resnet  # noqa: E402
 
 # (spatial size, C_in, C_out, stride) of ResNet-18's 3x3 convolutions at 32x32 input.
@@ -37,15 +34,9 @@ LAYERS = ((32, 64, 64, 1), (32, 64, 128, 2), (16, 128, 128, 1), (16, 128, 256, 2
 def steps(batch_size: int):
   out = {}
   for impl in IMPLS:
-    config = workloads.config_for('simclr_resnet18', batch_size)
-    config.model.conv_impl = impl
-    batch = workloads.synthetic_batch('simclr_resnet18', config)
-    method = methods.get(config.method)(config)
-    tx, lr = optim.make(config)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
-    state = jax.jit(train.make_init(method, tx, abstract, config.seed))()
-    compiled = jax.jit(train.make_train_step(method, tx, lr)).lower(state, batch).compile()
-    out[impl] = (compiled, state, batch, bench_lib.cost_flops(compiled))
+    built = workloads.build('simclr_resnet18', batch_size, conv_impl=impl)
+    compiled = jax.jit(built.train_step()).lower(built.state, built.batch).compile()
+    out[impl] = (compiled, built.state, built.batch, bench_lib.cost_flops(compiled))
   return out
 
 

@@ -31,9 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
 import bench_lib  # noqa: E402
 import workloads  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
-from sslax import train  # noqa: E402
 from sslax.models import resnet  # noqa: E402
 
 PEER_VENV = os.path.join(HERE, '.peer-venv')
@@ -46,15 +43,8 @@ PEER_ENV = {'OMP_WAIT_POLICY': 'PASSIVE'}
 
 def sslax_row(name: str, batch_size: int, warmup: int, repeats: int, tiny: bool,
               peak: float, conv_impl: str) -> dict:
-  config = workloads.config_for(name, batch_size, tiny=tiny)
-  if config.model.name == 'resnet':
-    config.model.conv_impl = conv_impl
-  batch = workloads.synthetic_batch(name, config)
-  method = methods.get(config.method)(config)
-  tx, lr = optim.make(config)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
-  state = jax.jit(train.make_init(method, tx, abstract, config.seed))()
-  row = bench_lib.bench_step(train.make_train_step(method, tx, lr), state, batch,
+  built = workloads.build(name, batch_size, tiny=tiny, conv_impl=conv_impl)
+  row = bench_lib.bench_step(built.train_step(), built.state, built.batch,
                              warmup=warmup, repeats=repeats)
   row = bench_lib.derived(row, batch_size, peak)
   return {'workload': name, 'batch': batch_size, **row}

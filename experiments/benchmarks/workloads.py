@@ -13,12 +13,18 @@ Every train step is sslax's own (train.make_train_step of the method's Method), 
 augmentation included; the batch is random data of the training shape (`--real_data` in
 run.py swaps in real records for the headroom check).
 """
+import dataclasses
 import importlib.util
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sslax import methods
+from sslax import optim
+from sslax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,3 +96,31 @@ def synthetic_batch(name: str, config) -> dict[str, jax.Array]:
   return {'audio': jnp.asarray(0.1 * rng.standard_normal((b, samples)), jnp.float32),
           'audio_len': jnp.full((b,), samples, jnp.int32),
           'label': jnp.zeros((b,), jnp.int32)}
+
+
+@dataclasses.dataclass
+class Built:
+  """What a benchmark needs of a workload: its config, a synthetic batch, the method, the
+  optimiser and schedule, and the initial train state."""
+  config: Any
+  batch: dict[str, jax.Array]
+  method: Any
+  tx: Any
+  lr: Any
+  state: Any
+
+  def train_step(self):
+    return train.make_train_step(self.method, self.tx, self.lr)
+
+
+def build(name: str, batch_size: int, tiny: bool = False, conv_impl: str = 'auto') -> Built:
+  """Workload `name` ready to time; `conv_impl` sets the ResNet's config.model.conv_impl."""
+  config = config_for(name, batch_size, tiny=tiny)
+  if config.model.name == 'resnet':
+    config.model.conv_impl = conv_impl
+  batch = synthetic_batch(name, config)
+  method = methods.get(config.method)(config)
+  tx, lr = optim.make(config)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+  state = jax.jit(train.make_init(method, tx, abstract, config.seed))()
+  return Built(config, batch, method, tx, lr, state)
