@@ -36,6 +36,7 @@ def base() -> ml_collections.ConfigDict:
   c.data.image_size = 32         # model input side; views are cropped and resized to it
   c.data.tokenizer = ''          # text sources: 'byte' | 'sentencepiece' (sslax/data/tokenizers.py); '' = none
   c.data.seq_len = 128           # text sources: tokens per example (truncated / PAD-padded)
+  c.data.pack_sequences = 1      # text training rows: k records' tokens joined by SEP (short sentences)
   c.data.vocab_size = 4096       # tokenizer='sentencepiece': ids incl. 6 specials (trained once per workdir)
   c.data.tokenizer_dir = ''      # tokenizer='sentencepiece': where spm.model lives; '' = WORKDIR/tokenizer
 

@@ -10,6 +10,7 @@ import ml_collections
 from sslax import methods
 from sslax import optim
 from sslax import sharding
+from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import suite
 
@@ -55,6 +56,11 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
           f'config.{key}={value} is not divisible by the {data_parallel} data-parallel devices '
           f'(config.mesh={dict(config.mesh)}) and {num_processes} processes; use a multiple '
           f'of {math.lcm(data_parallel, num_processes)}.')
+  if pipeline.check_pack(config.data) > 1 and config.get('online_probe', {}).get('enabled'):
+    raise ValueError(f'config.data.pack_sequences={config.data.pack_sequences} packs several '
+                     'labelled records into one row, which then has no label for '
+                     'config.online_probe; set one of them off (pack_sequences=1 or '
+                     'online_probe.enabled=False).')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
   suite.check(config)   # unknown evaluator types and options, before anything compiles

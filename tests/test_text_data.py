@@ -2,10 +2,12 @@
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
+from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.data import tokenizers
@@ -119,3 +121,57 @@ def test_tsv_real_sst2_folder(data_dir):
   info = sources.info(f'tsv:{root}', data_dir=data_dir)
   assert info.num_classes == 2
   assert info.split_sizes == {'train': 60614, 'dev': 6735, 'test': 872}
+
+
+def test_pack_tokens_joins_records_with_sep_and_cuts_to_length():
+  pad, sep = tokenizers.ByteTokenizer.PAD, tokenizers.ByteTokenizer.SEP
+  tokens = np.array([[7, 8, 9, pad, pad], [10, pad, pad, pad, pad],
+                     [11, 12, pad, pad, pad], [13, 14, 15, 16, 17]], np.int32)
+  packed = pipeline.pack_tokens({'tokens': tokens, 'label': np.arange(4)}, 2)
+  assert set(packed) == {'tokens'}   # a record's label does not describe a packed row
+  np.testing.assert_array_equal(packed['tokens'], [[7, 8, 9, sep, 10],
+                                                   [11, 12, sep, 13, 14]])
+  # k = 1 only drops padding it then restores: rows are unchanged.
+  np.testing.assert_array_equal(pipeline.pack_tokens({'tokens': tokens}, 1)['tokens'], tokens)
+
+
+@pytest.mark.parametrize('k, tokenizer, match', [
+    (0, 'byte', r'pack_sequences=0 must be an integer >= 1'),
+    (1.5, 'byte', r'pack_sequences=1.5 must be an integer >= 1'),
+    (2, '', r'pack_sequences=2 packs token rows, but config.data.tokenizer is not set'),
+])
+def test_pack_sequences_config_errors(k, tokenizer, match):
+  with pytest.raises(ValueError, match=match):
+    pipeline.check_pack(ml_collections.ConfigDict({'pack_sequences': k, 'tokenizer': tokenizer}))
+
+
+def test_packed_training_batches_follow_the_record_stream_and_resume(tmp_path, data_dir):
+  """Step s packs records [s*B*k, (s+1)*B*k) of the shuffled stream, k per row, so resuming
+  at a step gives the same rows as running straight through."""
+  lines = ''.join(f'w{i} {"x" * (i % 5)}\t{i % 2}\n' for i in range(40))
+  (tmp_path / 'train.tsv').write_text('sentence\tlabel\n' + lines)
+  config = ml_collections.ConfigDict({
+      'seed': 3, 'batch_size': 4,
+      'data': {'source': f'tsv:{tmp_path}/train.tsv', 'train_split': 'train',
+               'data_dir': data_dir, 'in_memory': True, 'prefetch': 1, 'tokenizer': 'byte',
+               'seq_len': 24, 'pack_sequences': 3}})
+  mesh = sharding.make_mesh({'data': 1}, jax.devices()[:1])
+
+  def rows(start, n):
+    it = pipeline.make_train(config, mesh, start_step=start)
+    return [np.asarray(next(it)['tokens']) for _ in range(n)]
+
+  straight = rows(0, 5)
+  assert all(r.shape == (4, 24) for r in straight)
+  for a, b in zip(straight[2:], rows(2, 3)):
+    np.testing.assert_array_equal(a, b)
+  # Unpacked, the same seed's stream: batch s of 12 records, packed 3 per row, is step s.
+  unpacked = ml_collections.ConfigDict(config.to_dict())
+  unpacked.batch_size, unpacked.data.pack_sequences = 12, 1
+  records = next(pipeline.make_train(unpacked, mesh, start_step=1))
+  np.testing.assert_array_equal(
+      pipeline.pack_tokens({'tokens': np.asarray(records['tokens'])}, 3)['tokens'], straight[1])
+  byte = tokenizers.ByteTokenizer()
+  sentences = [byte.decode(t) for t in np.asarray(records['tokens'])[:3]]
+  assert byte.decode(straight[1][0]) == ''.join(sentences)   # SEP decodes to nothing
+  assert np.sum(straight[1][0] == byte.SEP) == 2

@@ -137,6 +137,8 @@ def test_eight_devices_give_the_one_device_loss_gradients_and_step(name, data_di
     ({'data.tokenizer': 'bpe'}, r"config.data.tokenizer='bpe' is unknown"),
     ({'data.source': 'builtin:digits'}, r"config.method='mlm' needs token ids"),
     ({'model.num_heads': 3}, r'config.model.width=32 is not divisible by config.model.num_heads=3'),
+    ({'data.pack_sequences': 2, 'online_probe.enabled': True},
+     r'config.data.pack_sequences=2 packs several labelled records into one row'),
 ])
 def test_bad_text_configs_name_the_key(tmp_path, data_dir, overrides, match):
   with pytest.raises(ValueError, match=match):
