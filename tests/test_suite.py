@@ -11,6 +11,7 @@ from configs import simclr_digits
 from sslax import sharding
 from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
+from sslax.evaluators import linear_probe
 from sslax.evaluators import suite
 
 
@@ -110,6 +111,12 @@ def _config(**evals) -> ml_collections.ConfigDict:
      r'config.evals.bad.warmup_steps=10 must be in \[0, steps=10\)'),
     (dict(type='knn', source='', every_steps=0, k=3, temperature=0.1, warmup_steps=1),
      r"config.evals.bad has unknown options \['warmup_steps'\]"),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', steps=10,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0, head_init='linear'),
+     r"config.evals.bad.head_init='linear' is unknown"),
+    (dict(type='fine_tune', source='', every_steps=0, task='regression', steps=10,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0, head_init='probe'),
+     r"config.evals.bad.head_init='probe' \(LP-FT\) needs task='classification'"),
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
   with pytest.raises(ValueError, match=match):
@@ -157,3 +164,28 @@ def test_validate_rejects_an_unknown_evaluator_before_compiling():
   c = _config(typo=dict(type='linear-probe', source='', every_steps=0))
   with pytest.raises(ValueError, match=r"config.evals.typo.type='linear-probe' is unknown"):
     validate.check(c, num_devices=8, num_processes=1)
+
+
+def test_fine_tune_probe_head_starts_at_the_linear_probe():
+  """LP-FT: with a zero learning rate nothing trains, so a 'probe' head scores exactly what
+  the logistic probe on the same frozen features scores, and a zero head scores class 0."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(500, 8)).astype(np.float32)
+  y = (x[:, 0] + 0.5 * x[:, 1] + 0.7 * rng.normal(size=500) > 0).astype(np.int32)
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 6)), jnp.float32)}
+  train, test = {'x': x[:300], 'label': y[:300]}, {'x': x[300:], 'label': y[300:]}
+  kwargs = dict(task='classification', num_outputs=2, steps=1, batch_size=64,
+                learning_rate=0.0)
+  probed = fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
+                               **kwargs)
+  feats = {k: np.asarray(_linear_embed(params, {}, d)) for k, d in (('train', train),
+                                                                      ('test', test))}
+  probe = linear_probe.logistic_probe(feats['train'], train['label'], feats['test'],
+                                      test['label'], num_classes=2,
+                                      l2_grid=fine_tune.PROBE_L2_GRID)
+  assert probed['accuracy'] == probe['accuracy'] > 0.75
+  zero = fine_tune.fine_tune(_linear_embed, params, {}, train, test, **kwargs)
+  assert zero['accuracy'] == np.mean(test['label'] == 0)
+  with pytest.raises(ValueError, match=r"head_init must be one of \('zeros', 'probe'\)"):
+    fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
+                        **dict(kwargs, task='regression', num_outputs=1))

@@ -9,6 +9,12 @@ during fine-tuning) that makes fine-tuning slightly pessimistic for BatchNorm en
 Two tasks: `classification` (softmax cross-entropy on integer labels, reports accuracy) and
 `regression` (mean squared error on float targets, reports MSE and R^2 on the test split).
 
+The head starts at zero, or (`head_init='probe'`, classification) at the linear probe fitted
+on the frozen encoder's features: LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort
+Pretrained Features and Underperform Out-of-Distribution"). From a zero head, the encoder's
+early updates serve a head that is still far from fitted and can distort the pretrained
+features before the head has learned to use them.
+
 Training runs on the default device with host minibatches: fine-tuning data sets here are
 small, and the frozen evaluators carry the sharded path.
 
@@ -23,8 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sslax.evaluators import linear_probe
+
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 TASKS = ('classification', 'regression')
+HEAD_INITS = ('zeros', 'probe')
+# LP-FT's probe: L2 strengths tried (chosen on 20% of train, as linear_probe does).
+PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def _batches(data: Mapping[str, np.ndarray], batch_size: int):
@@ -70,14 +81,24 @@ def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: flo
     updates, opt_state = tx.update(grads, opt_state, variables)
     return optax.apply_updates(variables, updates), opt_state, loss
 
-  return tx, step, jax.jit(predict)
+  return tx, step, jax.jit(predict), jax.jit(embed)
+
+
+def _probe_head(embed_fn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
+                batch_size: int, num_classes: int, seed: int) -> dict[str, jax.Array]:
+  """LP-FT's starting head: the logistic probe on the encoder's frozen training features."""
+  feats = [np.asarray(embed_fn(params, model_state, batch), np.float32)[:valid]
+           for batch, valid in _batches(train, batch_size)]
+  fit = linear_probe.fit_logistic(np.concatenate(feats), train['label'],
+                                  num_classes=num_classes, l2_grid=PROBE_L2_GRID, seed=seed)
+  return {'w_DxL': jnp.asarray(fit['w_DxL']), 'b_L': jnp.asarray(fit['b_L'])}
 
 
 def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
               test: Mapping[str, np.ndarray], *, task: str, num_outputs: int, steps: int,
               batch_size: int, learning_rate: float, weight_decay: float = 0.0,
-              warmup_steps: int = 0, seed: int = 0) -> dict[str, float]:
-  """Trains encoder `params` and a zero-initialised linear head; scores on `test`.
+              warmup_steps: int = 0, head_init: str = 'zeros', seed: int = 0) -> dict[str, float]:
+  """Trains encoder `params` and a linear head; scores on `test`.
 
   Args:
     embed: the method's embed(params, model_state, batch) -> [B, D].
@@ -88,6 +109,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     num_outputs: classes L for classification; 1 for regression.
     steps, batch_size, learning_rate, weight_decay: AdamW on minibatches drawn with `seed`.
     warmup_steps: 0 keeps learning_rate constant; > 0 warms up, then decays (`schedule`).
+    head_init: 'zeros', or 'probe' (classification only): start from the linear probe (LP-FT).
 
   Returns:
     classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split.
@@ -98,12 +120,18 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     raise ValueError(f'fine-tune steps and batch_size must be >= 1; got {steps}, {batch_size}.')
   if not 0 <= warmup_steps < steps:
     raise ValueError(f'fine-tune warmup_steps must be in [0, steps={steps}); got {warmup_steps}.')
+  if head_init not in HEAD_INITS or (head_init == 'probe' and task != 'classification'):
+    raise ValueError(f"fine-tune head_init must be one of {HEAD_INITS} ('probe' only for "
+                     f'classification); got {head_init!r} for task {task!r}.')
   probe_batch = {k: v[:batch_size] for k, v in train.items()}
   feat_dim = jax.eval_shape(embed, params, model_state, probe_batch).shape[-1]
-  variables = {'encoder': params,
-               'head': {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
-                        'b_L': jnp.zeros((num_outputs,), jnp.float32)}}
-  tx, step, predict = _compiled(embed, task, learning_rate, weight_decay, steps, warmup_steps)
+  tx, step, predict, embed_fn = _compiled(embed, task, learning_rate, weight_decay, steps,
+                                          warmup_steps)
+  head = {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
+          'b_L': jnp.zeros((num_outputs,), jnp.float32)}
+  if head_init == 'probe':
+    head = _probe_head(embed_fn, params, model_state, train, batch_size, num_outputs, seed)
+  variables = {'encoder': params, 'head': head}
   rng = np.random.default_rng(seed)
   n = len(train['label'])
   opt_state = tx.init(variables)

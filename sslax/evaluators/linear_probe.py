@@ -135,6 +135,55 @@ def _accuracy(x_MxD: np.ndarray, y_M: np.ndarray, w_DxL: jax.Array, b_L: jax.Arr
   return float(np.mean(predicted_M == y_M))
 
 
+def fit_logistic(train_feats: ArrayLike, train_labels: ArrayLike, *, num_classes: int,
+                 l2_grid: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), steps: int = 300,
+                 val_fraction: float = 0.2, seed: int = 0,
+                 tol: float = 1e-6) -> dict[str, Any]:
+  """The probe's classifier, fitted on all of train with the L2 strength chosen on held-out data.
+
+  Returns {'w_DxL', 'b_L': weights on the raw (unstandardised) features, 'l2': the chosen
+  strength, 'val_accuracy': held-out accuracy of that strength}; see `logistic_probe`.
+  """
+  x_NxD, y_N = _check_split("train_feats", train_feats, "train_labels", train_labels,
+                            num_classes)
+  if num_classes < 2:
+    raise ValueError(f"num_classes must be >= 2 for a classifier; got {num_classes}.")
+  if len(l2_grid) == 0 or any(not l2 >= 0 for l2 in l2_grid):
+    raise ValueError(f"l2_grid must be a non-empty sequence of values >= 0; got {l2_grid}.")
+  if steps < 1:
+    raise ValueError(f"steps must be >= 1; got {steps}.")
+  if not 0 < val_fraction < 1:
+    raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
+  fit_index, val_index = _stratified_split(y_N, val_fraction, seed)
+  if val_index.size == 0:
+    raise ValueError(f"val_fraction={val_fraction} holds out no examples of the "
+                     f"{y_N.size} in train_feats; raise val_fraction or add examples.")
+  fit = dict(num_classes=num_classes, steps=jnp.int32(steps), tol=jnp.float32(tol))
+
+  # The L2 strength is picked with statistics of the fit part only, as it would be in use;
+  # held-out rows stay in the array with weight 0 so every fit has the same shape.
+  x_all = _standardize(x_NxD[fit_index], x_NxD)[1]
+  weight_N = np.zeros(y_N.size, np.float32)
+  weight_N[fit_index] = 1.0
+  best_l2, best_val_accuracy = None, -1.0
+  for l2 in sorted(l2_grid, reverse=True):
+    w_DxL, b_L = _fit_softmax_regression(x_all, y_N, weight_N, jnp.float32(l2), **fit)
+    val_accuracy = _accuracy(x_all[val_index], y_N[val_index], w_DxL, b_L)
+    if val_accuracy > best_val_accuracy:
+      best_l2, best_val_accuracy = l2, val_accuracy
+
+  mean_D = x_NxD.mean(axis=0)
+  std_D = np.maximum(x_NxD.std(axis=0), _MIN_STD)
+  w_DxL, b_L = _fit_softmax_regression((x_NxD - mean_D) / std_D, y_N,
+                                       np.ones(y_N.size, np.float32), jnp.float32(best_l2),
+                                       **fit)
+  # (x - mean) / std @ W + b  ==  x @ (W / std) + (b - (mean / std) @ W)
+  w_DxL, b_L = np.asarray(w_DxL, np.float64), np.asarray(b_L, np.float64)
+  return {"w_DxL": (w_DxL / std_D[:, None]).astype(np.float32),
+          "b_L": (b_L - (mean_D / std_D) @ w_DxL).astype(np.float32),
+          "l2": float(best_l2), "val_accuracy": best_val_accuracy}
+
+
 def logistic_probe(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: ArrayLike,
                    test_labels: ArrayLike, *, num_classes: int,
                    l2_grid: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), steps: int = 300,
@@ -161,37 +210,12 @@ def logistic_probe(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: 
     {'accuracy': test accuracy of the refit on all of train, 'l2': the chosen strength,
      'val_accuracy': held-out accuracy of that strength}.
   """
-  x_NxD, y_N, x_MxD, y_M = _check_inputs(train_feats, train_labels, test_feats, test_labels,
-                                         num_classes)
-  if len(l2_grid) == 0 or any(not l2 >= 0 for l2 in l2_grid):
-    raise ValueError(f"l2_grid must be a non-empty sequence of values >= 0; got {l2_grid}.")
-  if steps < 1:
-    raise ValueError(f"steps must be >= 1; got {steps}.")
-  if not 0 < val_fraction < 1:
-    raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
-  fit_index, val_index = _stratified_split(y_N, val_fraction, seed)
-  if val_index.size == 0:
-    raise ValueError(f"val_fraction={val_fraction} holds out no examples of the "
-                     f"{y_N.size} in train_feats; raise val_fraction or add examples.")
-  fit = dict(num_classes=num_classes, steps=jnp.int32(steps), tol=jnp.float32(tol))
-
-  # The L2 strength is picked with statistics of the fit part only, as it would be in use;
-  # held-out rows stay in the array with weight 0 so every fit has the same shape.
-  x_all = _standardize(x_NxD[fit_index], x_NxD)[1]
-  weight_N = np.zeros(y_N.size, np.float32)
-  weight_N[fit_index] = 1.0
-  best_l2, best_val_accuracy = None, -1.0
-  for l2 in sorted(l2_grid, reverse=True):
-    w_DxL, b_L = _fit_softmax_regression(x_all, y_N, weight_N, jnp.float32(l2), **fit)
-    val_accuracy = _accuracy(x_all[val_index], y_N[val_index], w_DxL, b_L)
-    if val_accuracy > best_val_accuracy:
-      best_l2, best_val_accuracy = l2, val_accuracy
-
-  x_train, x_test = _standardize(x_NxD, x_MxD)
-  w_DxL, b_L = _fit_softmax_regression(x_train, y_N, np.ones(y_N.size, np.float32),
-                                       jnp.float32(best_l2), **fit)
-  return {"accuracy": _accuracy(x_test, y_M, w_DxL, b_L), "l2": float(best_l2),
-          "val_accuracy": best_val_accuracy}
+  _, _, x_MxD, y_M = _check_inputs(train_feats, train_labels, test_feats, test_labels,
+                                   num_classes)
+  fit = fit_logistic(train_feats, train_labels, num_classes=num_classes, l2_grid=l2_grid,
+                     steps=steps, val_fraction=val_fraction, seed=seed, tol=tol)
+  return {"accuracy": _accuracy(x_MxD, y_M, fit["w_DxL"], fit["b_L"]), "l2": fit["l2"],
+          "val_accuracy": fit["val_accuracy"]}
 
 
 @jax.jit

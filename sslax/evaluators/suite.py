@@ -41,9 +41,10 @@ TYPES = tuple(OPTIONS)
 COMMON = ('type', 'source', 'every_steps')
 # Optional keys and their defaults. `enabled` (every type) lets a config carry a costly
 # evaluator that a command line can switch on (a locked config cannot gain new keys there);
-# fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate.
+# fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate;
+# its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py).
 OPTIONAL = {'enabled': True}
-OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0}}
+OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros'}}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -73,6 +74,13 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
     if ev.type == 'fine_tune' and not 0 <= int(ev.get('warmup_steps', 0)) < int(ev.steps):
       raise ValueError(f'{key}.warmup_steps={ev.warmup_steps} must be in [0, steps={ev.steps}).')
+    if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:
+      raise ValueError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
+                       f'{fine_tune.HEAD_INITS}.')
+    probe_head = ev.type == 'fine_tune' and ev.get('head_init', 'zeros') == 'probe'
+    if probe_head and ev.task != 'classification':
+      raise ValueError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
+                       f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
   if int(config.eval.num_seeds) < 1:
@@ -188,7 +196,8 @@ class Suite:
           self._embed, *encoder, train, test, task=ev.task,
           num_outputs=1 if regression else num_classes, steps=ev.steps,
           batch_size=ev.batch_size, learning_rate=ev.learning_rate,
-          weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)), seed=seed)
+          weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
+          head_init=ev.get('head_init', 'zeros'), seed=seed)
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
