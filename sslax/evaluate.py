@@ -83,14 +83,9 @@ def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collection
   return picked
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
-        output_dir: str | None = None, evals: list[str] | None = None) -> dict[str, float]:
-  """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content.
-
-  `evals`: names of config.evals to run (default: the enabled ones).
-  """
-  if evals is not None:
-    config = select(config, evals)
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
+  """(config with the run's tokenizer, method, mesh, train state of checkpoint `step` (default
+  latest), random-init encoders for config.eval.num_seeds seeds) of the run in `workdir`."""
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   config = tokenizers.prepare(config, workdir, train_if_missing=False)   # the run's own vocabulary
   mesh = sharding.make_mesh(config.mesh)
@@ -109,9 +104,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
     state, _ = ckpt.restore(abstract, shardings, step=step)
   finally:
     ckpt.close()
+  return config, method, mesh, state, train.random_init_encoders(config, method, tx, mesh)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
+        output_dir: str | None = None, evals: list[str] | None = None) -> dict[str, float]:
+  """Evaluates checkpoint `step` (default latest) of `workdir`; returns results.json's content.
+
+  `evals`: names of config.evals to run (default: the enabled ones).
+  """
+  if evals is not None:
+    config = select(config, evals)
+  config, method, mesh, state, random_init = restore(config, workdir, step)
   evaluators = suite.Suite(config, method.embed, mesh)
-  results = train.evaluate(config, evaluators, state,
-                           train.random_init_encoders(config, method, tx, mesh))
+  results = train.evaluate(config, evaluators, state, random_init)
   output_dir = output_dir or workdir
   if jax.process_index() == 0:
     os.makedirs(output_dir, exist_ok=True)

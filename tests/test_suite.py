@@ -189,3 +189,19 @@ def test_fine_tune_probe_head_starts_at_the_linear_probe():
   with pytest.raises(ValueError, match=r"head_init must be one of \('zeros', 'probe'\)"):
     fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
                         **dict(kwargs, task='regression', num_outputs=1))
+
+
+def test_fine_tune_score_at_records_the_learning_curve():
+  """Scores after step t of a run equal a run of t steps (constant rate, same minibatches)."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(300, 8)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)}
+  data = ({'x': x[:200], 'label': y[:200]}, {'x': x[200:], 'label': y[200:]})
+  kwargs = dict(task='classification', num_outputs=2, batch_size=16, learning_rate=0.02)
+  long = fine_tune.fine_tune(_linear_embed, params, {}, *data, steps=30, score_at=(0, 5),
+                             **kwargs)
+  short = fine_tune.fine_tune(_linear_embed, params, {}, *data, steps=5, **kwargs)
+  assert set(long) == {'accuracy', 'accuracy@0', 'accuracy@5'}
+  assert long['accuracy@0'] == np.mean(y[200:] == 0)   # zero head: class 0 everywhere
+  assert long['accuracy@5'] == short['accuracy'] < long['accuracy']

@@ -1,5 +1,7 @@
 """mlm and lm end to end: smoke runs with resume, sharded == unsharded, config errors."""
 import json
+import runpy
+import sys
 
 import jax
 import numpy as np
@@ -11,7 +13,7 @@ from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
 from sslax.data import tokenizers
-from tests.conftest import shared_data
+from tests.conftest import REPO, shared_data
 from tests.test_train import _params, run_killed_after
 
 
@@ -70,7 +72,8 @@ def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_di
 
 
 
-def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data_dir):
+def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data_dir, monkeypatch,
+                                                                   capsys):
   """configs/mlm_sst2.py: a labelled tsv: source feeds pretraining as plain text (labels
   unused), its SentencePiece vocabulary is trained on that train split, and both encoders
   are scored on SST-2."""
@@ -87,6 +90,18 @@ def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data
   assert last['step'] == 4 and 0.0 < last['masked_fraction'] < 0.3
   for prefix in ('', 'random_init/'):
     assert 0.0 <= results[f'{prefix}linear_probe/accuracy'] <= 1.0
+  # experiments/fine_tune_curve.py restores this workdir and scores a learning curve.
+  out = tmp_path / 'curve.json'
+  monkeypatch.setattr(sys, 'argv', [
+      'fine_tune_curve.py', '--workdir', str(tmp_path), '--learning_rate', '1e-3',
+      '--steps', '3', '--score_at', '0,1', '--seeds', '2', '--head_init', 'probe',
+      '--json', str(out)])
+  runpy.run_path(str(REPO / 'experiments' / 'fine_tune_curve.py'), run_name='__main__')
+  curve = json.loads(out.read_text())
+  assert sorted(curve) == ['pretrained', 'random_init'] and len(curve['pretrained']) == 2
+  assert all(sorted(r) == ['0', '1', '3'] and all(0 <= v <= 1 for v in r.values())
+             for runs in curve.values() for r in runs)
+  assert '| pretrained |' in capsys.readouterr().out
 
 
 # mlm: its masking draws per-example keys, the part sharding could break; lm: its shifted

@@ -20,7 +20,7 @@ small, and the frozen evaluators carry the sharded path.
 
 Shape suffixes: B = batch, D = feature width, L = outputs (classes, or 1 for regression).
 """
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 import functools
 from typing import Any
 
@@ -97,7 +97,8 @@ def _probe_head(embed_fn, params: Any, model_state: Any, train: Mapping[str, np.
 def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
               test: Mapping[str, np.ndarray], *, task: str, num_outputs: int, steps: int,
               batch_size: int, learning_rate: float, weight_decay: float = 0.0,
-              warmup_steps: int = 0, head_init: str = 'zeros', seed: int = 0) -> dict[str, float]:
+              warmup_steps: int = 0, head_init: str = 'zeros', seed: int = 0,
+              score_at: Sequence[int] = ()) -> dict[str, float]:
   """Trains encoder `params` and a linear head; scores on `test`.
 
   Args:
@@ -110,9 +111,11 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     steps, batch_size, learning_rate, weight_decay: AdamW on minibatches drawn with `seed`.
     warmup_steps: 0 keeps learning_rate constant; > 0 warms up, then decays (`schedule`).
     head_init: 'zeros', or 'probe' (classification only): start from the linear probe (LP-FT).
+    score_at: steps in [0, steps) after which the test split is also scored (a learning curve).
 
   Returns:
-    classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split.
+    classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split; and for each
+    t in `score_at`, the same keys suffixed '@t' (e.g. 'accuracy@100').
   """
   if task not in TASKS:
     raise ValueError(f'fine-tune task must be one of {TASKS}; got {task!r}.')
@@ -135,11 +138,22 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   rng = np.random.default_rng(seed)
   n = len(train['label'])
   opt_state = tx.init(variables)
-  for _ in range(steps):
+  curve = {}
+  if 0 in score_at:
+    curve = {f'{k}@0': v for k, v in _score(predict, variables, model_state, test, task,
+                                            batch_size).items()}
+  for t in range(1, steps + 1):
     idx = rng.integers(0, n, size=batch_size)
     variables, opt_state, _ = step(variables, opt_state, model_state,
                                    {k: v[idx] for k, v in train.items()})
+    if t in score_at and t < steps:
+      curve.update({f'{k}@{t}': v for k, v in _score(predict, variables, model_state, test,
+                                                     task, batch_size).items()})
+  return {**_score(predict, variables, model_state, test, task, batch_size), **curve}
 
+
+def _score(predict, variables: Any, model_state: Any, test: Mapping[str, np.ndarray],
+           task: str, batch_size: int) -> dict[str, float]:
   outputs = [np.asarray(predict(variables, model_state, batch))[:valid]
              for batch, valid in _batches(test, batch_size)]
   out_MxL = np.concatenate(outputs)
