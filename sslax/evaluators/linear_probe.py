@@ -144,10 +144,10 @@ def fit_logistic(train_feats: ArrayLike, train_labels: ArrayLike, *, num_classes
   Returns {'w_DxL', 'b_L': weights on the raw (unstandardised) features, 'l2': the chosen
   strength, 'val_accuracy': held-out accuracy of that strength}; see `logistic_probe`.
   """
-  x_NxD, y_N = _check_split("train_feats", train_feats, "train_labels", train_labels,
-                            num_classes)
   if num_classes < 2:
     raise ValueError(f"num_classes must be >= 2 for a classifier; got {num_classes}.")
+  x_NxD, y_N = _check_split("train_feats", train_feats, "train_labels", train_labels,
+                            num_classes)
   if len(l2_grid) == 0 or any(not l2 >= 0 for l2 in l2_grid):
     raise ValueError(f"l2_grid must be a non-empty sequence of values >= 0; got {l2_grid}.")
   if steps < 1:
