@@ -15,11 +15,13 @@ only through attention), 2 pre-LN blocks of width 128 (4 blocks learned less in 
 steps), 64 learned positions (97.6% of the test sentences fit untruncated), BERT 15%
 masking. Training rows pack 4 sentences each (`data.pack_sequences`): SST-2's training
 phrases average 16 pieces, so unpacked rows were 75% PAD.
-Hardware and time: an idle 2-core CPU: 2,500 steps in 8.5 min (5 steps/s), evaluation ~5 min
+Hardware and time: an idle 2-core CPU: 10,000 steps in 34 min (5 steps/s), evaluation ~5 min
 (fine-tuning dominates); about twice that when the CPU is shared.
-Expected result (README "SST-2: in-domain MLM", run 4): linear probe 0.63 pretrained vs
-0.545 random init, kNN 0.59 vs 0.54; fine-tune (lr 3e-4) 0.77 for both, i.e. no gain from
-pretraining after fine-tuning; majority class 0.51, bag-of-words logistic regression 0.80.
+Expected result (README "SST-2: in-domain MLM", run 6): linear probe 0.66 pretrained vs
+0.545 random init, kNN 0.63 vs 0.54, fine-tune (lr 3e-4) 0.78 vs 0.77 (3 fine-tune seeds:
+0.784 +- 0.003 vs 0.769 +- 0.004); majority class 0.51, bag-of-words logistic regression
+0.80. `--config.total_steps=2500` (8.5 min) still wins the probe (0.63) but not the
+fine-tune (0.768 vs 0.772).
 `--config.evals.fine_tune_lr1e4.enabled=True` adds the lr-1e-4 fine-tune, and
 `--config.evals.fine_tune.head_init=probe` starts the head at the linear probe (LP-FT).
 
@@ -35,7 +37,8 @@ def get_config(arg: str = ''):
   if arg not in ('', 'smoke'):
     raise ValueError(f"configs/mlm_sst2.py: unknown argument {arg!r}; use '' or 'smoke'.")
   c = mlm_text.get_config(arg)
-  c.total_steps = 2500
+  # 2,500 steps already lift the probe; the fine-tune gain needs the longer run (README).
+  c.total_steps = 10000
   c.batch_size = 64
   c.data.source = c.eval.source = SST2
   c.data.tokenizer = 'sentencepiece'
@@ -45,7 +48,7 @@ def get_config(arg: str = ''):
   c.model.update(depth=2, max_len=64)
   c.mlm.max_predictions = 10   # 15% of 64
   c.optim.learning_rate = 1.5e-3
-  c.checkpoint.every_steps = 250
+  c.checkpoint.every_steps = 1000
   c.eval.train_split = 'train[:20000]'
   c.evals.linear_probe.steps = 500
   # 128 features from 20,000 sentences: the base grid's largest L2 (1e-2) was the one chosen.
