@@ -94,7 +94,7 @@ def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data
   out = tmp_path / 'curve.json'
   monkeypatch.setattr(sys, 'argv', [
       'fine_tune_curve.py', '--workdir', str(tmp_path), '--learning_rate', '1e-3',
-      '--steps', '3', '--score_at', '0,1', '--seeds', '2', '--head_init', 'probe',
+      '--steps', '3', '--score_at', '0,1', '--seeds', '2',
       '--json', str(out)])
   runpy.run_path(str(REPO / 'experiments' / 'fine_tune_curve.py'), run_name='__main__')
   curve = json.loads(out.read_text())
