@@ -35,6 +35,12 @@ class Method(NamedTuple):
   loss_from_embeddings: Callable[[jax.Array], tuple[jax.Array, Metrics]] | None = None
 
 
+def no_extra(extra: Any, params: Any, step: jax.Array) -> Any:
+  """The `update_extra` of methods with no EMA target, queue or centre to update."""
+  del params, step
+  return extra
+
+
 def available() -> tuple[str, ...]:
   # Modules named `_x` hold parts shared by several methods, not methods.
   return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)

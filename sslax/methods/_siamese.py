@@ -99,11 +99,7 @@ def make_two_view(config: ml_collections.ConfigDict, section: str,
     value, metrics = pair_loss(*jnp.split(z_2NxP, 2, axis=0))
     return value, (dict(new_state), metrics)
 
-  def update_extra(extra, params, step):
-    del params, step
-    return extra
-
-  return methods.Method(init=init, loss=loss, update_extra=update_extra,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
                         embed=_embed_fn(net, config, None))
 
 

@@ -84,11 +84,6 @@ def make_embed(model, front):
   return embed
 
 
-def no_extra(extra, params, step):
-  del params, step
-  return extra
-
-
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   front = front_end(config)
   steps = tuple(config.apc.steps_ahead)
@@ -110,5 +105,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
                for k, v in zip(steps, per_k)}
     return jnp.mean(jnp.stack(per_k)), (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=no_extra,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
                         embed=make_embed(model, front))

@@ -62,5 +62,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     value = losses.info_nce(z_a, z_b, temperature=c.temperature)
     return value, (model_state, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)})
 
-  return methods.Method(init=init, loss=loss, update_extra=apc.no_extra,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
                         embed=apc.make_embed(model, front))

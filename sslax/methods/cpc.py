@@ -43,5 +43,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
       metrics[f'acc_k{k}'] = jnp.sum(hits * weights) / jnp.maximum(jnp.sum(weights), 1.0)
     return jnp.mean(jnp.stack(values)), (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=apc.no_extra,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
                         embed=apc.make_embed(model, front))

@@ -98,13 +98,9 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     value = losses.masked_mse(pred_BxLxP, target_BxLxP, mask_BxL)
     return value, (model_state, {'visible_patches': jnp.asarray(num_kept, jnp.float32)})
 
-  def update_extra(extra, params, step):
-    del params, step
-    return extra
-
   def embed(params, model_state, batch):
     del model_state
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
     return encoder.apply({'params': params['encoder']}, x).astype(jnp.float32)
 
-  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed)

@@ -42,5 +42,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     metrics = {'masked_fraction': hidden_BxF.sum() / jnp.maximum(mask_BxF.sum(), 1)}
     return value, (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=apc.no_extra,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
                         embed=apc.make_embed(model, front))

@@ -60,13 +60,9 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     }
     return value, (model_state, metrics)
 
-  def update_extra(extra, params, step):
-    del params, step
-    return extra
-
   def embed(params, model_state, batch):
     del model_state
     h_BxLxD = model.apply({'params': params}, batch['tokens'])
     return text.mean_pool(h_BxLxD, batch['tokens'])
 
-  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed)
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed)

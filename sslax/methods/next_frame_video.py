@@ -17,7 +17,6 @@ from sslax import losses
 from sslax import methods
 from sslax import models
 from sslax.augment import video
-from sslax.methods import apc
 from sslax.models import audio as audio_models
 
 # Clips for the evaluators come from one fixed key, so a digit's features never vary.
@@ -65,5 +64,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     h_BxTxD = model.apply({'params': params}, x_BxTxP, mask_BxT)[0]
     return audio_models.masked_mean(h_BxTxD, mask_BxT)
 
-  return methods.Method(init=init, loss=loss, update_extra=apc.no_extra, embed=embed)
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed)
 

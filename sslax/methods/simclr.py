@@ -79,15 +79,11 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     value, metrics = loss_from_embeddings(z_2NxP)
     return value, (new_state, metrics)
 
-  def update_extra(extra, params, step):
-    del params, step
-    return extra
-
   def embed(params, model_state, batch):
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
     h, _ = model.apply({'params': params, **model_state}, x, train=False)
     return h.astype(jnp.float32)   # evaluators get float32 features under bfloat16 compute
 
-  return methods.Method(init=init, loss=loss, update_extra=update_extra, embed=embed,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed,
                         embed_inputs=embed_inputs, forward=forward,
                         loss_from_embeddings=loss_from_embeddings)
