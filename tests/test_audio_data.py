@@ -112,6 +112,17 @@ def test_empty_class_folder_is_named(tmp_path):
     sources.info(f'folder:{root}', data_dir=str(tmp_path / 'tfds'))
 
 
+def test_bad_split_name_and_unequal_classes_are_named(tmp_path):
+  # The layout rules are class_folders.py's, shared with image folders.
+  root = _folder(tmp_path / 'speech')
+  (root / 'test' / 'two').rename(root / 'test' / 'deux')
+  with pytest.raises(ValueError, match=r"missing: \['two'\], extra: \['deux'\]"):
+    sources.info(f'folder:{root}', data_dir=str(tmp_path / 'tfds'))
+  (root / 'test').rename(root / 'test-set')
+  with pytest.raises(ValueError, match=r'split folder .*test-set: split names may only hold'):
+    sources.info(f'folder:{root}', data_dir=str(tmp_path / 'tfds'))
+
+
 def test_tfds_speech_commands_mocked_is_batched_like_a_folder(tmp_path, monkeypatch):
   import importlib
   import jax

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslax.data import waveforms
+from sslax.data.builders import class_folders
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
 
@@ -34,63 +35,23 @@ BAD_FILES = ('error', 'skip')
 _SPEAKER_NAME = re.compile(r'^[^_]+_([^_]+)_[^_]+$')
 
 
-def _files(class_dir: str, extensions: tuple[str, ...]) -> list[str]:
-  return sorted(e.path for e in os.scandir(class_dir)
-                if e.is_file() and e.name.lower().endswith(extensions)
-                and not e.name.startswith('.'))
-
-
 def is_audio(root: str) -> bool:
   """True when the first class folder holding any file under `root` holds a .wav file."""
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
     return False
-  for split in image_folder._visible_dirs(root):
-    for name in image_folder._visible_dirs(os.path.join(root, split)):
+  for split in class_folders.visible_dirs(root):
+    for name in class_folders.visible_dirs(os.path.join(root, split)):
       class_dir = os.path.join(root, split, name)
-      if _files(class_dir, AUDIO_EXTENSIONS):
+      if class_folders.files(class_dir, AUDIO_EXTENSIONS):
         return True
-      if _files(class_dir, image_folder.IMAGE_EXTENSIONS):
+      if class_folders.files(class_dir, image_folder.IMAGE_EXTENSIONS):
         return False
   return False
 
 
-def list_files(root: str) -> dict[str, dict[str, list[str]]]:
-  """{split: {class: [absolute .wav paths, sorted]}}; raises on layouts that cannot be built."""
-  root = os.path.abspath(os.path.expanduser(root))
-  layout = {}
-  for split in image_folder._visible_dirs(root):
-    split_dir = os.path.join(root, split)
-    classes = {}
-    for name in image_folder._visible_dirs(split_dir):
-      class_dir = os.path.join(split_dir, name)
-      files = _files(class_dir, AUDIO_EXTENSIONS)
-      if not files:
-        raise ValueError(f'class folder {class_dir} has no .wav files; remove it or add '
-                         'recordings.')
-      classes[name] = files
-    if not classes:
-      raise ValueError(f'{split_dir} has no class folders; expected {root}/<split>/<class>/*.wav.')
-    layout[split] = classes
-  if not layout:
-    raise ValueError(f'{root} has no split folders; expected {root}/<split>/<class>/*.wav '
-                     '(e.g. train/ and test/).')
-  reference = 'train' if 'train' in layout else next(iter(layout))
-  for split, classes in layout.items():
-    if set(classes) != set(layout[reference]):
-      raise ValueError(
-          f'class folders of {os.path.join(root, split)} differ from those of '
-          f'{os.path.join(root, reference)}; every split needs the same classes so that '
-          'label ids agree.')
-  return layout
-
-
 def fingerprint(root: str) -> str:
-  root = os.path.abspath(os.path.expanduser(root))
-  prefix = len(root) + 1
-  return local.fingerprint([
-      local.stat_entry(path, path[prefix:])
-      for classes in list_files(root).values() for files in classes.values() for path in files])
+  return class_folders.fingerprint(root, AUDIO_EXTENSIONS)
 
 
 def speaker_of(path: str) -> str | None:
@@ -113,7 +74,7 @@ def make_config(root: str, bad_files: str) -> local.PathConfig:
   """Lists the folder and decodes every file (errors or skips up front); labels, speakers."""
   check_policy(bad_files)
   root = os.path.abspath(os.path.expanduser(root))
-  layout = list_files(root)
+  layout = class_folders.list_files(root, AUDIO_EXTENSIONS)
   reference = 'train' if 'train' in layout else next(iter(layout))
   class_names = tuple(sorted(layout[reference]))
   all_paths = [p for classes in layout.values() for files in classes.values() for p in files]
@@ -149,7 +110,7 @@ def make_config(root: str, bad_files: str) -> local.PathConfig:
   )
 
 
-class SslaxAudioFolder(tfds.core.GeneratorBasedBuilder):
+class SslaxAudioFolder(local.LocalBuilder):
   """Decoded mono waveforms of a class-per-folder tree of WAV files; one config per path."""
 
   VERSION = tfds.core.Version('1.1.0')

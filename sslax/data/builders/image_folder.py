@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sslax.data.builders import class_folders
 from sslax.data.builders import local
 from sslax.data.builders import pixels
 
@@ -37,60 +38,14 @@ def stored_order(n: int) -> np.ndarray:
   return np.random.default_rng(ORDER_SEED).permutation(n)
 
 
-def _visible_dirs(path: str) -> list[str]:
-  return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith('.'))
-
-
-def list_files(root: str) -> dict[str, dict[str, list[str]]]:
-  """{split: {class: [absolute image paths, sorted]}}; raises on layouts that cannot be built."""
-  root = os.path.abspath(os.path.expanduser(root))
-  layout = {}
-  for split in _visible_dirs(root):
-    split_dir = os.path.join(root, split)
-    classes = {}
-    for name in _visible_dirs(split_dir):
-      class_dir = os.path.join(split_dir, name)
-      files = sorted(e.path for e in os.scandir(class_dir)
-                     if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-                     and not e.name.startswith('.'))
-      if not files:
-        raise ValueError(f'class folder {class_dir} has no {"/".join(IMAGE_EXTENSIONS)} images; '
-                         'remove it or add images.')
-      classes[name] = files
-    if not classes:
-      raise ValueError(f'{split_dir} has no class folders; expected {root}/<split>/<class>/*.jpg.')
-    if not split.replace('_', 'a').isalnum():
-      raise ValueError(f'split folder {split_dir}: split names may only hold letters, digits '
-                       'and "_".')
-    layout[split] = classes
-  if not layout:
-    raise ValueError(f'{root} has no split folders; expected {root}/<split>/<class>/*.jpg '
-                     '(e.g. train/ and test/).')
-  reference = 'train' if 'train' in layout else next(iter(layout))
-  for split, classes in layout.items():
-    if set(classes) != set(layout[reference]):
-      missing = sorted(set(layout[reference]) - set(classes))
-      extra = sorted(set(classes) - set(layout[reference]))
-      raise ValueError(
-          f'class folders of {os.path.join(root, split)} differ from those of '
-          f'{os.path.join(root, reference)} (missing: {missing}, extra: {extra}); every split '
-          'needs the same classes so that label ids agree.')
-  return layout
-
-
 def fingerprint(root: str) -> str:
-  """Names, sizes and mtimes of every image file under `root` (~0.5 s for 60k files)."""
-  root = os.path.abspath(os.path.expanduser(root))
-  prefix = len(root) + 1
-  return local.fingerprint([
-      local.stat_entry(path, path[prefix:])
-      for classes in list_files(root).values() for files in classes.values() for path in files])
+  return class_folders.fingerprint(root, IMAGE_EXTENSIONS)
 
 
 def make_config(root: str) -> local.PathConfig:
   """Lists the folder and probes every header: class ids, one (H, W, C), errors up front."""
   root = os.path.abspath(os.path.expanduser(root))
-  layout = list_files(root)
+  layout = class_folders.list_files(root, IMAGE_EXTENSIONS)
   reference = 'train' if 'train' in layout else next(iter(layout))
   class_names = tuple(sorted(layout[reference]))
   paths = [p for classes in layout.values() for name in sorted(classes) for p in classes[name]]
@@ -120,7 +75,7 @@ def make_config(root: str) -> local.PathConfig:
   )
 
 
-class SslaxImageFolder(tfds.core.GeneratorBasedBuilder):
+class SslaxImageFolder(local.LocalBuilder):
   """Decoded images of a class-per-folder tree; one config per folder path."""
 
   VERSION = tfds.core.Version('1.1.0')
