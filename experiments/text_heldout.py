@@ -14,15 +14,10 @@ import os
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sslax import checkpoint  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
-from sslax import sharding  # noqa: E402
-from sslax import train  # noqa: E402
+from sslax import evaluate  # noqa: E402
 from sslax.data import pipeline  # noqa: E402
 from sslax.data import tokenizers  # noqa: E402
 
@@ -34,18 +29,10 @@ def main() -> None:
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--split', default='test')
   args = parser.parse_args()
-  with open(os.path.join(args.workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  config = tokenizers.prepare(config, args.workdir, train_if_missing=False)
+  config = evaluate.load_config(args.workdir)
   if config.method not in ACCURACY:
     raise SystemExit(f'{args.workdir}: method {config.method!r} is not mlm or lm.')
-  mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
-  abstract = jax.eval_shape(train.make_init(method, tx, train.sample_batch(config), config.seed))
-  mngr = checkpoint.Manager(os.path.join(args.workdir, 'checkpoints'), max_to_keep=100)
-  state, meta = mngr.restore(abstract, sharding.state_shardings(abstract, mesh))
-  mngr.close()
+  config, method, mesh, state, _ = evaluate.restore(config, args.workdir, random_init=False)
 
   d = config.data
   transform = pipeline.record_transform(d)
@@ -74,7 +61,7 @@ def main() -> None:
     rows = float(pipeline.gather(batch['mask']).sum())
     total += float(m[ACCURACY[config.method]]) * rows
     weight += rows
-  print(json.dumps({'step': meta['step'], 'split': args.split, 'sequences': len(held_out),
+  print(json.dumps({'step': int(state.step), 'split': args.split, 'sequences': len(held_out),
                     ACCURACY[config.method]: total / weight,
                     'unigram_baseline_accuracy': unigram,
                     'unigram_token': tokenizers.make(d).decode(np.array([top]))},

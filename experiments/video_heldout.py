@@ -14,12 +14,7 @@ import sys
 import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ml_collections  # noqa: E402
-from sslax import checkpoint  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
-from sslax import sharding  # noqa: E402
-from sslax import train  # noqa: E402
+from sslax import evaluate  # noqa: E402
 from sslax.data import pipeline  # noqa: E402
 
 
@@ -28,17 +23,10 @@ def main() -> None:
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--split', default='test')
   args = parser.parse_args()
-  with open(os.path.join(args.workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = evaluate.load_config(args.workdir)
   if config.method != 'next_frame_video':
     raise SystemExit(f'{args.workdir}: method {config.method!r} is not next_frame_video.')
-  mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
-  abstract = jax.eval_shape(train.make_init(method, tx, train.sample_batch(config), config.seed))
-  mngr = checkpoint.Manager(os.path.join(args.workdir, 'checkpoints'), max_to_keep=100)
-  state, meta = mngr.restore(abstract, sharding.state_shardings(abstract, mesh))
-  mngr.close()
+  config, method, mesh, state, _ = evaluate.restore(config, args.workdir, random_init=False)
 
   d = config.data
   held_out = pipeline.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True)
@@ -57,7 +45,7 @@ def main() -> None:
     rows = float(pipeline.gather(batch['mask']).sum())
     totals = [totals[0] + float(model_mse) * rows, totals[1] + float(copy_mse) * rows]
     weight += rows
-  print(json.dumps({'step': meta['step'], 'split': args.split, 'clips': len(held_out),
+  print(json.dumps({'step': int(state.step), 'split': args.split, 'clips': len(held_out),
                     'next_frame_mse': totals[0] / weight,
                     'copy_last_frame_mse': totals[1] / weight}, indent=2))
 

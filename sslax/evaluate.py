@@ -83,9 +83,11 @@ def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collection
   return picked
 
 
-def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None, *,
+            random_init: bool = True):
   """(config with the run's tokenizer, method, mesh, train state of checkpoint `step` (default
-  latest), random-init encoders for config.eval.num_seeds seeds) of the run in `workdir`."""
+  latest), random-init encoders for config.eval.num_seeds seeds or None when not
+  `random_init`) of the run in `workdir`."""
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   config = tokenizers.prepare(config, workdir, train_if_missing=False)   # the run's own vocabulary
   mesh = sharding.make_mesh(config.mesh)
@@ -104,7 +106,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
     state, _ = ckpt.restore(abstract, shardings, step=step)
   finally:
     ckpt.close()
-  return config, method, mesh, state, train.random_init_encoders(config, method, tx, mesh)
+  encoders = train.random_init_encoders(config, method, tx, mesh) if random_init else None
+  return config, method, mesh, state, encoders
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,

@@ -50,7 +50,8 @@ def test_mlm_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
 
 
-def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_dir):
+def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_dir, monkeypatch,
+                                                              capsys):
   config = text_config('lm', data_dir, **{'data.tokenizer': 'sentencepiece',
                                           'data.vocab_size': 400,
                                           'evals.fine_tune.enabled': False})   # mlm's runs it
@@ -69,6 +70,16 @@ def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_di
   params, _ = _params(tmp_path, prepared)
   assert params.params['token_embed']['embedding'].shape[0] == (
       tokenizers.make(prepared.data).vocab_size)
+
+  # experiments/text_heldout.py restores the run with its own vocabulary and scores the test
+  # split against the unigram baseline.
+  capsys.readouterr()
+  monkeypatch.setattr(sys, 'argv', ['text_heldout.py', '--workdir', str(tmp_path)])
+  runpy.run_path(str(REPO / 'experiments' / 'text_heldout.py'), run_name='__main__')
+  held_out = json.loads(capsys.readouterr().out)
+  assert held_out['step'] == 4 and held_out['split'] == 'test' and held_out['sequences'] > 0
+  assert 0.0 <= held_out['next_token_accuracy'] <= 1.0
+  assert 0.0 < held_out['unigram_baseline_accuracy'] < 1.0
 
 
 

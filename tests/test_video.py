@@ -46,3 +46,35 @@ def test_next_frame_video_on_eight_devices_gives_the_one_device_loss_and_gradien
   c.video.num_frames = 3
   records = pipeline.Records(c.data.source, 'train', data_dir=str(tmp_path), in_memory=False)
   eight_devices_match_one({'next_frame_video': c}, records.take(np.arange(c.batch_size)))
+
+
+def test_nextframe_video_smoke_run_and_held_out_mse(tmp_path, monkeypatch, capsys):
+  import importlib
+  import json
+  import runpy
+  import sys
+  from sslax import train
+  from tests.conftest import REPO
+  for split, n in (('train', 64), ('test', 64)):   # test[:62] lacks an 8
+    with np.load(shared_data(f'mnist/mnist_{split}.npz')) as f:
+      np.savez(tmp_path / f'digits_{split}.npz', images=f['images'][:n], labels=f['labels'][:n])
+  c = importlib.import_module('configs.nextframe_video').get_config('smoke')
+  source = f'npz:{tmp_path}/digits_{{split}}.npz'
+  c.data.update(source=source, data_dir=str(tmp_path / 'tfds'))
+  c.eval.update(source=source, train_split='train', test_split='test')
+  c.progress_bar = False
+  workdir = tmp_path / 'run'
+  results = train.run(c, str(workdir))
+  assert 0.0 <= results['linear_probe/accuracy'] <= 1.0
+  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['step'] for r in rows if 'loss' in r] == [2, 4]
+
+  # experiments/video_heldout.py restores the run and scores every test digit's clip against
+  # copying the last frame; the two differ (the model is not the copy) and both are small.
+  capsys.readouterr()
+  monkeypatch.setattr(sys, 'argv', ['video_heldout.py', '--workdir', str(workdir)])
+  runpy.run_path(str(REPO / 'experiments' / 'video_heldout.py'), run_name='__main__')
+  held_out = json.loads(capsys.readouterr().out)
+  assert held_out['step'] == 4 and held_out['clips'] == 64
+  assert 0.0 < held_out['copy_last_frame_mse'] < 1.0 and 0.0 < held_out['next_frame_mse'] < 1.0
+  assert held_out['next_frame_mse'] != held_out['copy_last_frame_mse']
