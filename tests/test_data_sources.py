@@ -105,6 +105,17 @@ def test_second_open_does_not_rebuild(data_dir, monkeypatch):
   assert {p: p.stat().st_mtime_ns for p in version_dir.iterdir()} == mtimes
 
 
+def test_a_build_leaves_no_temp_dirs(tmp_path, monkeypatch):
+  import tempfile
+  scratch = tmp_path / 'scratch'
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
+  np.savez(tmp_path / 'x.npz', images=np.zeros((4, 2, 2, 1), np.uint8))
+  assert len(sources.open_split(f'npz:{tmp_path}/x.npz', 'train',
+                                data_dir=str(tmp_path / 'tfds'))) == 4
+  assert not list(scratch.iterdir())
+
+
 def test_unknown_split_lists_available(data_dir):
   with pytest.raises(ValueError, match='validation.*test, train'):
     sources.open_split('builtin:digits', 'validation', data_dir=data_dir)

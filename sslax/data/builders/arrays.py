@@ -98,7 +98,7 @@ def make_config(pattern: str) -> local.PathConfig:
   )
 
 
-class SslaxArrays(tfds.core.GeneratorBasedBuilder):
+class SslaxArrays(local.LocalBuilder):
   """Images (and labels) from .npz files; one config per source path."""
 
   VERSION = tfds.core.Version('1.0.0')

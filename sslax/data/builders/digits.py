@@ -34,7 +34,7 @@ def split_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return {'train': (x_train, y_train), 'test': (x_test, y_test)}
 
 
-class SslaxDigits(tfds.core.GeneratorBasedBuilder):
+class SslaxDigits(local.LocalBuilder):
   """scikit-learn digits, 8x8x1 uint8, stratified 1,437 / 360 split."""
 
   VERSION = tfds.core.Version('1.0.0')

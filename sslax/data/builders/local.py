@@ -30,6 +30,18 @@ STAMP = 'sslax_source.json'
 _LOCK_SUFFIX = '.sslax_lock'
 
 
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the builders of local files."""
+
+  def dataset_info_from_configs(self, **kwargs) -> tfds.core.DatasetInfo:
+    info = super().dataset_info_from_configs(**kwargs)
+    # A builder whose data is not built yet looks for precomputed metadata on GCS; TFDS 4.9's
+    # `initialize_from_bucket` makes a temp dir before it finds none and never removes it, so
+    # every build left an empty /tmp/tmp*tfds. Local files are never on GCS.
+    info.initialize_from_bucket = lambda: None
+    return info
+
+
 def config_name(path: str | os.PathLike[str]) -> str:
   """A TFDS-safe config name for `path`: readable basename plus a hash of the absolute path."""
   absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))

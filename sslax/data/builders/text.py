@@ -117,7 +117,7 @@ def make_config(path: str) -> local.PathConfig:
   )
 
 
-class SslaxText(tfds.core.GeneratorBasedBuilder):
+class SslaxText(local.LocalBuilder):
   """Raw UTF-8 text chunks (+ the source file as label when there are several)."""
 
   VERSION = tfds.core.Version('1.0.0')

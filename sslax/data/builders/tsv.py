@@ -108,7 +108,7 @@ def make_config(path: str) -> local.PathConfig:
   )
 
 
-class SslaxTsv(tfds.core.GeneratorBasedBuilder):
+class SslaxTsv(local.LocalBuilder):
   """Sentences (raw UTF-8) with class or regression labels; one config per path."""
 
   VERSION = tfds.core.Version('1.0.0')
