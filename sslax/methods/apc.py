@@ -74,6 +74,15 @@ def front_end(config: ml_collections.ConfigDict) -> AudioFrontEnd:
   return AudioFrontEnd(check, crops, features)
 
 
+def make_init(model, front):
+  """init(): checks the batch's audio and initialises `model` on one clip's features."""
+  def init(rng, batch):
+    front.check(batch)
+    x, mask = front.features(batch['audio'][:1], batch['audio_len'][:1])
+    return model.init(rng, x, mask)['params'], {}, {}
+  return init
+
+
 def make_embed(model, front):
   """embed(): mean contextual features over the real frames of whole clips."""
   def embed(params, model_state, batch):
@@ -90,11 +99,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   model = audio_models.WithHeads(models.make_encoder(config.model, causal=True),
                                  out_dim=config.audio.n_mels, num_outputs=len(steps))
 
-  def init(rng, batch):
-    front.check(batch)
-    x, mask = front.features(batch['audio'][:1], batch['audio_len'][:1])
-    return model.init(rng, x, mask)['params'], {}, {}
-
   def loss(params, model_state, extra, batch, rng):
     del extra
     x_BxFxM, mask_BxF = front.features(*front.crops(rng, batch))
@@ -105,5 +109,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
                for k, v in zip(steps, per_k)}
     return jnp.mean(jnp.stack(per_k)), (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
-                        embed=make_embed(model, front))
+  return methods.Method(init=make_init(model, front), loss=loss,
+                        update_extra=methods.no_extra, embed=make_embed(model, front))

@@ -37,11 +37,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
                     heads.MLP(hidden_dims=tuple(c.proj_hidden_dims), out_dim=c.proj_dim,
                               use_bn=False))
 
-  def init(rng, batch):
-    front.check(batch)
-    x, mask = front.features(batch['audio'][:1], batch['audio_len'][:1])
-    return model.init(rng, x, mask)['params'], {}, {}
-
   def view(key, batch):
     crop_key, mask_key = jax.random.split(key)
     x_BxFxM, mask_BxF = front.features(*front.crops(crop_key, batch))
@@ -62,5 +57,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     value = losses.info_nce(z_a, z_b, temperature=c.temperature)
     return value, (model_state, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)})
 
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
-                        embed=apc.make_embed(model, front))
+  return methods.Method(init=apc.make_init(model, front), loss=loss,
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))

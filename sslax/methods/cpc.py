@@ -23,11 +23,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   model = audio_models.WithHeads(models.make_encoder(config.model, causal=True),
                                  out_dim=config.model.width, num_outputs=len(steps))
 
-  def init(rng, batch):
-    front.check(batch)
-    x, mask = front.features(batch['audio'][:1], batch['audio_len'][:1])
-    return model.init(rng, x, mask)['params'], {}, {}
-
   def loss(params, model_state, extra, batch, rng):
     del extra
     x_BxFxM, mask_BxF = front.features(*front.crops(rng, batch))
@@ -43,5 +38,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
       metrics[f'acc_k{k}'] = jnp.sum(hits * weights) / jnp.maximum(jnp.sum(weights), 1.0)
     return jnp.mean(jnp.stack(values)), (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
-                        embed=apc.make_embed(model, front))
+  return methods.Method(init=apc.make_init(model, front), loss=loss,
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))

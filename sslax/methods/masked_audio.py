@@ -25,11 +25,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   model = audio_models.WithHeads(models.make_encoder(config.model, causal=False),
                                  out_dim=config.audio.n_mels, num_outputs=1)
 
-  def init(rng, batch):
-    front.check(batch)
-    x, mask = front.features(batch['audio'][:1], batch['audio_len'][:1])
-    return model.init(rng, x, mask)['params'], {}, {}
-
   def loss(params, model_state, extra, batch, rng):
     del extra
     crop_key, mask_key = jax.random.split(rng)
@@ -42,5 +37,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     metrics = {'masked_fraction': hidden_BxF.sum() / jnp.maximum(mask_BxF.sum(), 1)}
     return value, (model_state, metrics)
 
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
-                        embed=apc.make_embed(model, front))
+  return methods.Method(init=apc.make_init(model, front), loss=loss,
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))
