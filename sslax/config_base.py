@@ -13,6 +13,9 @@ def base() -> ml_collections.ConfigDict:
   c.method = ''
   c.seed = 0
   c.total_steps = 1000
+  # A workdir or sslax.export directory whose params/model_state a new run starts from
+  # (sslax/init_from.py): continued pretraining on new data, or fine-tuning in its own run.
+  c.init_from = ''
   c.batch_size = 256             # global, over all devices and processes
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'model': 1})
   # FSDP (mesh.fsdp > 1): state arrays with at least this many elements are split over

@@ -11,7 +11,9 @@ import numpy as np
 import optax
 
 from sslax import checkpoint
+from sslax import encoder as encoder_lib
 from sslax import grad_cache
+from sslax import init_from
 from sslax import metrics as metrics_lib
 from sslax import methods
 from sslax import optim
@@ -175,10 +177,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
   else:
     state = init_jit()
+    if config.get('init_from', ''):
+      state, summary = init_from.apply(state, config.init_from)
+      if is_main:
+        print(summary)
   start = int(state.step)
   if is_main:   # Written once the config is known to fit the workdir's checkpoint.
     with open(config_path, 'w') as f:
       json.dump(resolved, f, indent=2, sort_keys=True)
+    # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
+    with open(os.path.join(workdir, encoder_lib.INPUT_SPEC), 'w') as f:
+      json.dump(encoder_lib.spec_of(sample), f, indent=2)
 
   # ---- Train. ------------------------------------------------------------------------------
   grad_cache.check_method(method, config.method, config.grad_accum_steps)

@@ -23,4 +23,5 @@ def test_colab_notebook_trains_and_shows_results_on_cpu(tmp_path, data_dir, monk
   code = [c for c in nb.cells if c.cell_type == 'code']
   text = lambda cell: ''.join(o.get('text', '') for o in cell.outputs)
   assert 'cpu device(s)' in text(code[1])
-  assert '"knn/accuracy"' in text(code[-1])
+  assert '"knn/accuracy"' in text(code[-2])
+  assert 'image encoder, step 4: features (64, 16)' in text(code[-1])
