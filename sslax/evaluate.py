@@ -31,14 +31,6 @@ from sslax.data import tokenizers
 from sslax.evaluators import online_probe
 from sslax.evaluators import suite
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training run\'s directory (config.json, '
-                               'checkpoints/).')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
-_EVALS = flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma '
-                           'separated), including ones the config switches off.')
-
-
 def _tuples(node: Any) -> Any:
   """JSON turns the config's tuples into lists; modules and probes expect tuples back."""
   if isinstance(node, dict):
@@ -145,11 +137,18 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  run(flags.FLAGS.config, _WORKDIR.value, step=_STEP.value, output_dir=_OUTPUT_DIR.value,
-      evals=_EVALS.value)
+  f = flags.FLAGS
+  run(f.config, f.workdir, step=f.step, output_dir=f.output_dir, evals=f.evals)
 
 
 if __name__ == '__main__':
+  # Flags only when run as a command: sslax.load imports this module (load_config) from
+  # sslax.embed / sslax.export, which have a --workdir of their own.
+  flags.DEFINE_string('workdir', None, 'A training run\'s directory (config.json, checkpoints/).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+  flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
+  flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma separated), '
+                    'including ones the config switches off.')
   flags.mark_flags_as_required(['workdir'])
   _workdir = _workdir_from_argv(sys.argv)
   config_flags.DEFINE_config_dict(

@@ -1,6 +1,9 @@
 """sslax.load / embed / export / init_from on an image (SimCLR, digits) workdir, and the
 errors a user meets: no checkpoint, wrong modality, an export of another format version."""
 import json
+import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -15,7 +18,7 @@ from sslax import methods
 from sslax import optim
 from sslax import train
 from tests import encoder_checks
-from tests.test_train import smoke_config
+from tests.test_train import REPO, smoke_config
 
 
 @pytest.fixture(scope='module')
@@ -119,4 +122,31 @@ def test_user_errors(run, tmp_path):
   manifest['format_version'] = 0
   (old / export.MANIFEST).write_text(json.dumps(manifest))
   with pytest.raises(ValueError, match='version 0; this sslax reads'):
+    sslax.load(str(old))
+
+
+def test_embed_command_on_a_labelled_source(run, tmp_path):
+  _, workdir, expected, raw = run
+  out = tmp_path / 'digits.npz'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'sslax.embed', f'--workdir={workdir}', '--input=builtin:digits',
+       '--split=test', f'--out={out}', f'--data_dir={tmp_path / "tfds"}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  got = np.load(out)
+  np.testing.assert_array_equal(got['labels'], [r['label'] for r in raw])
+  assert got['ids'].tolist() == [str(i) for i in range(len(raw))]
+  # Another process, batch layout and device count: equal to rounding, not bit for bit.
+  np.testing.assert_allclose(got['features'], expected, atol=1e-5, rtol=0)
+
+
+def test_a_workdir_without_input_spec_needs_its_data(run, tmp_path):
+  _, workdir, _, _ = run
+  old = tmp_path / 'old'
+  shutil.copytree(workdir, old)
+  (old / 'input_spec.json').unlink()
+  config = json.loads((old / 'config.json').read_text())
+  config['data']['source'] = f'folder:{tmp_path / "gone"}'
+  (old / 'config.json').write_text(json.dumps(config))
+  with pytest.raises(FileNotFoundError, match='input_spec.json is missing'):
     sslax.load(str(old))
