@@ -22,6 +22,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
@@ -147,6 +148,8 @@ def run(workdir: str, input_: str, out: str, *, split: str = 'train', step: int 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)   # Orbax logs every file it opens at INFO
   f = flags.FLAGS
   n = run(f.workdir, f.input, f.out, split=f.split, step=f.step, data_dir=f.data_dir,
           shard_size=f.shard_size)

@@ -24,6 +24,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 from etils import epath
 import jax
 import numpy as np
@@ -188,6 +189,8 @@ def load(root: epath.Path):
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)   # Orbax logs every file it opens at INFO
   from sslax import encoder as encoder_lib
   f = flags.FLAGS
   out = export(encoder_lib.load(f.workdir, step=f.step), f.out)
