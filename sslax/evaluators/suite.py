@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from sslax import reports
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
@@ -25,6 +26,7 @@ from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
+from sslax.evaluators import raw_input
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 Encoder = tuple[Any, Any]   # (params, model_state)
@@ -213,6 +215,16 @@ class Suite:
                                       num_classes=num_classes, l2=ev.l2)
     return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
                              n_init=ev.n_init)
+
+  def raw_input(self) -> dict[str, float]:
+    """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
+    seeds): {'raw_input/logistic/<metric>': value}; {} for inputs without one (video)."""
+    e = self.config.eval
+    records = self._open(e.source, 'config.eval.source')
+    splits = {role: records[s].take(np.arange(len(records[s])))
+              for role, s in (('train', e.train_split), ('test', e.test_split))}
+    scores = raw_input.baseline(self.config, e.source, splits)
+    return {f'{reports.RAW_INPUT}{k}': v for k, v in scores.items()}
 
   def run(self, encoders: Mapping[str, Sequence[Encoder]],
           names: Sequence[str] | None = None) -> dict[str, float]:
