@@ -40,7 +40,7 @@ def get_config(arg: str = ''):
                    rotation_degrees=10.0, noise_std=0.05)
 
   # kNN also every 150 steps, for the curves; clustering and ridge cost ~1 s. Fine-tuning
-  # (~1 min here for both encoders) is off so the run fits 5 minutes; switch it on with
+  # (~35 CPU-s here for both encoders) is off so the run fits 5 minutes; switch it on with
   # --config.evals.fine_tune.enabled=True, here or in sslax.evaluate.
   c.evals.knn.every_steps = 150
   c.evals.ridge = dict(type='ridge', source='', every_steps=0, l2=1e-3)

@@ -29,7 +29,9 @@ def _cell(results: Mapping[str, float], key: str) -> str:
   if key not in results:
     return '-'
   std = results.get(key + '_std')
-  return f'{results[key]:.4f}' + ('' if std is None else f' ± {std:.4f}')
+  # Step counts (a fine-tune's best_step) read as steps; a mean over seeds keeps one decimal.
+  digits = 1 if key.endswith('/best_step') else 4
+  return f'{results[key]:.{digits}f}' + ('' if std is None else f' ± {std:.{digits}f}')
 
 
 def table(results: Mapping[str, Any]) -> str:
