@@ -42,7 +42,7 @@ from sslax.evaluators import linear_probe
 
 # Inverse L2 strengths tried (scikit-learn's C); ties in held-out accuracy go to the smaller C
 # (stronger regularisation), as linear_probe's ties go to the larger L2.
-C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 # L-BFGS iterations per fit: a cap on CPU time, not a convergence target (an unconverged fit
 # is still a valid, if slightly pessimistic, baseline).
 MAX_ITER = 200
