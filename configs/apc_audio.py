@@ -48,8 +48,10 @@ def audio_config(method: str, arg: str, config_file: str):
   c.evals.linear_probe.steps = 300
   # Fine-tuning the whole encoder + a linear head on the labelled train clips (digits, or
   # speakers with data.label_key), for the pretrained and the random-init encoder.
+  # 8 epochs of FSDD's 2,430 train clips left after holding out 10% (~300 steps); the test
+  # score is the best epoch's on that held-out part.
   c.evals.fine_tune = dict(type='fine_tune', source='', every_steps=0, task='classification',
-                           steps=300, batch_size=64, learning_rate=1e-3, weight_decay=1e-4)
+                           epochs=8.0, batch_size=64, learning_rate=1e-3, weight_decay=1e-4)
   c.optim.name = 'adamw'
   c.optim.learning_rate = 1e-3
   c.optim.warmup_steps = 50
@@ -68,7 +70,7 @@ def audio_config(method: str, arg: str, config_file: str):
     c.optim.warmup_steps = 1
     c.evals.linear_probe.steps = 20
     c.evals.linear_probe.l2_grid = (1e-3,)
-    c.evals.fine_tune.steps = 2
+    c.evals.fine_tune.epochs = 0.2   # a few steps
   elif arg:
     raise ValueError(f"{config_file}: unknown argument {arg!r}; use '' or 'smoke'.")
   return c

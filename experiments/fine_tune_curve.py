@@ -67,7 +67,7 @@ def main() -> None:
           method.embed, *encoder, train, test, task=ev.task, num_outputs=num_outputs,
           steps=args.steps, batch_size=ev.batch_size, learning_rate=args.learning_rate,
           weight_decay=ev.weight_decay, head_init=args.head_init, seed=config.seed + seed,
-          score_at=score_at)
+          score_at=score_at, val_fraction=0.0)   # a curve of fixed steps on all of train
       curve = {t: out[f'{metric}@{t}'] for t in score_at} | {args.steps: out[metric]}
       scores.setdefault(name, []).append(curve)
       print(name, seed, ' '.join(f'{t}:{v:.3f}' for t, v in curve.items()), flush=True)

@@ -55,6 +55,10 @@ def base() -> ml_collections.ConfigDict:
   c.eval.test_split = 'test'
   c.eval.batch_size = 256
   c.eval.num_seeds = 1           # > 1: every report is mean +- std over seeds seed, seed+1, ...
+  # A scikit-learn logistic regression on the raw inputs of the same splits (pixels, TF-IDF or
+  # mean log-mel; sslax/evaluators/raw_input.py), reported next to pretrained and random init.
+  c.eval.raw_input = True
+  c.eval.raw_input_max_train = 10000   # its training examples at most (stratified subsample)
 
   # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
   # one of suite.TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).

@@ -21,6 +21,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from sslax import checkpoint
+from sslax import config_base
 from sslax import methods
 from sslax import optim
 from sslax import reports
@@ -50,6 +51,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     config = _tuples(json.load(f))
   # Optional evaluator keys the run did not set get their defaults, so that the command line
   # can override them (e.g. --config.evals.fine_tune.warmup_steps=60).
+  # Eval keys added since the run (e.g. eval.raw_input) get their defaults likewise.
+  defaults = config_base.base().eval.to_dict()
+  config.setdefault('eval', {}).update(
+      {k: v for k, v in defaults.items() if k not in config.get('eval', {})})
   for ev in config.get('evals', {}).values():
     if isinstance(ev, dict) and ev.get('type') in suite.OPTIONS:
       ev.update({k: v for k, v in suite.optional(ev['type']).items() if k not in ev})

@@ -1,8 +1,10 @@
 """What a run leaves for people: results.json, a results.md table and PNG plots.
 
 - `results.json`: every downstream metric (fractions in [0, 1], NMI/ARI, MSE/R^2), the same
-  under `random_init/`, `<key>_std` over seeds when `config.eval.num_seeds` > 1, and `step`.
-- `results.md`: the pretrained-vs-random-init table, mean +- std.
+  under `random_init/`, `<key>_std` over seeds when `config.eval.num_seeds` > 1, the raw-input
+  baseline under `raw_input/logistic/` (accuracy, c, val_accuracy, num_train), and `step`.
+- `results.md`: the pretrained-vs-random-init table, mean +- std, with the raw-input
+  baseline's accuracy (`raw_input/logistic/accuracy`) as a third column.
 - `curves.png`: training loss, online-probe accuracy and periodic evaluations from
   metrics.jsonl, against the step.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
@@ -19,21 +21,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 RANDOM = 'random_init/'
+# The raw-input baseline (evaluators/raw_input.py): one number per run, not per encoder.
+RAW_INPUT = 'raw_input/logistic/'
 
 
 def _cell(results: Mapping[str, float], key: str) -> str:
   if key not in results:
     return '-'
   std = results.get(key + '_std')
-  return f'{results[key]:.4f}' + ('' if std is None else f' ± {std:.4f}')
+  # Step counts (a fine-tune's best_step) read as steps; a mean over seeds keeps one decimal.
+  digits = 1 if key.endswith('/best_step') else 4
+  return f'{results[key]:.{digits}f}' + ('' if std is None else f' ± {std:.{digits}f}')
 
 
 def table(results: Mapping[str, Any]) -> str:
-  """A markdown table: one row per metric, pretrained vs random init."""
-  keys = sorted(k for k in results if '/' in k and not k.startswith(RANDOM)
+  """A markdown table: one row per metric, pretrained vs random init vs the raw-input
+  baseline, whose test accuracy stands in every accuracy row (it has no other metric)."""
+  keys = sorted(k for k in results if '/' in k and not k.startswith((RANDOM, RAW_INPUT))
                 and not k.endswith('_std'))
-  rows = ['| metric | pretrained | random init |', '| --- | --- | --- |']
-  rows += [f'| {k} | {_cell(results, k)} | {_cell(results, RANDOM + k)} |' for k in keys]
+  raw = lambda k: _cell(results, RAW_INPUT + 'accuracy') if k.endswith('/accuracy') else '-'
+  rows = ['| metric | pretrained | random init | raw input (logistic) |',
+          '| --- | --- | --- | --- |']
+  rows += [f'| {k} | {_cell(results, k)} | {_cell(results, RANDOM + k)} | {raw(k)} |'
+           for k in keys]
   return '\n'.join(rows)
 
 

@@ -42,10 +42,13 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   last = [r for r in rows if 'loss' in r][-1]
   assert last['step'] == 4 and np.isfinite(last['loss']) and 0 <= last['acc_k1'] <= 1
   for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/linear_probe/accuracy',
-              'fine_tune/accuracy', 'random_init/fine_tune/accuracy'):
+              'fine_tune/accuracy', 'random_init/fine_tune/accuracy',
+              'random_init/fine_tune/val_accuracy', 'raw_input/logistic/accuracy'):
     assert 0.0 <= results[key] <= 1.0, key
   # Spoken digits from 0.25 s of log-mel: even an untrained encoder is far above chance (0.1).
   assert results['random_init/knn/accuracy'] > 0.3
+  # So are the clips' mean log-mel frames under scikit-learn's logistic regression.
+  assert results['raw_input/logistic/accuracy'] > 0.3
   straight, _ = _params(tmp_path / 'straight', config)
 
   real = pipeline.make_train

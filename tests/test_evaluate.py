@@ -13,7 +13,7 @@ EVALS = {
     'ridge': dict(type='ridge', source='', every_steps=0, l2=1e-3),
     'clustering': dict(type='clustering', source='', every_steps=0, n_init=2),
     'fine_tune': dict(type='fine_tune', source='', every_steps=0, task='classification',
-                      steps=2, batch_size=64, learning_rate=1e-3, weight_decay=0.0),
+                      epochs=0.1, batch_size=64, learning_rate=1e-3, weight_decay=0.0),
 }
 
 

@@ -56,6 +56,8 @@ def test_fine_tune_regression_recovers_a_linear_target():
                                num_outputs=1, steps=400, batch_size=64, learning_rate=0.05)
   assert scores['r2'] > 0.999, scores
   assert scores['mse'] < 1e-2 * np.var(y), scores
+  # 10% of train held out (a random part: no classes); the step kept is the lowest val MSE.
+  assert scores['val_mse'] < 1e-2 * np.var(y) and 1 <= scores['best_step'] <= 400, scores
 
 
 def test_fine_tune_classification_on_separable_data():
@@ -104,17 +106,26 @@ def _config(**evals) -> ml_collections.ConfigDict:
     (dict(type='ridge', source='', every_steps=0, l2=1.0, k=3),
      r"config.evals.bad has unknown options \['k'\]"),
     (dict(type='ridge', source='', every_steps=-1, l2=1.0), r'config.evals.bad.every_steps=-1'),
-    (dict(type='fine_tune', source='', every_steps=0, task='segment', steps=1, batch_size=8,
+    (dict(type='fine_tune', source='', every_steps=0, task='segment', epochs=1, batch_size=8,
           learning_rate=0.1, weight_decay=0.0), r"config.evals.bad.task='segment'"),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=1,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0, warmup_steps=-1),
+     r'config.evals.bad.warmup_steps=-1 must be >= 0'),
     (dict(type='fine_tune', source='', every_steps=0, task='classification', steps=10,
-          batch_size=8, learning_rate=0.1, weight_decay=0.0, warmup_steps=10),
-     r'config.evals.bad.warmup_steps=10 must be in \[0, steps=10\)'),
+          batch_size=8, learning_rate=0.1, weight_decay=0.0),
+     r'config.evals.bad.steps is no longer an option.*epochs'),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=0,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0),
+     r'config.evals.bad.epochs=0 must be > 0'),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=1,
+          batch_size=8, learning_rate=0.1, weight_decay=0.0, val_fraction=1.0),
+     r'config.evals.bad.val_fraction=1.0 must be in \[0, 1\)'),
     (dict(type='knn', source='', every_steps=0, k=3, temperature=0.1, warmup_steps=1),
      r"config.evals.bad has unknown options \['warmup_steps'\]"),
-    (dict(type='fine_tune', source='', every_steps=0, task='classification', steps=10,
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=1,
           batch_size=8, learning_rate=0.1, weight_decay=0.0, head_init='linear'),
      r"config.evals.bad.head_init='linear' is unknown"),
-    (dict(type='fine_tune', source='', every_steps=0, task='regression', steps=10,
+    (dict(type='fine_tune', source='', every_steps=0, task='regression', epochs=1,
           batch_size=8, learning_rate=0.1, weight_decay=0.0, head_init='probe'),
      r"config.evals.bad.head_init='probe' \(LP-FT\) needs task='classification'"),
 ])
@@ -175,7 +186,7 @@ def test_fine_tune_probe_head_starts_at_the_linear_probe():
   params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 6)), jnp.float32)}
   train, test = {'x': x[:300], 'label': y[:300]}, {'x': x[300:], 'label': y[300:]}
   kwargs = dict(task='classification', num_outputs=2, steps=1, batch_size=64,
-                learning_rate=0.0)
+                learning_rate=0.0, val_fraction=0.0)
   probed = fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
                                **kwargs)
   feats = {k: np.asarray(_linear_embed(params, {}, d)) for k, d in (('train', train),
@@ -198,10 +209,68 @@ def test_fine_tune_score_at_records_the_learning_curve():
   y = (x[:, 0] > 0).astype(np.int32)
   params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)}
   data = ({'x': x[:200], 'label': y[:200]}, {'x': x[200:], 'label': y[200:]})
-  kwargs = dict(task='classification', num_outputs=2, batch_size=16, learning_rate=0.02)
+  kwargs = dict(task='classification', num_outputs=2, batch_size=16, learning_rate=0.02,
+                val_fraction=0.0)
   long = fine_tune.fine_tune(_linear_embed, params, {}, *data, steps=30, score_at=(0, 5),
                              **kwargs)
   short = fine_tune.fine_tune(_linear_embed, params, {}, *data, steps=5, **kwargs)
   assert set(long) == {'accuracy', 'accuracy@0', 'accuracy@5'}
   assert long['accuracy@0'] == np.mean(y[200:] == 0)   # zero head: class 0 everywhere
   assert long['accuracy@5'] == short['accuracy'] < long['accuracy']
+
+
+def _noisy_problem(seed: int = 4):
+  """Few examples, many inputs, 30% flipped labels: a fine-tune that fits train overfits."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(260, 40)).astype(np.float32)
+  clean = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
+  y = np.where(rng.random(260) < 0.3, 1 - clean, clean).astype(np.int32)
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(40, 40)) * 0.3, jnp.float32)}
+  return params, {'x': x[:160], 'label': y[:160]}, {'x': x[160:], 'label': clean[160:]}
+
+
+def test_fine_tune_reports_the_test_score_of_the_best_validation_step():
+  params, train, test = _noisy_problem()
+  kwargs = dict(task='classification', num_outputs=2, batch_size=16, learning_rate=0.02,
+                val_fraction=0.25, eval_every=4, seed=1)
+  points = list(range(4, 60, 4))
+  out = fine_tune.fine_tune(_linear_embed, params, {}, train, test, steps=60,
+                            score_at=points, **kwargs)
+  val = {t: out[f'val_accuracy@{t}'] for t in points}
+  val[60] = None
+  final = fine_tune.fine_tune(_linear_embed, params, {}, train, test, steps=60,
+                              **dict(kwargs, eval_every=60))   # only the last step
+  val[60] = final['val_accuracy']
+  best = max(val, key=lambda t: (val[t], -t))   # ties: the earlier step
+  assert out['best_step'] == best < 60, val   # validation peaked before the end
+  assert out['val_accuracy'] == val[best]
+  assert out['accuracy'] == out[f'accuracy@{best}'] != final['accuracy']
+
+
+def test_fine_tune_holds_out_a_disjoint_stratified_part_never_trained_on():
+  labels = np.repeat(np.arange(3), [50, 30, 20])
+  fit, val = fine_tune.holdout(labels, 0.1, seed=0, task='classification')
+  assert np.intersect1d(fit, val).size == 0 and np.union1d(fit, val).size == labels.size
+  assert np.bincount(labels[val]).tolist() == [5, 3, 2]
+  assert np.array_equal(val, fine_tune.holdout(labels, 0.1, seed=0, task='classification')[1])
+  fit_r, val_r = fine_tune.holdout(np.linspace(0, 1, 100), 0.2, seed=0, task='regression')
+  assert val_r.size == 20 and np.intersect1d(fit_r, val_r).size == 0
+
+  # Training reads only the fitted part: an encoder that records what it trained on.
+  seen = []
+  def recording_embed(params, model_state, batch):
+    jax.debug.callback(lambda ids: seen.append(np.asarray(ids)), batch['id'])
+    return _linear_embed(params, model_state, batch)
+  rng = np.random.default_rng(0)
+  train = {'x': rng.normal(size=(100, 8)).astype(np.float32), 'label': labels,
+           'id': np.arange(100)}
+  params = {'w_IxD': jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)}
+  out = fine_tune.fine_tune(recording_embed, params, {}, train, train, task='classification',
+                            num_outputs=3, epochs=2, batch_size=16, learning_rate=0.01,
+                            eval_every=1000)
+  fit, val = fine_tune.holdout(labels, 0.1, seed=0, task='classification')
+  steps = fine_tune.num_steps(2, fit.size, 16)
+  # The first `steps` calls are training batches (scoring comes after, in batches of 16).
+  trained = np.concatenate(seen[:steps])
+  assert out['best_step'] == steps and np.intersect1d(trained, val).size == 0
+  assert set(trained.tolist()) == set(fit.tolist())   # two epochs: every fitted example

@@ -39,8 +39,10 @@ def test_mlm_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   for key in ('masked_token_accuracy', 'perplexity', 'loss'):
     assert np.isfinite(last[key]), key
   for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/knn/accuracy',
-              'fine_tune/accuracy', 'random_init/fine_tune/accuracy'):
-    assert 0.0 <= results[key] <= 1.0
+              'fine_tune/accuracy', 'random_init/fine_tune/accuracy',
+              'fine_tune/val_accuracy', 'raw_input/logistic/accuracy'):
+    assert 0.0 <= results[key] <= 1.0, key
+  assert results['fine_tune/best_step'] == 2   # 0.3 epochs: validation after the last step only
   straight, _ = _params(tmp_path / 'straight', config)
 
   run_killed_after(config, tmp_path / 'resumed', monkeypatch, steps=2)

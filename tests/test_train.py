@@ -68,6 +68,9 @@ def test_smoke_run_writes_the_workdir_contract(tmp_path, data_dir):
     assert 0.0 <= written[key] <= 1.0, key
   # Digits are easy: even the smoke encoder's features are far above chance (0.1).
   assert written['random_init/knn/accuracy'] > 0.5
+  # The raw-input baseline (logistic regression on 16x16 pixels) is in both reports.
+  assert written['raw_input/logistic/accuracy'] > 0.9
+  assert '| raw input (logistic) |' in (tmp_path / 'results.md').read_text()
 
 
 class _Interrupt(Exception):

@@ -6,6 +6,13 @@ BatchNorm statistics) stays fixed, because `embed` runs the encoder in inference
 is BatchNorm in eval mode throughout, a known simplification (papers update the statistics
 during fine-tuning) that makes fine-tuning slightly pessimistic for BatchNorm encoders.
 
+The budget is a number of epochs over the training split less a held-out part
+(`val_fraction`, stratified by class, from the seed), which is scored every `eval_every` steps
+(or epoch); the test split is scored once, with the weights of the best held-out score. So a
+fine-tune that has converged early, or started to overfit, reports its best point rather
+than wherever a fixed step count stopped, for the pretrained and the random-init encoder
+alike (the linear probe picks its L2 strength the same way).
+
 Two tasks: `classification` (softmax cross-entropy on integer labels, reports accuracy) and
 `regression` (mean squared error on float targets, reports MSE and R^2 on the test split).
 
@@ -22,6 +29,7 @@ Shape suffixes: B = batch, D = feature width, L = outputs (classes, or 1 for reg
 """
 from collections.abc import Callable, Mapping, Sequence
 import functools
+import math
 from typing import Any
 
 import jax
@@ -94,12 +102,46 @@ def _probe_head(embed_fn, params: Any, model_state: Any, train: Mapping[str, np.
   return {'w_DxL': jnp.asarray(fit['w_DxL']), 'b_L': jnp.asarray(fit['b_L'])}
 
 
+def holdout(labels: np.ndarray, val_fraction: float, seed: int,
+            task: str) -> tuple[np.ndarray, np.ndarray]:
+  """Indices (fit, val) of a deterministic held-out part of train: stratified by class for
+  classification (linear_probe's split), a plain random part for regression targets."""
+  if task == 'classification':
+    return linear_probe.stratified_split(np.asarray(labels), val_fraction, seed)
+  order = np.random.default_rng(seed).permutation(len(labels))
+  num_val = int(round(val_fraction * len(labels)))
+  return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def num_steps(epochs: float, num_fit: int, batch_size: int) -> int:
+  """Optimiser steps for `epochs` passes over `num_fit` examples (at least one)."""
+  return max(1, math.ceil(epochs * num_fit / batch_size))
+
+
+def _order(n: int, batch_size: int, rng: np.random.Generator):
+  """Index batches of one stream of per-epoch permutations: every example once per epoch,
+  fixed-size batches (one compilation) that may straddle two epochs."""
+  stream = np.zeros(0, np.int64)
+  while True:
+    while stream.size < batch_size:
+      stream = np.concatenate([stream, rng.permutation(n)])
+    yield stream[:batch_size]
+    stream = stream[batch_size:]
+
+
 def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
-              test: Mapping[str, np.ndarray], *, task: str, num_outputs: int, steps: int,
-              batch_size: int, learning_rate: float, weight_decay: float = 0.0,
-              warmup_steps: int = 0, head_init: str = 'zeros', seed: int = 0,
-              score_at: Sequence[int] = ()) -> dict[str, float]:
-  """Trains encoder `params` and a linear head; scores on `test`.
+              test: Mapping[str, np.ndarray], *, task: str, num_outputs: int,
+              batch_size: int, learning_rate: float, epochs: float | None = None,
+              steps: int | None = None, val_fraction: float = 0.1, eval_every: int = 0,
+              weight_decay: float = 0.0, warmup_steps: int = 0, head_init: str = 'zeros',
+              seed: int = 0, score_at: Sequence[int] = ()) -> dict[str, float]:
+  """Trains encoder `params` and a linear head; scores on `test` at the best validation step.
+
+  `val_fraction` of train is held out (`holdout`, from `seed`) and never trained on; the
+  model is scored on it every `eval_every` steps (0: once per epoch) and after the last
+  step, and the test split is scored with the weights of the best of those (accuracy, or
+  lowest MSE for regression; ties go to the earlier step), as the linear probe picks its L2
+  strength. val_fraction=0 trains on all of train and scores the last step.
 
   Args:
     embed: the method's embed(params, model_state, batch) -> [B, D].
@@ -108,21 +150,48 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
       regression) and the inputs `embed` reads (e.g. 'image').
     task: 'classification' or 'regression'.
     num_outputs: classes L for classification; 1 for regression.
-    steps, batch_size, learning_rate, weight_decay: AdamW on minibatches drawn with `seed`.
+    batch_size, learning_rate, weight_decay: AdamW on minibatches of per-epoch shuffles.
+    epochs, steps: the budget, exactly one of them: passes over the fitted part of train
+      (may be fractional), or optimiser steps.
+    val_fraction: the held-out part of train, in [0, 1).
+    eval_every: steps between validation scores; 0: every epoch.
     warmup_steps: 0 keeps learning_rate constant; > 0 warms up, then decays (`schedule`).
-    head_init: 'zeros', or 'probe' (classification only): start from the linear probe (LP-FT).
-    score_at: steps in [0, steps) after which the test split is also scored (a learning curve).
+    head_init: 'zeros', or 'probe' (classification only): start from the linear probe (LP-FT),
+      fitted on the fitted part of train.
+    seed: the held-out split, the minibatch order and LP-FT's probe split.
+    score_at: steps in [0, total) after which the test split (and the held-out part) is also
+      scored: a learning curve.
 
   Returns:
-    classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split; and for each
-    t in `score_at`, the same keys suffixed '@t' (e.g. 'accuracy@100').
+    classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split at the chosen
+    step; with a held-out part also 'val_accuracy' (or 'val_mse') there and 'best_step'; and
+    for each t in `score_at`, the test metrics (and 'val_...') suffixed '@t' (e.g.
+    'accuracy@100').
   """
   if task not in TASKS:
     raise ValueError(f'fine-tune task must be one of {TASKS}; got {task!r}.')
+  if (epochs is None) == (steps is None):
+    raise ValueError(f'fine-tune takes exactly one budget, epochs or steps; got epochs={epochs}, '
+                     f'steps={steps}.')
+  if epochs is not None and not epochs > 0:
+    raise ValueError(f'fine-tune epochs must be > 0; got {epochs}.')
+  if not 0 <= val_fraction < 1 or eval_every < 0:
+    raise ValueError(f'fine-tune val_fraction must be in [0, 1) and eval_every >= 0; got '
+                     f'{val_fraction}, {eval_every}.')
+  fit_idx, val_idx = (holdout(train['label'], val_fraction, seed, task) if val_fraction
+                      else (np.arange(len(train['label'])), np.zeros(0, np.int64)))
+  if val_fraction and val_idx.size == 0:
+    raise ValueError(f'fine-tune val_fraction={val_fraction} holds out none of the '
+                     f'{len(train["label"])} training examples; raise it.')
+  val = {k: v[val_idx] for k, v in train.items()}
+  train = {k: v[fit_idx] for k, v in train.items()}
+  per_epoch = num_steps(1, len(fit_idx), batch_size)
+  steps = num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps
   if steps < 1 or batch_size < 1:
     raise ValueError(f'fine-tune steps and batch_size must be >= 1; got {steps}, {batch_size}.')
   if not 0 <= warmup_steps < steps:
-    raise ValueError(f'fine-tune warmup_steps must be in [0, steps={steps}); got {warmup_steps}.')
+    raise ValueError(f'fine-tune warmup_steps must be in [0, steps={steps}); got {warmup_steps}'
+                     f' ({epochs} epochs of {len(fit_idx)} examples at batch {batch_size}).')
   if head_init not in HEAD_INITS or (head_init == 'probe' and task != 'classification'):
     raise ValueError(f"fine-tune head_init must be one of {HEAD_INITS} ('probe' only for "
                      f'classification); got {head_init!r} for task {task!r}.')
@@ -135,21 +204,33 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   if head_init == 'probe':
     head = _probe_head(embed_fn, params, model_state, train, batch_size, num_outputs, seed)
   variables = {'encoder': params, 'head': head}
-  rng = np.random.default_rng(seed)
-  n = len(train['label'])
+  batches = _order(len(fit_idx), batch_size, np.random.default_rng(seed))
   opt_state = tx.init(variables)
-  curve = {}
-  if 0 in score_at:
-    curve = {f'{k}@0': v for k, v in _score(predict, variables, model_state, test, task,
-                                            batch_size).items()}
-  for t in range(1, steps + 1):
-    idx = rng.integers(0, n, size=batch_size)
-    variables, opt_state, _ = step(variables, opt_state, model_state,
-                                   {k: v[idx] for k, v in train.items()})
+  score = lambda weights, data: _score(predict, weights, model_state, data, task, batch_size)
+  # The validation metric, higher is better.
+  goodness = (lambda s: s['accuracy']) if task == 'classification' else (lambda s: -s['mse'])
+  every = eval_every or per_epoch
+  best, curve = None, {}
+  for t in range(steps + 1):
+    if t:
+      idx = next(batches)
+      variables, opt_state, _ = step(variables, opt_state, model_state,
+                                     {k: v[idx] for k, v in train.items()})
+    val_scores = None
+    if val_idx.size and t and (t % every == 0 or t == steps):
+      val_scores = score(variables, val)
+      if best is None or goodness(val_scores) > goodness(best[1]):
+        best = (t, val_scores, variables)
     if t in score_at and t < steps:
-      curve.update({f'{k}@{t}': v for k, v in _score(predict, variables, model_state, test,
-                                                     task, batch_size).items()})
-  return {**_score(predict, variables, model_state, test, task, batch_size), **curve}
+      curve.update({f'{k}@{t}': v for k, v in score(variables, test).items()})
+      if val_idx.size:
+        val_now = val_scores or score(variables, val)
+        curve.update({f'val_{k}@{t}': v for k, v in val_now.items()})
+  if best is None:   # nothing held out: the last step
+    return {**score(variables, test), **curve}
+  best_step, val_scores, best_variables = best
+  return {**score(best_variables, test), **{f'val_{k}': v for k, v in val_scores.items()},
+          'best_step': float(best_step), **curve}
 
 
 def _score(predict, variables: Any, model_state: Any, test: Mapping[str, np.ndarray],

@@ -70,7 +70,7 @@ def _standardize(train_NxD: np.ndarray, *others: np.ndarray) -> list[np.ndarray]
   return [(x - mean_D) / std_D for x in (train_NxD, *others)]
 
 
-def _stratified_split(labels_N: np.ndarray, val_fraction: float,
+def stratified_split(labels_N: np.ndarray, val_fraction: float,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Indices (fit, val) holding out `val_fraction` of every class (at least one example of
   each class stays in fit), so rare classes are represented in both halves."""
@@ -154,7 +154,7 @@ def fit_logistic(train_feats: ArrayLike, train_labels: ArrayLike, *, num_classes
     raise ValueError(f"steps must be >= 1; got {steps}.")
   if not 0 < val_fraction < 1:
     raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
-  fit_index, val_index = _stratified_split(y_N, val_fraction, seed)
+  fit_index, val_index = stratified_split(y_N, val_fraction, seed)
   if val_index.size == 0:
     raise ValueError(f"val_fraction={val_fraction} holds out no examples of the "
                      f"{y_N.size} in train_feats; raise val_fraction or add examples.")

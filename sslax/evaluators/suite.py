@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from sslax import reports
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
@@ -25,6 +26,7 @@ from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
+from sslax.evaluators import raw_input
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 Encoder = tuple[Any, Any]   # (params, model_state)
@@ -35,21 +37,37 @@ OPTIONS = {
     'linear_probe': ('l2_grid', 'steps'),
     'ridge': ('l2',),
     'clustering': ('n_init',),
-    'fine_tune': ('task', 'steps', 'batch_size', 'learning_rate', 'weight_decay'),
+    'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
 }
 TYPES = tuple(OPTIONS)
 COMMON = ('type', 'source', 'every_steps')
 # Optional keys and their defaults. `enabled` (every type) lets a config carry a costly
 # evaluator that a command line can switch on (a locked config cannot gain new keys there);
 # fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate;
-# its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py).
+# its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py);
+# `val_fraction` of train is held out and scored every `eval_every` steps (0: each epoch) to
+# pick the step whose test score is reported (0: no held-out part, the last step).
 OPTIONAL = {'enabled': True}
-OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros'}}
+OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
+                                  'eval_every': 0}}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
   """{optional key: default} of an evaluator type."""
   return {**OPTIONAL, **OPTIONAL_BY_TYPE.get(ev_type, {})}
+
+
+def _check_fine_tune(key: str, ev: ml_collections.ConfigDict) -> None:
+  """The numeric options of a fine-tune; warmup_steps < its steps is checked when the data,
+  and so the number of steps, is known (fine_tune.fine_tune)."""
+  if not float(ev.epochs) > 0:
+    raise ValueError(f'{key}.epochs={ev.epochs} must be > 0 (fractions of an epoch are fine).')
+  if not 0 <= float(ev.get('val_fraction', 0.1)) < 1:
+    raise ValueError(f'{key}.val_fraction={ev.val_fraction} must be in [0, 1) (0: no held-out '
+                     'part, the last step is reported).')
+  for option in ('eval_every', 'warmup_steps'):
+    if int(ev.get(option, 0)) < 0:
+      raise ValueError(f'{key}.{option}={ev[option]} must be >= 0.')
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -60,6 +78,11 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{key} must be a dict with a `type`, one of {TYPES}.')
     if ev.type not in OPTIONS:
       raise ValueError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
+    if ev.type == 'fine_tune' and 'steps' in ev:
+      raise ValueError(f'{key}.steps is no longer an option: a fine-tune\'s budget is `epochs` '
+                       'over the training split (less its held-out val_fraction); e.g. 200 '
+                       'steps at batch 128 on 1,300 examples are 20 epochs. Replace steps with '
+                       'epochs (in a run\'s config.json too).')
     missing = [k for k in COMMON + OPTIONS[ev.type] if k not in ev]
     if missing:
       raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
@@ -72,8 +95,8 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
     if ev.type == 'fine_tune' and ev.task not in fine_tune.TASKS:
       raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
-    if ev.type == 'fine_tune' and not 0 <= int(ev.get('warmup_steps', 0)) < int(ev.steps):
-      raise ValueError(f'{key}.warmup_steps={ev.warmup_steps} must be in [0, steps={ev.steps}).')
+    if ev.type == 'fine_tune':
+      _check_fine_tune(key, ev)
     if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:
       raise ValueError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
                        f'{fine_tune.HEAD_INITS}.')
@@ -194,10 +217,11 @@ class Suite:
         train['label'], test['label'] = (d['label'].astype(np.float32) for d in (train, test))
       return fine_tune.fine_tune(
           self._embed, *encoder, train, test, task=ev.task,
-          num_outputs=1 if regression else num_classes, steps=ev.steps,
+          num_outputs=1 if regression else num_classes, epochs=float(ev.epochs),
           batch_size=ev.batch_size, learning_rate=ev.learning_rate,
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
-          head_init=ev.get('head_init', 'zeros'), seed=seed)
+          head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
+          eval_every=int(ev.get('eval_every', 0)), seed=seed)
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
@@ -213,6 +237,16 @@ class Suite:
                                       num_classes=num_classes, l2=ev.l2)
     return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
                              n_init=ev.n_init)
+
+  def raw_input(self) -> dict[str, float]:
+    """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
+    seeds): {'raw_input/logistic/<metric>': value}; {} for inputs without one (video)."""
+    e = self.config.eval
+    records = self._open(e.source, 'config.eval.source')
+    splits = {role: records[s].take(np.arange(len(records[s])))
+              for role, s in (('train', e.train_split), ('test', e.test_split))}
+    scores = raw_input.baseline(self.config, e.source, splits)
+    return {f'{reports.RAW_INPUT}{k}': v for k, v in scores.items()}
 
   def run(self, encoders: Mapping[str, Sequence[Encoder]],
           names: Sequence[str] | None = None) -> dict[str, float]:
