@@ -2,9 +2,10 @@
 
 - `results.json`: every downstream metric (fractions in [0, 1], NMI/ARI, MSE/R^2), the same
   under `random_init/`, `<key>_std` over seeds when `config.eval.num_seeds` > 1, the raw-input
-  baseline under `raw_input/logistic/` (accuracy, c, val_accuracy, num_train), and `step`.
+  baseline under `raw_input/logistic/` (accuracy, c, val_accuracy, num_train; class labels) or
+  `raw_input/ridge/` (mse, mae, r2, alpha, num_train; regression targets), and `step`.
 - `results.md`: the pretrained-vs-random-init table, mean +- std, with the raw-input
-  baseline's accuracy (`raw_input/logistic/accuracy`) as a third column.
+  baseline's number for the same metric (accuracy, or mse/mae/r2) as a third column.
 - `curves.png`: training loss, online-probe accuracy and periodic evaluations from
   metrics.jsonl, against the step.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
@@ -22,7 +23,9 @@ import numpy as np  # noqa: E402
 
 RANDOM = 'random_init/'
 # The raw-input baseline (evaluators/raw_input.py): one number per run, not per encoder.
-RAW_INPUT = 'raw_input/logistic/'
+RAW_INPUT = 'raw_input/'
+# The baseline's model: logistic regression for class labels, ridge for regression targets.
+RAW_INPUT_MODELS = ('logistic', 'ridge')
 
 
 def _cell(results: Mapping[str, float], key: str) -> str:
@@ -39,8 +42,13 @@ def table(results: Mapping[str, Any]) -> str:
   baseline, whose test accuracy stands in every accuracy row (it has no other metric)."""
   keys = sorted(k for k in results if '/' in k and not k.startswith((RANDOM, RAW_INPUT))
                 and not k.endswith('_std'))
-  raw = lambda k: _cell(results, RAW_INPUT + 'accuracy') if k.endswith('/accuracy') else '-'
-  rows = ['| metric | pretrained | random init | raw input (logistic) |',
+  models = [m for m in RAW_INPUT_MODELS if any(k.startswith(f'{RAW_INPUT}{m}/') for k in results)]
+  model = models[0] if models else RAW_INPUT_MODELS[0]
+  shown = {'logistic': ('accuracy',), 'ridge': ('mse', 'mae', 'r2')}[model]
+  def raw(k):
+    metric = k.rsplit('/', 1)[-1]
+    return _cell(results, f'{RAW_INPUT}{model}/{metric}') if metric in shown else '-'
+  rows = [f'| metric | pretrained | random init | raw input ({model}) |',
           '| --- | --- | --- | --- |']
   rows += [f'| {k} | {_cell(results, k)} | {_cell(results, RANDOM + k)} | {raw(k)} |'
            for k in keys]

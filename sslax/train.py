@@ -291,7 +291,8 @@ def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Meth
 def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,
              random_init: list[suite.Encoder]) -> dict[str, float]:
   """All of config.evals on `state`'s encoder and on `random_init` (under 'random_init/'),
-  and the raw-input baseline (under 'raw_input/logistic/') unless config.eval.raw_input=False."""
+  and the raw-input baseline (under 'raw_input/logistic/', or 'raw_input/ridge/' for
+  regression targets) unless config.eval.raw_input=False."""
   pretrained = [(state.params, state.model_state)] * config.eval.num_seeds
   results = evaluators.run({'': pretrained, 'random_init/': random_init})
   if config.eval.get('raw_input', True):

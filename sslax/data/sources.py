@@ -74,7 +74,10 @@ class SourceInfo:
   """What pipelines and models need to know about a source before reading it.
 
   Attributes:
-    num_classes: classes of the `label` feature; None when the source is unlabelled.
+    num_classes: classes of the `label` feature; None when the source is unlabelled or its
+      labels are regression targets.
+    regression: the `label` feature holds float targets (a `tsv:` with a non-integer label,
+      an `npz:` with float `labels`), for regression evaluators.
     split_sizes: examples per split ({} when TFDS does not know them, e.g. under mocking).
     image_shape: (H, W, C) of the `image` feature, None for sources without images; a
       dimension that varies between examples (some catalog data sets) is None.
@@ -82,6 +85,7 @@ class SourceInfo:
   num_classes: int | None
   split_sizes: dict[str, int]
   image_shape: tuple[int, ...] | None
+  regression: bool = False
 
 
 def parse(source: str, *, key: str = 'data.source') -> tuple[str, str]:
@@ -286,8 +290,11 @@ def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') 
   builder = _builder(source, data_dir, bad_files)
   features = builder.info.features
   num_classes = None
+  regression = False
   if 'label' in features and isinstance(features['label'], tfds.features.ClassLabel):
     num_classes = int(features['label'].num_classes)
+  elif 'label' in features:
+    regression = np.issubdtype(np.dtype(features['label'].np_dtype), np.floating)
   image_shape = None
   if 'image' in features:
     image_shape = tuple(None if d is None else int(d) for d in features['image'].shape)
@@ -295,4 +302,5 @@ def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') 
       image_shape += (1,)
   split_sizes = {str(name): int(split.num_examples)
                  for name, split in builder.info.splits.items()}
-  return SourceInfo(num_classes=num_classes, split_sizes=split_sizes, image_shape=image_shape)
+  return SourceInfo(num_classes=num_classes, split_sizes=split_sizes, image_shape=image_shape,
+                    regression=regression)

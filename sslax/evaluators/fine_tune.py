@@ -163,7 +163,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
       scored: a learning curve.
 
   Returns:
-    classification: {'accuracy'}; regression: {'mse', 'r2'} on the test split at the chosen
+    classification: {'accuracy'}; regression: {'mse', 'mae', 'r2'} on the test split at the chosen
     step; with a held-out part also 'val_accuracy' (or 'val_mse') there and 'best_step'; and
     for each t in `score_at`, the test metrics (and 'val_...') suffixed '@t' (e.g.
     'accuracy@100').
@@ -240,6 +240,4 @@ def _score(predict, variables: Any, model_state: Any, test: Mapping[str, np.ndar
   out_MxL = np.concatenate(outputs)
   if task == 'classification':
     return {'accuracy': float(np.mean(out_MxL.argmax(-1) == test['label']))}
-  target_M = np.asarray(test['label'], np.float64)
-  mse = float(np.mean(np.square(out_MxL[:, 0] - target_M)))
-  return {'mse': mse, 'r2': float(1.0 - mse / max(np.var(target_M), 1e-12))}
+  return linear_probe.regression_metrics(out_MxL[:, 0], test['label'])

@@ -259,3 +259,37 @@ def ridge_probe(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
   targets_NxL = jax.nn.one_hot(y_N, num_classes, dtype=jnp.float32)
   w_DxL, b_L = _solve_ridge(jnp.asarray(x_train), targets_NxL, jnp.float32(l2))
   return {"accuracy": _accuracy(x_test, y_M, w_DxL, b_L)}
+
+
+def regression_metrics(pred_M: np.ndarray, target_M: np.ndarray) -> dict[str, float]:
+  """{'mse', 'mae', 'r2'} of predictions against float targets (R² = 1 - SSE / SST, as
+  scikit-learn's r2_score; 0 for predicting the test mean, negative when worse)."""
+  pred_M, target_M = np.asarray(pred_M, np.float64), np.asarray(target_M, np.float64)
+  sse = float(np.sum((pred_M - target_M) ** 2))
+  sst = float(np.sum((target_M - target_M.mean()) ** 2))
+  return {'mse': sse / len(target_M), 'mae': float(np.mean(np.abs(pred_M - target_M))),
+          'r2': 1.0 - sse / sst if sst > 0 else 0.0}
+
+
+def ridge_regression_probe(train_feats: ArrayLike, train_targets: ArrayLike,
+                           test_feats: ArrayLike, test_targets: ArrayLike, *,
+                           l2: float = 1e-3) -> dict[str, float]:
+  """Closed-form ridge regression of float targets on standardised frozen features.
+
+  The same solve as `ridge_probe` with the targets themselves instead of one-hot classes.
+  Returns {'mse', 'mae', 'r2'} on the test split.
+  """
+  x_NxD, x_MxD = (np.asarray(x, np.float32) for x in (train_feats, test_feats))
+  y_N, y_M = (np.asarray(y, np.float32).reshape(-1) for y in (train_targets, test_targets))
+  if x_NxD.ndim != 2 or x_MxD.ndim != 2 or x_NxD.shape[1] != x_MxD.shape[1]:
+    raise ValueError(f"features must be [N, D] and [M, D] with one D; got {x_NxD.shape} and "
+                     f"{x_MxD.shape}.")
+  if len(y_N) != len(x_NxD) or len(y_M) != len(x_MxD):
+    raise ValueError(f"{len(y_N)} / {len(y_M)} targets for {len(x_NxD)} / {len(x_MxD)} "
+                     "train / test features.")
+  if not l2 > 0:
+    raise ValueError(f"l2 must be > 0; got {l2}.")
+  x_train, x_test = _standardize(x_NxD, x_MxD)
+  w_Dx1, b_1 = _solve_ridge(jnp.asarray(x_train), jnp.asarray(y_N)[:, None], jnp.float32(l2))
+  pred_M = jnp.matmul(jnp.asarray(x_test), w_Dx1, precision=_HIGHEST)[:, 0] + b_1[0]
+  return regression_metrics(np.asarray(pred_M), y_M)

@@ -1,4 +1,5 @@
-"""A raw-input baseline: scikit-learn logistic regression on the inputs themselves.
+"""A raw-input baseline: scikit-learn logistic (or, for float targets, ridge) regression on
+the inputs themselves.
 
 Beating the encoder's own random initialisation is a low bar; a well-kept library's linear
 classifier on the raw inputs of the same labelled splits is the next one (SimCLR and its
@@ -14,7 +15,9 @@ successors report raw-pixel baselines for this reason). Per modality of the eval
 Dense features are standardised with training statistics; TF-IDF rows are already
 L2-normalised, and scaling each sparse column to unit variance would blow rare words up, so
 they are left as they are. C is chosen on a stratified held-out part of train (the split
-`linear_probe` uses for its L2 grid), then the classifier is refit on all of train.
+`linear_probe` uses for its L2 grid), then the classifier is refit on all of train. Float
+labels (regression sources) get scikit-learn's Ridge instead, its alpha chosen by held-out R²
+on a random part of train, and report MSE, MAE and R² (`ridge`).
 Training sets over `max_train` examples are subsampled (stratified, from the seed), so the
 cost stays a few CPU-seconds.
 
@@ -98,6 +101,39 @@ def logistic(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray,
           'val_accuracy': best_val, 'num_train': float(y_train.size)}
 
 
+ALPHA_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def ridge(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray, *,
+          standardize: bool = True, alpha_grid: Sequence[float] = ALPHA_GRID,
+          max_train: int = 0, seed: int = 0) -> dict[str, float]:
+  """Test {'mse', 'mae', 'r2'} of scikit-learn's Ridge on float targets, alpha chosen by R²
+  on a random VAL_FRACTION of train, then refit on all of it; plus 'alpha', 'num_train'."""
+  y_train, y_test = (np.asarray(y, np.float64) for y in (y_train, y_test))
+  rng = np.random.default_rng(seed)
+  if max_train and y_train.size > max_train:
+    keep = np.sort(rng.choice(y_train.size, max_train, replace=False))
+    x_train, y_train = x_train[keep], y_train[keep]
+  order = rng.permutation(y_train.size)
+  n_val = max(1, int(round(VAL_FRACTION * y_train.size)))
+  val_index, fit_index = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+  def fit(rows: np.ndarray, alpha: float):
+    model = linear_model.Ridge(alpha=alpha)
+    if standardize:
+      model = sk_pipeline.make_pipeline(preprocessing.StandardScaler(), model)
+    return model.fit(x_train[rows], y_train[rows])
+
+  with threadpoolctl.threadpool_limits(1):   # see `logistic`
+    scores = {a: linear_probe.regression_metrics(fit(fit_index, a).predict(x_train[val_index]),
+                                                 y_train[val_index])['r2']
+              for a in sorted(alpha_grid)}
+    best = max(scores, key=lambda a: (scores[a], a))   # ties: the stronger regularisation
+    model = fit(np.arange(y_train.size), best)
+  return {**linear_probe.regression_metrics(model.predict(x_test), y_test),
+          'alpha': float(best), 'num_train': float(y_train.size)}
+
+
 def pixels(images_NxHxWxC: np.ndarray, image_size: int) -> np.ndarray:
   """Flattened evaluation views [N, image_size² * C], float32 in [0, 1]."""
   view = jax.jit(lambda x: image_aug.eval_view(x, image_size).reshape(x.shape[0], -1))
@@ -147,24 +183,29 @@ def kind(example: Mapping[str, np.ndarray]) -> str | None:
 def baseline(config: ml_collections.ConfigDict, source: str,
              splits: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
   """The raw-input baseline on `splits` ({'train'|'test': arrays of the eval split}), keyed
-  '<metric>' (see `logistic`); {} for inputs without a baseline (video clips)."""
+  'logistic/<metric>' (class labels, see `logistic`) or 'ridge/<metric>' (float targets, see
+  `ridge`); {} for inputs without a baseline (video clips)."""
   e = config.eval
   train, test = splits['train'], splits['test']
   what = kind(train)
+  regression = np.issubdtype(np.asarray(train['label']).dtype, np.floating)
+  model, name = (ridge, 'ridge') if regression else (logistic, 'logistic')
   options = dict(max_train=int(e.get('raw_input_max_train', 0)), seed=config.seed)
   if what == 'image':
     size = config.data.image_size
-    return logistic(pixels(train['image'], size), train['label'],
-                    pixels(test['image'], size), test['label'], **options)
-  if what == 'audio':
-    return logistic(mean_log_mel(train['audio'], train['audio_len'], config), train['label'],
-                    mean_log_mel(test['audio'], test['audio_len'], config), test['label'],
-                    **options)
-  if what == 'text':
+    scores = model(pixels(train['image'], size), train['label'],
+                   pixels(test['image'], size), test['label'], **options)
+  elif what == 'audio':
+    scores = model(mean_log_mel(train['audio'], train['audio_len'], config), train['label'],
+                   mean_log_mel(test['audio'], test['audio_len'], config), test['label'],
+                   **options)
+  elif what == 'text':
     tfidf = feature_extraction.text.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
                                                     max_features=TFIDF_MAX_FEATURES)
     x_train = tfidf.fit_transform(raw_text(source, e.train_split, config))
     x_test = tfidf.transform(raw_text(source, e.test_split, config))
-    return logistic(x_train.tocsr(), train['label'], x_test, test['label'], standardize=False,
-                    **options)
-  return {}
+    scores = model(x_train.tocsr(), train['label'], x_test, test['label'], standardize=False,
+                   **options)
+  else:
+    return {}
+  return {f'{name}/{k}': v for k, v in scores.items()}

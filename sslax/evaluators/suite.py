@@ -40,6 +40,9 @@ OPTIONS = {
     'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
 }
 TYPES = tuple(OPTIONS)
+# Types that score float targets (regression sources): ridge -> mse/mae/r2, fine_tune with
+# task='regression'.
+REGRESSION_TYPES = ('ridge', 'fine_tune')
 COMMON = ('type', 'source', 'every_steps')
 # Optional keys and their defaults. `enabled` (every type) lets a config carry a costly
 # evaluator that a command line can switch on (a locked config cannot gain new keys there);
@@ -162,7 +165,8 @@ class Suite:
     self._embed_fn = jax.jit(embed, in_shardings=(replicated, replicated,
                                                   sharding.batch_sharding(mesh)))
     self._records: dict[str, dict[str, pipeline.Records]] = {}
-    self._num_classes: dict[str, int] = {}
+    self._num_classes: dict[str, int | None] = {}
+    self._regression: dict[str, bool] = {}
     # Test features and labels of the last encoder scored on config.eval.source, per prefix:
     # the reports plot them.
     self.test_features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -178,23 +182,42 @@ class Suite:
     if source not in self._records:
       e, data_dir = self.config.eval, self.config.data.data_dir or None
       bad_files = self.config.data.get('bad_files', 'error')
-      num_classes = sources.info(source, data_dir=data_dir, bad_files=bad_files).num_classes
-      if not num_classes:
+      info = sources.info(source, data_dir=data_dir, bad_files=bad_files)
+      if not info.num_classes and not info.regression:
         raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
-                         'labelled source.')
+                         'labelled source (class ids, or float regression targets).')
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
                                    bad_files=bad_files)
                 for s in (e.train_split, e.test_split)}
-      labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
-      if not np.array_equal(labels[e.train_split], labels[e.test_split]):
-        raise ValueError(
-            f'{key}={source!r}: the classes of split config.eval.train_split='
-            f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
-            f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
-            'every class must appear in both splits.')
-      self._records[source], self._num_classes[source] = splits, num_classes
+      if not info.regression:
+        labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
+        if not np.array_equal(labels[e.train_split], labels[e.test_split]):
+          raise ValueError(
+              f'{key}={source!r}: the classes of split config.eval.train_split='
+              f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
+              f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
+              'every class must appear in both splits.')
+      self._records[source], self._num_classes[source] = splits, info.num_classes
+      self._regression[source] = info.regression
     return self._records[source]
+
+  def _check_task(self, name: str) -> None:
+    """Each evaluator's type against its source's labels (classes or float targets)."""
+    ev = self.config.evals[name]
+    source, key = self._source(name)
+    regression = self._regression[source]
+    if ev.type == 'fine_tune':
+      want = 'regression' if regression else 'classification'
+      if ev.task != want:
+        raise ValueError(f"config.evals.{name}.task={ev.task!r}, but {key}={source!r} holds "
+                         f"{'float targets' if regression else 'class labels'}; set "
+                         f"--config.evals.{name}.task={want}.")
+    elif regression and ev.type not in REGRESSION_TYPES:
+      raise ValueError(f'config.evals.{name} (type {ev.type!r}) needs class labels, but '
+                       f'{key}={source!r} holds float regression targets; switch it off '
+                       f'(--config.evals.{name}.enabled=False) and use a type of '
+                       f'{REGRESSION_TYPES}.')
 
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
     e = self.config.eval
@@ -232,6 +255,8 @@ class Suite:
                                           num_classes=num_classes, l2_grid=tuple(ev.l2_grid),
                                           steps=ev.steps, seed=seed)
       return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
+    if ev.type == 'ridge' and self._regression[source]:
+      return linear_probe.ridge_regression_probe(x_train, y_train, x_test, y_test, l2=ev.l2)
     if ev.type == 'ridge':
       return linear_probe.ridge_probe(x_train, y_train, x_test, y_test,
                                       num_classes=num_classes, l2=ev.l2)
@@ -240,7 +265,8 @@ class Suite:
 
   def raw_input(self) -> dict[str, float]:
     """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
-    seeds): {'raw_input/logistic/<metric>': value}; {} for inputs without one (video)."""
+    seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
+    regression targets; {} for inputs without one (video)."""
     e = self.config.eval
     records = self._open(e.source, 'config.eval.source')
     splits = {role: records[s].take(np.arange(len(records[s])))
@@ -259,6 +285,7 @@ class Suite:
     names = enabled(self.config) if names is None else list(names)
     for name in names:
       self._open(*self._source(name))
+      self._check_task(name)
     results = {}
     for prefix, seeds in encoders.items():
       per_seed, cache = [], {}

@@ -1,7 +1,8 @@
 """`npz:PATH`: NumPy .npz files of images (+ optional labels) as a TFDS data set.
 
 Each file holds `images` uint8 [N,H,W] or [N,H,W,C] and, when labelled, `labels` [N] of
-non-negative integers (other arrays, e.g. MNIST's `ids`, are ignored). A PATH containing
+non-negative integers (classes) or floats (regression targets, stored float32); other arrays,
+e.g. MNIST's `ids`, are ignored. A PATH containing
 `{split}` names one file per split (`mnist_{split}.npz` → splits `train`, `test`, ... found on
 disk); a PATH without it is a single file that is the `train` split.
 """
@@ -63,10 +64,14 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     raise ValueError(f'{path}: "images" must be uint8 [N,H,W] or [N,H,W,C], '
                      f'got {images.dtype} {list(images.shape)}.')
   if labels is not None:
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-      raise ValueError(f'{path}: "labels" must be integers of shape [{len(images)}] to match '
-                       f'"images", got {labels.dtype} {list(labels.shape)}.')
-    if len(labels) and labels.min() < 0:
+    numeric = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    if labels.shape != (len(images),) or not numeric:
+      raise ValueError(f'{path}: "labels" must be integers (classes) or floats (regression '
+                       f'targets) of shape [{len(images)}] to match "images", got '
+                       f'{labels.dtype} {list(labels.shape)}.')
+    if np.issubdtype(labels.dtype, np.floating) and not np.all(np.isfinite(labels)):
+      raise ValueError(f'{path}: "labels" holds NaN or inf; regression targets must be finite.')
+    if np.issubdtype(labels.dtype, np.integer) and len(labels) and labels.min() < 0:
       raise ValueError(f'{path}: "labels" must be >= 0 (found {labels.min()}).')
   return (images[..., None] if images.ndim == 3 else images), labels
 
@@ -85,7 +90,10 @@ def make_config(pattern: str) -> local.PathConfig:
   if len(set(labelled.values())) > 1:
     raise ValueError(f'{pattern}: some splits have "labels" and some do not {labelled}.')
   num_classes = None
-  if all(labelled.values()):
+  # Float labels in any split make every split's labels float32 regression targets.
+  regression = any(np.issubdtype(labels.dtype, np.floating)
+                   for _, labels in arrays.values() if labels is not None)
+  if all(labelled.values()) and not regression:
     num_classes = 1 + max((int(labels.max()) for _, labels in arrays.values() if len(labels)),
                           default=0)
   return local.PathConfig(
@@ -94,7 +102,7 @@ def make_config(pattern: str) -> local.PathConfig:
       path=os.path.abspath(os.path.expanduser(pattern)),
       image_shape=tuple(int(d) for d in next(iter(shapes.values()))),
       num_classes=num_classes,
-      payload={'arrays': arrays},
+      payload={'arrays': arrays, 'regression': regression},
   )
 
 
@@ -102,7 +110,7 @@ class SslaxArrays(local.LocalBuilder):
   """Images (and labels) from .npz files; one config per source path."""
 
   VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'images uint8 [H,W,C] + optional ClassLabel.'}
+  RELEASE_NOTES = {'1.0.0': 'images uint8 [H,W,C] + optional ClassLabel (or float32 targets).'}
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
@@ -110,6 +118,8 @@ class SslaxArrays(local.LocalBuilder):
         shape=config.image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)}
     if config.num_classes is not None:
       features['label'] = tfds.features.ClassLabel(num_classes=config.num_classes)
+    elif config.payload.get('regression'):
+      features['label'] = tfds.features.Scalar(dtype=np.float32)
     return self.dataset_info_from_configs(
         description=config.description,
         features=tfds.features.FeaturesDict(features),
@@ -126,7 +136,8 @@ class SslaxArrays(local.LocalBuilder):
     for i, image in enumerate(images):
       example = {'image': image}
       if labels is not None:
-        example['label'] = int(labels[i])
+        example['label'] = (float(labels[i]) if self.builder_config.payload.get('regression')
+                            else int(labels[i]))
       yield i, example
 
 
