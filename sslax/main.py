@@ -1,7 +1,8 @@
 """Command line: `python -m sslax.main --config configs/NAME.py[:ARG] --workdir DIR`.
 
 Rerunning the same command on the same workdir resumes from its last checkpoint;
-`--config.key=value` overrides any config value.
+`--config.key=value` overrides any config value. A config or data error prints one line and
+exits 2 (`--verbose` or SSLAX_VERBOSE=1 adds the traceback; see sslax/cli.py).
 """
 import os
 
@@ -10,6 +11,8 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+
+from sslax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
@@ -51,4 +54,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from sslax import errors
 from sslax import sharding
 from sslax.data import sources
 from sslax.data import tokenizers
@@ -67,11 +68,13 @@ def _fetched(record: Mapping[str, Any], transform, source: str) -> dict[str, np.
   if transform is not None:
     record = transform(record)
   if 'text' in record:
-    raise ValueError(f'{source!r} holds text, but config.data.tokenizer is not set; set '
-                     f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
+    raise errors.ConfigError(
+        f'{source!r} holds text, but config.data.tokenizer is not set; set '
+        f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
   if 'sample_rate' in record:
-    raise ValueError(f'{source!r} holds audio, but config.data.sample_rate is not set; set '
-                     '--config.data.sample_rate (e.g. 8000) and --config.data.clip_seconds.')
+    raise errors.ConfigError(
+        f'{source!r} holds audio, but config.data.sample_rate is not set; set '
+        '--config.data.sample_rate (e.g. 8000) and --config.data.clip_seconds.')
   return _numeric(record)
 
 
@@ -121,7 +124,7 @@ class Records:
       rel = rel.decode() if isinstance(rel, bytes) else str(rel)
       name = os.path.join(sources.parse(self._source)[1], rel)
     if policy == 'error':
-      raise ValueError(
+      raise errors.DataError(
           f'{name}: {n} samples at config.data.sample_rate={rate} is shorter than the '
           f'{min_samples} the training loss needs (config.data.short_clips=\'error\'); '
           f'{len(short)} of {len(self._src)} clips of split {split!r} are this short. Fix: '
@@ -180,19 +183,20 @@ def check_pack(data_config: ml_collections.ConfigDict) -> int:
   """`config.data.pack_sequences` (records per training row), checked."""
   k = data_config.get('pack_sequences', 1)
   if not isinstance(k, int) or k < 1:
-    raise ValueError(f'config.data.pack_sequences={k!r} must be an integer >= 1 (1: one '
-                     'record per row; k: k records\' tokens packed into each training row).')
+    raise errors.ConfigError(
+        f'config.data.pack_sequences={k!r} must be an integer >= 1 (1: one '
+        'record per row; k: k records\' tokens packed into each training row).')
   if k > 1 and not data_config.get('tokenizer', ''):
-    raise ValueError(f'config.data.pack_sequences={k} packs token rows, but '
-                     'config.data.tokenizer is not set; set 1, or use a text:/tsv: source '
-                     'with a tokenizer.')
+    raise errors.ConfigError(f'config.data.pack_sequences={k} packs token rows, but '
+                             'config.data.tokenizer is not set; set 1, or use a text:/tsv: source '
+                             'with a tokenizer.')
   return k
 
 
 def local_batch_size(global_batch: int) -> int:
   if global_batch % jax.process_count():
-    raise ValueError(f'config.batch_size={global_batch} must be divisible by the '
-                     f'{jax.process_count()} processes.')
+    raise errors.ConfigError(f'config.batch_size={global_batch} must be divisible by the '
+                             f'{jax.process_count()} processes.')
   return global_batch // jax.process_count()
 
 

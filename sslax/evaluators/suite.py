@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from sslax import errors
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
@@ -57,34 +58,39 @@ def check(config: ml_collections.ConfigDict) -> None:
   for name, ev in config.evals.items():
     key = f'config.evals.{name}'
     if not isinstance(ev, ml_collections.ConfigDict) or 'type' not in ev:
-      raise ValueError(f'{key} must be a dict with a `type`, one of {TYPES}.')
+      raise errors.ConfigError(f'{key} must be a dict with a `type`, one of {TYPES}.')
     if ev.type not in OPTIONS:
-      raise ValueError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
+      raise errors.ConfigError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
     missing = [k for k in COMMON + OPTIONS[ev.type] if k not in ev]
     if missing:
-      raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
-                       'example of each type.')
+      raise errors.ConfigError(
+          f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
+          'example of each type.')
     unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONS[ev.type]) - set(optional(ev.type)))
     if unknown:
-      raise ValueError(f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
-                       f'{OPTIONS[ev.type]}.')
+      raise errors.ConfigError(
+          f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
+          f'{OPTIONS[ev.type]}.')
     if int(ev.every_steps) < 0:
-      raise ValueError(f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
+      raise errors.ConfigError(
+          f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
     if ev.type == 'fine_tune' and ev.task not in fine_tune.TASKS:
-      raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
+      raise errors.ConfigError(
+          f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
     if ev.type == 'fine_tune' and not 0 <= int(ev.get('warmup_steps', 0)) < int(ev.steps):
-      raise ValueError(f'{key}.warmup_steps={ev.warmup_steps} must be in [0, steps={ev.steps}).')
+      raise errors.ConfigError(
+          f'{key}.warmup_steps={ev.warmup_steps} must be in [0, steps={ev.steps}).')
     if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:
-      raise ValueError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
-                       f'{fine_tune.HEAD_INITS}.')
+      raise errors.ConfigError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
+                               f'{fine_tune.HEAD_INITS}.')
     probe_head = ev.type == 'fine_tune' and ev.get('head_init', 'zeros') == 'probe'
     if probe_head and ev.task != 'classification':
-      raise ValueError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
-                       f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
+      raise errors.ConfigError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
+                               f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
   if int(config.eval.num_seeds) < 1:
-    raise ValueError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
+    raise errors.ConfigError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 
 
 def enabled(config: ml_collections.ConfigDict) -> list[str]:
@@ -157,15 +163,15 @@ class Suite:
       bad_files = self.config.data.get('bad_files', 'error')
       num_classes = sources.info(source, data_dir=data_dir, bad_files=bad_files).num_classes
       if not num_classes:
-        raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
-                         'labelled source.')
+        raise errors.ConfigError(f'{key}={source!r} has no labels; downstream evaluation needs a '
+                                 'labelled source.')
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
                                    bad_files=bad_files)
                 for s in (e.train_split, e.test_split)}
       labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
       if not np.array_equal(labels[e.train_split], labels[e.test_split]):
-        raise ValueError(
+        raise errors.ConfigError(
             f'{key}={source!r}: the classes of split config.eval.train_split='
             f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
             f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
