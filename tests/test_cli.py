@@ -102,7 +102,7 @@ def test_check_overrides_accepts_known_paths_and_names_the_nearest():
 @pytest.mark.parametrize('key, value', [
     ('total_steps', 0), ('optim.name', 'adamx'), ('nan_policy', 'ignore'),
     ('mesh.data', 3), ('data.source', 'fold:x'), ('eval.source', 'folder:/no/such/dir'),
-    ('evals.knn.type', 'knnn'), ('method', 'simclrr'),
+    ('eval.max_test_examples', -1), ('evals.knn.type', 'knnn'), ('method', 'simclrr'),
 ])
 def test_every_validation_error_is_a_one_line_user_error(key, value):
   from configs import simclr_digits   # pylint: disable=import-outside-toplevel

@@ -88,10 +88,12 @@ class Records:
 
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
                transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error',
-               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0):
+               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0,
+               max_examples: int = 0):
     """`short_clips` = (config.data.short_clips, fewest real samples at `sample_rate`),
     see `waveforms.short_clip_policy`: audio clips with fewer are zero-padded ('pad'), stop
-    the run naming the first ('error'), or are left out and counted ('skip')."""
+    the run naming the first ('error'), or are left out and counted ('skip').
+    `max_examples` > 0 keeps at most that many records, evenly spaced over the split."""
     self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
     self._transform = transform
@@ -100,6 +102,12 @@ class Records:
     policy, min_samples = short_clips
     if policy != 'pad' and min_samples:
       self._keep = self._long_enough(split, policy, min_samples, sample_rate)
+    if max_examples and len(self) > max_examples:
+      # Evenly spaced rather than the first N (which a split slice such as 'test[:128]'
+      # gives): audio folders and text files are stored class by class, so the first N
+      # would hold one class; a spread keeps every class in proportion.
+      picked = np.linspace(0, len(self) - 1, max_examples).round().astype(np.int64)
+      self._keep = picked if self._keep is None else self._keep[picked]
     if in_memory:
       self._arrays = self.take(np.arange(len(self)))
       self._src = self._keep = None

@@ -89,6 +89,10 @@ def check(config: ml_collections.ConfigDict) -> None:
                                f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
+  for limit in ('max_train_examples', 'max_test_examples'):
+    if int(config.eval.get(limit, 0)) < 0:
+      raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
+                               '(0: the whole split).')
   if int(config.eval.num_seeds) < 1:
     raise errors.ConfigError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 
@@ -165,9 +169,12 @@ class Suite:
       if not num_classes:
         raise errors.ConfigError(f'{key}={source!r} has no labels; downstream evaluation needs a '
                                  'labelled source.')
+      # config.json of runs older than the max_*_examples keys lacks them: whole splits.
+      limits = {e.train_split: int(e.get('max_train_examples', 0)),
+                e.test_split: int(e.get('max_test_examples', 0))}
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
-                                   bad_files=bad_files)
+                                   bad_files=bad_files, max_examples=limits[s])
                 for s in (e.train_split, e.test_split)}
       labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
       if not np.array_equal(labels[e.train_split], labels[e.test_split]):
