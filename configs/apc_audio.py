@@ -20,6 +20,7 @@ FSDD = 'folder:../shared/data/fsdd'
 
 def audio_config(method: str, arg: str, config_file: str):
   """The shared audio config for `method`; `arg` is '' or 'smoke'."""
+  config_base.check_arg(config_file, arg)
   c = config_base.base()
   c.method = method
   c.seed = 0
@@ -59,20 +60,12 @@ def audio_config(method: str, arg: str, config_file: str):
   c.checkpoint.every_steps = 300
 
   if arg == 'smoke':
-    c.total_steps = 4
+    config_base.smoke(c)
     c.batch_size = 16
-    c.eval.batch_size = 304     # the 300 test clips in one padded batch
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
     c.data.clip_seconds = 0.25
     c.audio.update(crop_seconds=0.2, n_mels=16, time_width=2, freq_width=2)
     c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_frames=32)
     c.optim.warmup_steps = 1
-    c.evals.linear_probe.steps = 20
-    c.evals.linear_probe.l2_grid = (1e-3,)
-    c.evals.fine_tune.epochs = 0.2   # a few steps
-  elif arg:
-    raise ValueError(f"{config_file}: unknown argument {arg!r}; use '' or 'smoke'.")
   return c
 
 

@@ -1,6 +1,8 @@
 """The settings every `configs/<method>_images.py` shares: CIFAR-10 from
 `../shared/data/cifar10`, a small CIFAR-stem ResNet, SimCLR-style CIFAR augmentation, AdamW,
-and the `smoke` variant (4 steps on `builtin:digits`, a tiny model, seconds on CPU).
+and the `smoke` variant (4 steps on `builtin:digits`, a tiny model, seconds on CPU; with
+`--config.data.source=folder:../shared/data/cifar10 --config.eval.source=...` the same on
+CIFAR-10, evaluated on 256 / 128 images: under a minute including the first data build).
 
 Not an experiment itself; the method configs start from `images(method, arg)`.
 """
@@ -11,8 +13,7 @@ from sslax import config_base
 
 def images(method: str, arg: str) -> ml_collections.ConfigDict:
   """A base config for `method` on images; `arg` is '' (CIFAR-10) or 'smoke'."""
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"configs/{method}_images.py: unknown argument {arg!r}; use '' or 'smoke'.")
+  config_base.check_arg(f'configs/{method}_images.py', arg)
   c = config_base.base()
   c.method = method
   # Budget for a shared 2-core CPU: ~1.3 s per SimCLR step at batch 128 with this backbone
@@ -47,17 +48,12 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 200
 
   if arg == 'smoke':
-    c.total_steps = 4
+    config_base.smoke(c)
     c.batch_size = 32
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
     c.data.source = 'builtin:digits'
     c.data.image_size = 16
     c.eval.source = 'builtin:digits'
     c.eval.train_split = 'train'
-    c.eval.batch_size = 64
-    c.evals.linear_probe.steps = 50
-    c.evals.linear_probe.l2_grid = (1e-4, 1e-2)
     c.model.stem_width = 8
     c.model.widths = (8, 16)
     c.model.blocks = (1, 1)

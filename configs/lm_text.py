@@ -14,11 +14,11 @@ batch 32); on Tiny Shakespeare 6.6 min on an idle 2-core CPU, held-out next-toke
 `configs/lm_text.py:smoke` trains 4 steps of a 1-block model in seconds.
 """
 from configs import mlm_text
+from sslax import config_base
 
 
 def get_config(arg: str = ''):
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"configs/lm_text.py: unknown argument {arg!r}; use '' or 'smoke'.")
+  config_base.check_arg('configs/lm_text.py', arg)
   c = mlm_text.get_config(arg)
   c.method = 'lm'
   del c['mlm']

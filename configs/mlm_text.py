@@ -32,6 +32,7 @@ def stdlib_source(package: str) -> str:
 
 
 def get_config(arg: str = ''):
+  config_base.check_arg('configs/mlm_text.py', arg)
   c = config_base.base()
   c.method = 'mlm'
   c.seed = 0
@@ -67,17 +68,11 @@ def get_config(arg: str = ''):
   if arg == 'smoke':
     # The json package (5 files, ~48 KB): builds and evaluates in a fraction of a second.
     c.data.source = c.eval.source = stdlib_source('json')
-    c.total_steps = 4
+    config_base.smoke(c)
     c.batch_size = 16
-    c.eval.batch_size = 64
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
     c.data.seq_len = 32
     c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_len=32)
     c.mlm.max_predictions = 6
     c.optim.warmup_steps = 1
-    c.evals.linear_probe.update(steps=50, l2_grid=(1e-4, 1e-2))
-    c.evals.fine_tune.update(epochs=0.3, enabled=True)   # 2 steps; tests may switch it off
-  elif arg:
-    raise ValueError(f"configs/mlm_text.py: unknown argument {arg!r}; use '' or 'smoke'.")
+    c.evals.fine_tune.enabled = True   # tests may switch it off
   return c

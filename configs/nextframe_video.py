@@ -20,6 +20,7 @@ MNIST = 'npz:../shared/data/mnist/mnist_{split}.npz'
 
 
 def get_config(arg: str = ''):
+  config_base.check_arg('configs/nextframe_video.py', arg)
   c = config_base.base()
   c.method = 'next_frame_video'
   c.seed = 0
@@ -44,18 +45,9 @@ def get_config(arg: str = ''):
   c.checkpoint.every_steps = 1000
 
   if arg == 'smoke':
-    c.total_steps = 4
+    config_base.smoke(c)
     c.batch_size = 16
-    c.eval.batch_size = 64
-    c.eval.train_split = 'train[:256]'
-    c.eval.test_split = 'test[:128]'
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
     c.video.update(num_frames=5, canvas=32)
     c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_frames=8)
     c.optim.warmup_steps = 1
-    c.evals.linear_probe.steps = 20
-    c.evals.linear_probe.l2_grid = (1e-3,)
-  elif arg:
-    raise ValueError(f"configs/nextframe_video.py: unknown argument {arg!r}; use '' or 'smoke'.")
   return c

@@ -60,21 +60,13 @@ def get_config(arg: str = ''):
   c.optim.weight_decay = 1e-4
   c.checkpoint.every_steps = 300
 
+  config_base.check_arg('configs/simclr_digits.py', arg)
   if arg == 'smoke':
-    c.total_steps = 4
+    config_base.smoke(c)
     c.batch_size = 32
-    c.eval.batch_size = 64
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
     c.model.stem_width = 8
     c.model.widths = (8, 16)
     c.model.blocks = (1, 1)
     c.simclr.proj_hidden_dims = (32,)
     c.simclr.proj_dim = 16
-    c.evals.knn.every_steps = 0
-    c.evals.linear_probe.steps = 50
-    c.evals.fine_tune.epochs = 0.2   # 3 steps
-    c.evals.linear_probe.l2_grid = (1e-4, 1e-2)
-  elif arg:
-    raise ValueError(f"configs/simclr_digits.py: unknown argument {arg!r}; use '' or 'smoke'.")
   return c

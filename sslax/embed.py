@@ -25,6 +25,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from sslax import cli
+from sslax import errors
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 AUDIO_EXTENSIONS = ('.wav',)
 
@@ -48,7 +51,7 @@ def _read_file(path: str, modality: str) -> Any:
       image = image.convert('L' if image.mode in ('L', 'I', 'I;16', '1') else 'RGB')
       return np.asarray(image)
   except OSError as e:
-    raise ValueError(f'{path}: not a readable image ({e}).') from e
+    raise errors.ConfigError(f'{path}: not a readable image ({e}).') from e
 
 
 def file_chunks(encoder, root: str, chunk: int) -> Iterator[tuple[dict[str, np.ndarray],
@@ -56,12 +59,12 @@ def file_chunks(encoder, root: str, chunk: int) -> Iterator[tuple[dict[str, np.n
   """(model inputs, ids, labels=None) of a plain directory, `chunk` files at a time."""
   extensions = AUDIO_EXTENSIONS if encoder.modality == 'audio' else IMAGE_EXTENSIONS
   if encoder.modality not in ('image', 'audio'):
-    raise ValueError(f'--input={root!r} is a plain directory, which sslax.embed reads as image '
-                     f'or audio files; this encoder is a {encoder.modality} encoder: pass a '
-                     'text:/tsv: source.')
+    raise errors.ConfigError(
+        f'--input={root!r} is a plain directory, which sslax.embed reads as image or audio '
+        f'files; this encoder is a {encoder.modality} encoder: pass a text:/tsv: source.')
   files = list_files(root, extensions)
   if not files:
-    raise FileNotFoundError(f'--input={root!r} holds no {"/".join(extensions)} files.')
+    raise errors.DataNotFoundError(f'--input={root!r} holds no {"/".join(extensions)} files.')
   for start in range(0, len(files), chunk):
     names = files[start:start + chunk]
     items = [_read_file(os.path.join(root, n), encoder.modality) for n in names]
@@ -84,8 +87,9 @@ def source_chunks(encoder, source: str, split: str, data_dir: str | None,
     rows = records.take(idx)
     missing = sorted(set(encoder.input_spec) - set(rows))
     if missing:
-      raise ValueError(f'--input={source!r} has {sorted(rows)}, but this {encoder.modality} '
-                       f'encoder takes {sorted(encoder.input_spec)}.')
+      raise errors.ConfigError(
+          f'--input={source!r} has {sorted(rows)}, but this {encoder.modality} encoder takes '
+          f'{sorted(encoder.input_spec)}.')
     if encoder.modality == 'image' and 'image' in rows:
       batch = encoder.prepare(list(rows['image']))
     else:
@@ -114,7 +118,7 @@ def write(encoder, chunks, out: str, *, progress: bool = True) -> int:
       features.append(feats)
   bar.close()
   if not ids:
-    raise ValueError('The input holds no examples.')
+    raise errors.ConfigError('The input holds no examples.')
   extra = {'labels': np.concatenate(labels)} if labels else {}
   if shard_dir:
     with open(os.path.join(shard_dir, 'ids.txt'), 'w') as f:
@@ -140,8 +144,9 @@ def run(workdir: str, input_: str, out: str, *, split: str = 'train', step: int 
   elif os.path.isdir(input_):
     chunks = file_chunks(encoder, input_, shard_size)
   else:
-    raise FileNotFoundError(f'--input={input_!r} is neither a data source ({", ".join(sources.FORMS)}'
-                            ') nor a directory of files.')
+    raise errors.DataNotFoundError(
+        f'--input={input_!r} is neither a data source ({", ".join(sources.FORMS)}) nor a '
+        'directory of files.')
   return write(encoder, chunks, out, progress=progress)
 
 
@@ -168,4 +173,4 @@ if __name__ == '__main__':
                       'config.data.data_dir.')
   flags.DEFINE_integer('shard_size', 4096, 'Examples read, embedded and written per shard.')
   flags.mark_flags_as_required(['workdir', 'input', 'out'])
-  app.run(main)
+  cli.run(main)

@@ -33,6 +33,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from sslax import errors
+
 INPUT_SPEC = 'input_spec.json'
 # What a method's embed reads, by modality; other batch keys (label, mask) are not inputs.
 INPUT_KEYS = {'image': ('image',), 'video': ('image',), 'text': ('tokens',),
@@ -53,13 +55,13 @@ def modality(input_spec: Mapping[str, Any]) -> str:
     return 'audio'
   if 'image' in input_spec:
     return 'video' if len(input_spec['image']['shape']) == 4 else 'image'
-  raise ValueError(f'An input spec with keys {sorted(input_spec)} names no modality sslax '
-                   'knows (image, tokens, audio).')
+  raise errors.ConfigError(f'An input spec with keys {sorted(input_spec)} names no modality sslax '
+                           'knows (image, tokens, audio).')
 
 
 def _read_json(path: epath.Path, what: str) -> Any:
   if not path.exists():
-    raise FileNotFoundError(f'{path} is missing; {what}')
+    raise errors.DataNotFoundError(f'{path} is missing; {what}')
   return json.loads(path.read_text())
 
 
@@ -99,8 +101,8 @@ class Encoder:
       raw_key = {'image': 'image', 'video': 'image', 'text': 'text', 'audio': 'audio'}
       key = raw_key[self.modality]
       if key not in inputs:
-        raise ValueError(f'This encoder takes {self.modality} ({self._expects()}); the batch '
-                         f'has keys {sorted(given)}.')
+        raise errors.DataError(f'This encoder takes {self.modality} ({self._expects()}); the batch '
+                               f'has keys {sorted(given)}.')
       sample_rate = inputs.get('sample_rate', sample_rate)
       inputs = inputs[key]
     if self.modality == 'text':
@@ -119,10 +121,10 @@ class Encoder:
       want = self.input_spec[k]
       if list(v.shape[1:]) != want['shape'] or (v.dtype.name != want['dtype']
                                                 and v.dtype.kind != np.dtype(want['dtype']).kind):
-        raise ValueError(f'Input {k!r} is {v.dtype.name}{list(v.shape)}; this encoder takes '
-                         f'{self._expects()}.')
+        raise errors.DataError(f'Input {k!r} is {v.dtype.name}{list(v.shape)}; this encoder takes '
+                               f'{self._expects()}.')
     if len(n) != 1:
-      raise ValueError(f'The inputs {sorted(batch)} have different lengths {sorted(n)}.')
+      raise errors.DataError(f'The inputs {sorted(batch)} have different lengths {sorted(n)}.')
     return {k: v.astype(self.input_spec[k]['dtype']) for k, v in batch.items()}
 
   def _texts(self, texts: Any) -> dict[str, np.ndarray]:
@@ -132,8 +134,8 @@ class Encoder:
     # numpy scalars of str/bytes (a TFDS Text feature) count as strings too.
     texts = [t.item() if isinstance(t, np.ndarray) and t.ndim == 0 else t for t in texts]
     if not all(isinstance(t, (str, bytes)) for t in texts):
-      raise ValueError('A text encoder takes a list of strings (or {"text": [...]}), got '
-                       f'{sorted({type(t).__name__ for t in texts})}.')
+      raise errors.DataError('A text encoder takes a list of strings (or {"text": [...]}), got '
+                             f'{sorted({type(t).__name__ for t in texts})}.')
     tokenizer = tokenizers.make(self.config.data)
     seq_len = self.input_spec['tokens']['shape'][0]
     return {'tokens': np.stack([tokenizer.fixed_length(t, seq_len) for t in texts]
@@ -142,16 +144,17 @@ class Encoder:
   def _waveforms(self, waves: Any, sample_rate: int | None) -> dict[str, np.ndarray]:
     from sslax.data import waveforms
     if not sample_rate:
-      raise ValueError('An audio encoder needs the waveforms\' sample_rate: embed(waves, '
-                       f'sample_rate=...) or {{"audio": [...], "sample_rate": ...}} (the model '
-                       f'runs at {self.config.data.sample_rate} Hz; others are resampled).')
+      raise errors.DataError(
+          'An audio encoder needs the waveforms\' sample_rate: embed(waves, sample_rate=...) '
+          f'or {{"audio": [...], "sample_rate": ...}} (the model runs at '
+          f'{self.config.data.sample_rate} Hz; others are resampled).')
     if isinstance(waves, np.ndarray) and waves.ndim == 1:
       waves = [waves]
     transform = waveforms.record_transform(self.config.data)
     clips = [transform({'audio': np.asarray(w, np.float32), 'sample_rate': int(sample_rate)})
              for w in waves]
     if any(np.asarray(w).ndim != 1 for w in waves):
-      raise ValueError('Waveforms must be mono, one 1-D array per clip.')
+      raise errors.DataError('Waveforms must be mono, one 1-D array per clip.')
     return {'audio': np.stack([c['audio'] for c in clips]),
             'audio_len': np.array([c['audio_len'] for c in clips], np.int32)}
 
@@ -162,7 +165,7 @@ class Encoder:
     if isinstance(images, np.ndarray) and images.shape[1:] == shape:
       return self._check_prepared({'image': images})
     if self.modality == 'video':
-      raise ValueError(f'A video encoder takes clips uint8[N, {", ".join(map(str, shape))}].')
+      raise errors.DataError(f'A video encoder takes clips uint8[N, {", ".join(map(str, shape))}].')
     return {'image': np.stack([fit_image(np.asarray(x), shape) for x in images])
             if len(images) else np.zeros((0, *shape), np.uint8)}
 
@@ -213,10 +216,10 @@ def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   if image.ndim == 2:
     image = image[..., None]
   if image.ndim != 3:
-    raise ValueError(f'An image must be HxW or HxWxC, got shape {image.shape}.')
+    raise errors.DataError(f'An image must be HxW or HxWxC, got shape {image.shape}.')
   height, width, channels = shape
   if image.dtype != np.uint8:
-    raise ValueError(f'Images must be uint8 (0-255), got {image.dtype}.')
+    raise errors.DataError(f'Images must be uint8 (0-255), got {image.dtype}.')
   if image.shape[-1] == 4:
     image = image[..., :3]   # RGBA: alpha is not an input any encoder was trained on
   if image.shape[-1] != channels:
@@ -225,8 +228,8 @@ def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     elif channels == 1:
       image = np.asarray(Image.fromarray(image).convert('L'))[..., None]
     else:
-      raise ValueError(f'An image with {image.shape[-1]} channels cannot feed an encoder of '
-                       f'{channels}.')
+      raise errors.DataError(f'An image with {image.shape[-1]} channels cannot feed an encoder of '
+                             f'{channels}.')
   if image.shape[:2] == (height, width):
     return image
   h, w = image.shape[:2]
@@ -244,8 +247,8 @@ def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 def _root(path: str) -> epath.Path:
   root = epath.Path(path)
   if not root.exists():
-    raise FileNotFoundError(f'{path} does not exist; pass a sslax.main workdir or a '
-                            'sslax.export directory.')
+    raise errors.DataNotFoundError(f'{path} does not exist; pass a sslax.main workdir or a '
+                                   'sslax.export directory.')
   return root
 
 
@@ -260,7 +263,7 @@ def load(path: str, step: int | None = None) -> Encoder:
   root = _root(path)
   if _is_export(root):
     if step is not None:
-      raise ValueError(f'{path} is an export (one step); load it without step=.')
+      raise errors.ConfigError(f'{path} is an export (one step); load it without step=.')
     return export_lib.load(root)
   config = _config(root)
   spec = _input_spec(root, config)
@@ -298,7 +301,7 @@ def _input_spec(root: epath.Path, config: ml_collections.ConfigDict) -> dict[str
   try:
     return spec_of(train.sample_batch(config))
   except (FileNotFoundError, ValueError) as e:
-    raise FileNotFoundError(
+    raise errors.DataNotFoundError(
         f'{path} is missing (the run predates it) and the training data '
         f'config.data.source={config.data.source!r} could not be read to infer it ({e}). Rerun '
         '`python -m sslax.evaluate` on the workdir with the data present once; it writes '
@@ -318,12 +321,13 @@ def restore_weights(directory: epath.Path, step: int | None = None) -> tuple[Any
   import orbax.checkpoint as ocp
   steps = checkpoint_steps(directory)
   if not steps:
-    raise FileNotFoundError(f'{directory} holds no checkpoint; pass the workdir of a run that '
-                            'saved at least one (checkpoint.every_steps or the last step).')
+    raise errors.DataNotFoundError(
+        f'{directory} holds no checkpoint; pass the workdir of a run that saved at least one '
+        '(checkpoint.every_steps or the last step).')
   if step is None:
     step = steps[-1]
   elif step not in steps:
-    raise ValueError(f'step={step} has no checkpoint in {directory}; it has steps {steps}.')
+    raise errors.ConfigError(f'step={step} has no checkpoint in {directory}; it has steps {steps}.')
   path = directory / str(step) / 'state'
   checkpointer = ocp.PyTreeCheckpointer()
   # Orbax warns about a per-item metadata file that StandardSave never writes.

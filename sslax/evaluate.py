@@ -10,7 +10,6 @@ in sslax.main, e.g. `--config.eval.num_seeds=3` or `--config.evals.linear_probe.
 """
 import json
 import os
-import sys
 from typing import Any
 
 from absl import app
@@ -22,6 +21,8 @@ from ml_collections import config_flags
 
 from sslax import checkpoint
 from sslax import config_base
+from sslax import cli
+from sslax import errors
 from sslax import methods
 from sslax import optim
 from sslax import reports
@@ -45,8 +46,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run wrote to `workdir/config.json`."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
-    raise FileNotFoundError(f'--workdir={workdir!r} has no config.json; pass the directory of a '
-                            'sslax.main run.')
+    raise errors.DataNotFoundError(
+        f'--workdir={workdir!r} has no config.json; pass the directory of a '
+        'sslax.main run.')
   with open(path) as f:
     config = _tuples(json.load(f))
   # Optional evaluator keys the run did not set get their defaults, so that the command line
@@ -69,8 +71,8 @@ def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collection
   """
   unknown = sorted(set(names) - set(config.evals.keys()))
   if unknown or not names:
-    raise ValueError(f'--evals={",".join(names)!r} names {unknown or "nothing"}, which '
-                     f'config.evals lacks; choose from {sorted(config.evals.keys())}.')
+    raise errors.ConfigError(f'--evals={",".join(names)!r} names {unknown or "nothing"}, which '
+                             f'config.evals lacks; choose from {sorted(config.evals.keys())}.')
   picked = ml_collections.ConfigDict(config.to_dict())
   for name in list(picked.evals.keys()):
     if name in names:
@@ -99,7 +101,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
                             max_to_keep=config.checkpoint.max_to_keep)
   try:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(f'--workdir={workdir!r} has no checkpoints to evaluate.')
+      raise errors.DataNotFoundError(f'--workdir={workdir!r} has no checkpoints to evaluate.')
     state, _ = ckpt.restore(abstract, shardings, step=step)
   finally:
     ckpt.close()
@@ -146,6 +148,18 @@ def main(argv: list[str]) -> None:
   run(f.config, f.workdir, step=f.step, output_dir=f.output_dir, evals=f.evals)
 
 
+def define_config_flag(argv: list[str]) -> None:
+  """--config: the run's config.json, which --workdir names, with its overrides checked."""
+  workdir = _workdir_from_argv(argv)
+  config = ml_collections.ConfigDict()
+  if workdir:   # without one, absl reports the missing --workdir
+    config = load_config(workdir)
+    cli.check_overrides(config, argv)   # before DEFINE_config_dict, which parses them
+  config_flags.DEFINE_config_dict(
+      'config', config, 'Overrides of the run\'s config.json, e.g. --config.evals.knn.k=10.',
+      lock_config=True)
+
+
 if __name__ == '__main__':
   # Flags only when run as a command: sslax.load imports this module (load_config) from
   # sslax.embed / sslax.export, which have a --workdir of their own.
@@ -155,8 +169,4 @@ if __name__ == '__main__':
   flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma separated), '
                     'including ones the config switches off.')
   flags.mark_flags_as_required(['workdir'])
-  _workdir = _workdir_from_argv(sys.argv)
-  config_flags.DEFINE_config_dict(
-      'config', load_config(_workdir) if _workdir else ml_collections.ConfigDict(),
-      'Overrides of the run\'s config.json, e.g. --config.evals.knn.k=10.', lock_config=True)
-  app.run(main)
+  cli.run(main, define_flags=define_config_flag)

@@ -29,6 +29,9 @@ from etils import epath
 import jax
 import numpy as np
 
+from sslax import cli
+from sslax import errors
+
 MANIFEST = 'sslax_export.json'
 FORMAT = 'sslax-encoder'
 FORMAT_VERSION = 1
@@ -160,9 +163,10 @@ def manifest(root: epath.Path) -> dict[str, Any]:
   """The export's manifest, after checking that this sslax reads its format version."""
   content = json.loads((root / MANIFEST).read_text())
   if content.get('format') != FORMAT or content.get('format_version') != FORMAT_VERSION:
-    raise ValueError(f'{root / MANIFEST} is format {content.get("format")!r} version '
-                     f'{content.get("format_version")!r}; this sslax reads {FORMAT!r} version '
-                     f'{FORMAT_VERSION}. Re-export the workdir with this version of sslax.')
+    raise errors.ConfigError(
+        f'{root / MANIFEST} is format {content.get("format")!r} version '
+        f'{content.get("format_version")!r}; this sslax reads {FORMAT!r} version '
+        f'{FORMAT_VERSION}. Re-export the workdir with this version of sslax.')
   return content
 
 
@@ -203,4 +207,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'Directory to write the export to.')
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(main)
+  cli.run(main)

@@ -20,13 +20,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sslax import errors
 from sslax import methods
 
 
 def check_method(method: methods.Method, method_name: str, grad_accum_steps: int) -> None:
   if grad_accum_steps > 1 and None in (method.embed_inputs, method.forward,
                                        method.loss_from_embeddings):
-    raise ValueError(
+    raise errors.ConfigError(
         f'config.grad_accum_steps={grad_accum_steps} needs a method that exposes embed_inputs, '
         f'forward and loss_from_embeddings; config.method={method_name!r} does not. Set '
         'config.grad_accum_steps=1 (or add the split to the method, see methods/simclr.py).')

@@ -6,7 +6,8 @@ in PATH's weights takes PATH's value; arrays PATH lacks (a new head, another met
 predictor) keep their initialisation, and PATH's arrays the method has no place for are
 ignored. An array with no exact match takes PATH's array of the same path from the
 `encoder` module on, when there is exactly one (SimCLR's 'params/encoder/...' feeds BYOL's
-'params/net/encoder/...'), so one method's encoder can start another's. A shape or dtype mismatch is an error naming the array. Method state that the
+'params/net/encoder/...'), so one method's encoder can start another's. A shape or dtype
+mismatch is an error naming the array. Method state that the
 method's init made as a copy of a parameter (BYOL's and MoCo v3's EMA target, DINO's
 teacher, their BatchNorm statistics) is found by that equality at init and follows the
 loaded value, so a continued BYOL run starts with target == online, as the paper's does.
@@ -18,6 +19,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from sslax import errors
 
 from sslax import export as export_lib
 
@@ -67,16 +70,18 @@ def apply(state, path: str) -> tuple[Any, str]:
   for name, source in sources.items():
     value = init[name]
     if loaded[source].shape != value.shape or loaded[source].dtype != value.dtype:
-      raise ValueError(f'config.init_from={path!r}: {source} is {loaded[source].dtype}'
-                       f'{list(loaded[source].shape)} there but {value.dtype}{list(value.shape)} '
-                       f'in this config ({name}); the model config must match the one it was '
-                       'trained with (config.model, data.image_size, vocabulary).')
+      raise errors.ConfigError(
+          f'config.init_from={path!r}: {source} is {loaded[source].dtype}'
+          f'{list(loaded[source].shape)} there but {value.dtype}{list(value.shape)} in this '
+          f'config ({name}); the model config must match the one it was trained with '
+          '(config.model, data.image_size, vocabulary).')
     new[name] = loaded[source]
   from_params = [n for n in new if n.startswith('params/')]
   if not from_params:
-    raise ValueError(f'config.init_from={path!r} holds no parameter this method has (its '
-                     f'names start {sorted(loaded)[:3]}, this config\'s {sorted(init)[:3]}); '
-                     'use a workdir or export of the same method and model.')
+    raise errors.ConfigError(
+        f'config.init_from={path!r} holds no parameter this method has (its names start '
+        f'{sorted(loaded)[:3]}, this config\'s {sorted(init)[:3]}); use a workdir or export of '
+        'the same method and model.')
 
   def replaced(tree: Any, prefix: str) -> Any:
     def leaf(key_path, value):

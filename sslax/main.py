@@ -1,7 +1,8 @@
 """Command line: `python -m sslax.main --config configs/NAME.py[:ARG] --workdir DIR`.
 
 Rerunning the same command on the same workdir resumes from its last checkpoint;
-`--config.key=value` overrides any config value.
+`--config.key=value` overrides any config value. A config or data error prints one line and
+exits 2 (`--verbose` or SSLAX_VERBOSE=1 adds the traceback; see sslax/cli.py).
 """
 import os
 
@@ -10,6 +11,8 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+
+from sslax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
@@ -31,12 +34,24 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
+
+
+def _fast_compile(config) -> None:
+  """config.fast_compile: XLA's cheapest backend optimisation, before JAX starts its backend
+  (XLA reads XLA_FLAGS once, then); an explicit level in XLA_FLAGS wins."""
+  current = os.environ.get('XLA_FLAGS', '')
+  if config.get('fast_compile', False) and '--xla_backend_optimization_level' not in current:
+    os.environ['XLA_FLAGS'] = f'{current} {FAST_COMPILE_FLAG}'.strip()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     # Orbax and TFDS log every step of every save at INFO; --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
+  _fast_compile(_CONFIG.value)
   # Multi-process runs must initialise before any other JAX call.
   if _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
@@ -51,4 +66,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

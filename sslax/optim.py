@@ -5,6 +5,8 @@ import jax
 import ml_collections
 import optax
 
+from sslax import errors
+
 OPTIMIZERS = ('lars', 'adamw', 'sgd', 'lamb')
 
 
@@ -46,7 +48,7 @@ def make(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformatio
     tx = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
                      optax.sgd(lr, momentum=o.momentum, nesterov=True))
   else:
-    raise ValueError(f'config.optim.name={name!r} is unknown; choose one of {OPTIMIZERS}.')
+    raise errors.ConfigError(f'config.optim.name={name!r} is unknown; choose one of {OPTIMIZERS}.')
   if o.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
   return tx, lr

@@ -27,6 +27,8 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from sslax import errors
+
 MESH_AXES = ('data', 'fsdp', 'model')
 BATCH_AXES = ('data', 'fsdp')
 # Logical axis name -> mesh axis (None: replicated). 'embed' goes over 'fsdp' only for leaves
@@ -44,21 +46,23 @@ def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, .
   """
   unknown = set(mesh_config) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f'config.mesh has unknown axes {sorted(unknown)}; valid axes are {MESH_AXES}.')
+    raise errors.ConfigError(
+        f'config.mesh has unknown axes {sorted(unknown)}; valid axes are {MESH_AXES}.')
   sizes = [int(mesh_config.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
-    raise ValueError('config.mesh: at most one axis may be -1 (use all remaining devices).')
+    raise errors.ConfigError('config.mesh: at most one axis may be -1 (use all remaining devices).')
   if any(s == 0 or s < -1 for s in sizes):
-    raise ValueError(f'config.mesh sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}.')
+    raise errors.ConfigError(
+        f'config.mesh sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}.')
   fixed = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if num_devices % fixed:
-      raise ValueError(
+      raise errors.ConfigError(
           f'config.mesh: the fixed axes multiply to {fixed}, which does not divide the '
           f'{num_devices} devices.')
     sizes[sizes.index(-1)] = num_devices // fixed
   if math.prod(sizes) != num_devices:
-    raise ValueError(
+    raise errors.ConfigError(
         f'config.mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but '
         f'{num_devices} are available; set one axis to -1.')
   return tuple(sizes)
@@ -180,7 +184,7 @@ def report(abstract_params: Any, shardings: Any, mesh: Mesh) -> str | None:
     tp = axis_fraction(abstract_params, shardings, 'model')
     if tp == 0:
       tp_names = [n for n, a in LOGICAL_AXIS_RULES if a == 'model']
-      raise ValueError(
+      raise errors.ConfigError(
           f'config.mesh.model={model}, but no parameter is split over the model axis: only '
           f'weights with tensor-parallel logical names {tp_names} (the Transformer\'s '
           'attention and MLP, sslax/models/text.py) whose size the model axis divides are. '

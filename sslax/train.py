@@ -12,6 +12,7 @@ import optax
 
 from sslax import checkpoint
 from sslax import encoder as encoder_lib
+from sslax import errors
 from sslax import grad_cache
 from sslax import init_from
 from sslax import metrics as metrics_lib
@@ -74,7 +75,8 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
   probe: an online linear probe on stop-gradient features (evaluators/online_probe.py).
   """
   if nan_policy not in NAN_POLICIES:
-    raise ValueError(f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
+    raise errors.ConfigError(
+        f'config.nan_policy={nan_policy!r} is unknown; choose one of {NAN_POLICIES}.')
 
   def train_step(state: TrainState, batch):
     step_key = jax.random.fold_in(state.rng, state.step)
@@ -165,7 +167,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     problems = ckpt.mismatches(abstract_state)
     if problems:
       ckpt.close()
-      raise ValueError(
+      raise errors.ConfigError(
           f'{ckpt.directory} holds a checkpoint that does not fit this config (config keys '
           f'changed since it was written: {", ".join(changed) or "none recorded"}; first '
           f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '

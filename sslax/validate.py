@@ -7,6 +7,7 @@ import math
 
 import ml_collections
 
+from sslax import errors
 from sslax import methods
 from sslax import optim
 from sslax import sharding
@@ -21,8 +22,8 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
   node = config
   for part in dotted.split('.'):
     if part not in node:
-      raise ValueError(f'config.{dotted} is missing; every config must set it '
-                       '(see README, "Config contract").')
+      raise errors.ConfigError(f'config.{dotted} is missing; every config must set it '
+                               '(see README, "Config contract").')
     node = node[part]
   return node
 
@@ -32,35 +33,36 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
     _get(config, key)
   methods.get(config.method)   # raises on an unknown method, listing the known ones
   if config.optim.name not in optim.OPTIMIZERS:
-    raise ValueError(f'config.optim.name={config.optim.name!r} is unknown; '
-                     f'choose one of {optim.OPTIMIZERS}.')
+    raise errors.ConfigError(f'config.optim.name={config.optim.name!r} is unknown; '
+                             f'choose one of {optim.OPTIMIZERS}.')
   if config.get('nan_policy', 'stop') not in ('stop', 'skip'):
-    raise ValueError(
+    raise errors.ConfigError(
         f"config.nan_policy={config.nan_policy!r} is unknown; choose 'stop' or 'skip'.")
   accum = int(config.get('grad_accum_steps', 1))
   if accum < 1 or config.batch_size % accum:
-    raise ValueError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
-                     f'config.batch_size={config.batch_size}.')
+    raise errors.ConfigError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
+                             f'config.batch_size={config.batch_size}.')
   if 'simclr' in config and config.simclr.get('chunked_loss', False) and config.method != 'simclr':
-    raise ValueError(f'config.simclr.chunked_loss=True only applies to SimCLR, but '
-                     f'config.method={config.method!r}; remove it or set it to False.')
+    raise errors.ConfigError(f'config.simclr.chunked_loss=True only applies to SimCLR, but '
+                             f'config.method={config.method!r}; remove it or set it to False.')
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
-      raise ValueError(f'config.{key}={_get(config, key)} must be positive.')
+      raise errors.ConfigError(f'config.{key}={_get(config, key)} must be positive.')
   shape = sharding.mesh_shape(config.mesh, num_devices)
   data_parallel = shape[sharding.MESH_AXES.index('data')] * shape[sharding.MESH_AXES.index('fsdp')]
   for key in ('batch_size', 'eval.batch_size'):
     value = _get(config, key)
     if value % data_parallel or value % num_processes:
-      raise ValueError(
+      raise errors.ConfigError(
           f'config.{key}={value} is not divisible by the {data_parallel} data-parallel devices '
           f'(config.mesh={dict(config.mesh)}) and {num_processes} processes; use a multiple '
           f'of {math.lcm(data_parallel, num_processes)}.')
   if pipeline.check_pack(config.data) > 1 and config.get('online_probe', {}).get('enabled'):
-    raise ValueError(f'config.data.pack_sequences={config.data.pack_sequences} packs several '
-                     'labelled records into one row, which then has no label for '
-                     'config.online_probe; set one of them off (pack_sequences=1 or '
-                     'online_probe.enabled=False).')
+    raise errors.ConfigError(
+        f'config.data.pack_sequences={config.data.pack_sequences} packs several '
+        'labelled records into one row, which then has no label for '
+        'config.online_probe; set one of them off (pack_sequences=1 or '
+        'online_probe.enabled=False).')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
   suite.check(config)   # unknown evaluator types and options, before anything compiles

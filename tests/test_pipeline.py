@@ -68,3 +68,17 @@ def test_eval_batches_pad_and_mask(toy):
   ids = np.concatenate([np.asarray(b['image'])[:, 0, 0, 0] for b in batches])
   assert masks.sum() == 40 and not masks[40:].any()
   assert ids[masks].tolist() == list(range(40))
+
+
+@pytest.mark.parametrize('in_memory', [True, False])
+def test_max_examples_spreads_over_a_split_stored_class_by_class(tmp_path, in_memory):
+  # 4 classes of 10 records stored in class order, like an audio folder: the first 8 would
+  # be class 0 only; 8 evenly spaced records hold every class twice.
+  images = np.arange(40, dtype=np.uint8)[:, None, None].repeat(4, 1).repeat(4, 2)
+  np.savez(tmp_path / 'sorted.npz', images=images, labels=np.arange(40) // 10)
+  records = pipeline.Records(f'npz:{tmp_path}/sorted.npz', 'train', data_dir=str(tmp_path / 'tfds'),
+                             in_memory=in_memory, max_examples=8)
+  assert len(records) == 8
+  taken = records.take(np.arange(8))
+  assert taken['image'][:, 0, 0, 0].tolist() == [0, 6, 11, 17, 22, 28, 33, 39]
+  assert np.bincount(taken['label']).tolist() == [2, 2, 2, 2]

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sslax import errors
+
 Array = jax.Array
 # Floor added before the log: -100 dB below full scale, so silence (and zero padding) gives a
 # finite, fixed value instead of -inf.
@@ -42,8 +44,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
                    fmax: float) -> np.ndarray:
   """Triangular filters [K = n_fft // 2 + 1, M], float64, peak 1, on the HTK mel scale."""
   if not 0 <= fmin < fmax <= sample_rate / 2:
-    raise ValueError(f'mel range fmin={fmin}, fmax={fmax} must satisfy 0 <= fmin < fmax <= '
-                     f'sample_rate / 2 = {sample_rate / 2}; fix config.audio.fmin/fmax.')
+    raise errors.ConfigError(f'mel range fmin={fmin}, fmax={fmax} must satisfy 0 <= fmin < fmax <= '
+                             f'sample_rate / 2 = {sample_rate / 2}; fix config.audio.fmin/fmax.')
   freqs_K = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
   edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
   lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
@@ -54,8 +56,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
 
 def num_frames(num_samples: int, n_fft: int, hop: int) -> int:
   if num_samples < n_fft:
-    raise ValueError(f'clips of {num_samples} samples are shorter than one frame '
-                     f'(config.audio.n_fft={n_fft}); lengthen the clip or shorten the frame.')
+    raise errors.ConfigError(
+        f'clips of {num_samples} samples are shorter than one frame '
+        f'(config.audio.n_fft={n_fft}); lengthen the clip or shorten the frame.')
   return 1 + (num_samples - n_fft) // hop
 
 
@@ -109,8 +112,8 @@ def random_crop(key: Array, audio_T: Array, length: Array, crop: int) -> tuple[A
   """A window of `crop` samples starting uniformly in [0, max(length - crop, 0)]; returns
   (window [crop], its real length min(length, crop)); a short clip keeps its zero padding."""
   if audio_T.shape[0] < crop:
-    raise ValueError(f'crops of {crop} samples exceed clips of {audio_T.shape[0]}; lower '
-                     'config.audio.crop_seconds or raise config.data.clip_seconds.')
+    raise errors.ConfigError(f'crops of {crop} samples exceed clips of {audio_T.shape[0]}; lower '
+                             'config.audio.crop_seconds or raise config.data.clip_seconds.')
   start = jax.random.randint(key, (), 0, jnp.maximum(length - crop, 0) + 1)
   return jax.lax.dynamic_slice(audio_T, (start,), (crop,)), jnp.minimum(length, crop)
 

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sslax import errors
+
 
 class TokenMask(NamedTuple):
   inputs_BxL: jax.Array      # tokens with the chosen positions replaced (80/10/10)
@@ -145,11 +147,11 @@ def bert_mask(key: jax.Array, tokens_BxL: jax.Array, *, num_special: int, vocab_
     TokenMask with inputs [B, L] and positions / targets / weights [B, P].
   """
   if max_predictions > tokens_BxL.shape[1]:
-    raise ValueError(f'max_predictions={max_predictions} exceeds the sequence length '
-                     f'{tokens_BxL.shape[1]}; lower config.mlm.max_predictions.')
+    raise errors.ConfigError(f'max_predictions={max_predictions} exceeds the sequence length '
+                             f'{tokens_BxL.shape[1]}; lower config.mlm.max_predictions.')
   if not 0.0 <= span_p < 1.0 or span_max < 1:
-    raise ValueError(f'span_p={span_p} must be in [0, 1) and span_max={span_max} >= 1; set '
-                     'config.mlm.span_p (0: token masking) and config.mlm.span_max.')
+    raise errors.ConfigError(f'span_p={span_p} must be in [0, 1) and span_max={span_max} >= 1; set '
+                             'config.mlm.span_p (0: token masking) and config.mlm.span_max.')
   keys_B = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
       key, jnp.arange(tokens_BxL.shape[0]))
   kwargs = dict(num_special=num_special, vocab_size=vocab_size, mask_id=mask_id,
@@ -165,7 +167,8 @@ def bert_mask(key: jax.Array, tokens_BxL: jax.Array, *, num_special: int, vocab_
 def num_kept(num_patches: int, mask_ratio: float) -> int:
   """Visible patches per example at `mask_ratio` (at least one)."""
   if not 0.0 <= mask_ratio < 1.0:
-    raise ValueError(f'config.mae.mask_ratio={mask_ratio} must be in [0, 1) (MAE uses 0.75).')
+    raise errors.ConfigError(
+        f'config.mae.mask_ratio={mask_ratio} must be in [0, 1) (MAE uses 0.75).')
   return max(1, int(round(num_patches * (1.0 - mask_ratio))))
 
 

@@ -3,6 +3,7 @@ from collections.abc import Sequence
 
 import jax
 
+from sslax import errors
 from sslax.augment import image
 
 
@@ -22,7 +23,7 @@ def multi_crop_views(key: jax.Array, images_BxHxWxC: jax.Array, *, num_global: i
   if 'crop_scale' in view_kwargs:
     raise ValueError('multi_crop_views takes global_scale and local_scale, not crop_scale.')
   if num_local < 0:
-    raise ValueError(f'num_local={num_local} must be >= 0 (config.dino.num_local).')
+    raise errors.ConfigError(f'num_local={num_local} must be >= 0 (config.dino.num_local).')
   global_views = image.simclr_views(jax.random.fold_in(key, 0), images_BxHxWxC, num_views=num_global,
                               out_size=global_size, crop_scale=global_scale, **view_kwargs)
   local_views = []

@@ -12,6 +12,8 @@ Shape suffixes: B = batch, T = frames, H/W = digit, S = canvas side.
 import jax
 import jax.numpy as jnp
 
+from sslax import errors
+
 Array = jax.Array
 
 
@@ -38,8 +40,8 @@ def moving_digit(key: Array, digit_HxW: Array, *, num_frames: int, canvas: int,
   """One clip [T, S, S] float32 in [0, 1] of `digit_HxW` (uint8 or [0, 1] floats)."""
   h, w = digit_HxW.shape
   if canvas < max(h, w):
-    raise ValueError(f'canvas {canvas} is smaller than the {h}x{w} digits; raise '
-                     'config.video.canvas.')
+    raise errors.ConfigError(f'canvas {canvas} is smaller than the {h}x{w} digits; raise '
+                             'config.video.canvas.')
   digit = digit_HxW.astype(jnp.float32)
   if digit_HxW.dtype == jnp.uint8:
     digit = digit / 255.0

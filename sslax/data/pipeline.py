@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
+from sslax import errors
 from sslax import sharding
 from sslax.data import sources
 from sslax.data import tokenizers
@@ -67,11 +68,13 @@ def _fetched(record: Mapping[str, Any], transform, source: str) -> dict[str, np.
   if transform is not None:
     record = transform(record)
   if 'text' in record:
-    raise ValueError(f'{source!r} holds text, but config.data.tokenizer is not set; set '
-                     f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
+    raise errors.ConfigError(
+        f'{source!r} holds text, but config.data.tokenizer is not set; set '
+        f"--config.data.tokenizer={tokenizers.TOKENIZERS[0]} (and data.seq_len).")
   if 'sample_rate' in record:
-    raise ValueError(f'{source!r} holds audio, but config.data.sample_rate is not set; set '
-                     '--config.data.sample_rate (e.g. 8000) and --config.data.clip_seconds.')
+    raise errors.ConfigError(
+        f'{source!r} holds audio, but config.data.sample_rate is not set; set '
+        '--config.data.sample_rate (e.g. 8000) and --config.data.clip_seconds.')
   return _numeric(record)
 
 
@@ -85,10 +88,12 @@ class Records:
 
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
                transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error',
-               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0):
+               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0,
+               max_examples: int = 0):
     """`short_clips` = (config.data.short_clips, fewest real samples at `sample_rate`),
     see `waveforms.short_clip_policy`: audio clips with fewer are zero-padded ('pad'), stop
-    the run naming the first ('error'), or are left out and counted ('skip')."""
+    the run naming the first ('error'), or are left out and counted ('skip').
+    `max_examples` > 0 keeps at most that many records, evenly spaced over the split."""
     self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
     self._transform = transform
@@ -97,6 +102,12 @@ class Records:
     policy, min_samples = short_clips
     if policy != 'pad' and min_samples:
       self._keep = self._long_enough(split, policy, min_samples, sample_rate)
+    if max_examples and len(self) > max_examples:
+      # Evenly spaced rather than the first N (which a split slice such as 'test[:128]'
+      # gives): audio folders and text files are stored class by class, so the first N
+      # would hold one class; a spread keeps every class in proportion.
+      picked = np.linspace(0, len(self) - 1, max_examples).round().astype(np.int64)
+      self._keep = picked if self._keep is None else self._keep[picked]
     if in_memory:
       self._arrays = self.take(np.arange(len(self)))
       self._src = self._keep = None
@@ -121,7 +132,7 @@ class Records:
       rel = rel.decode() if isinstance(rel, bytes) else str(rel)
       name = os.path.join(sources.parse(self._source)[1], rel)
     if policy == 'error':
-      raise ValueError(
+      raise errors.DataError(
           f'{name}: {n} samples at config.data.sample_rate={rate} is shorter than the '
           f'{min_samples} the training loss needs (config.data.short_clips=\'error\'); '
           f'{len(short)} of {len(self._src)} clips of split {split!r} are this short. Fix: '
@@ -180,19 +191,20 @@ def check_pack(data_config: ml_collections.ConfigDict) -> int:
   """`config.data.pack_sequences` (records per training row), checked."""
   k = data_config.get('pack_sequences', 1)
   if not isinstance(k, int) or k < 1:
-    raise ValueError(f'config.data.pack_sequences={k!r} must be an integer >= 1 (1: one '
-                     'record per row; k: k records\' tokens packed into each training row).')
+    raise errors.ConfigError(
+        f'config.data.pack_sequences={k!r} must be an integer >= 1 (1: one '
+        'record per row; k: k records\' tokens packed into each training row).')
   if k > 1 and not data_config.get('tokenizer', ''):
-    raise ValueError(f'config.data.pack_sequences={k} packs token rows, but '
-                     'config.data.tokenizer is not set; set 1, or use a text:/tsv: source '
-                     'with a tokenizer.')
+    raise errors.ConfigError(f'config.data.pack_sequences={k} packs token rows, but '
+                             'config.data.tokenizer is not set; set 1, or use a text:/tsv: source '
+                             'with a tokenizer.')
   return k
 
 
 def local_batch_size(global_batch: int) -> int:
   if global_batch % jax.process_count():
-    raise ValueError(f'config.batch_size={global_batch} must be divisible by the '
-                     f'{jax.process_count()} processes.')
+    raise errors.ConfigError(f'config.batch_size={global_batch} must be divisible by the '
+                             f'{jax.process_count()} processes.')
   return global_batch // jax.process_count()
 
 

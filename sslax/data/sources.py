@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.features import audio_feature
 
+from sslax import errors
 from sslax.data import waveforms
 from sslax.data.builders import arrays
 from sslax.data.builders import audio_folder
@@ -92,8 +93,8 @@ def parse(source: str, *, key: str = 'data.source') -> tuple[str, str]:
   """'folder:/data/x' → ('folder', '/data/x'); ValueError naming `key` for anything else."""
   scheme, sep, rest = source.partition(':') if isinstance(source, str) else ('', '', '')
   if not sep or scheme not in SCHEMES or not rest.strip():
-    raise ValueError(f'{key}={source!r} is not a data source; use one of: '
-                     f'{", ".join(FORMS)}.')
+    raise errors.ConfigError(f'{key}={source!r} is not a data source; use one of: '
+                             f'{", ".join(FORMS)}.')
   return scheme, rest.strip()
 
 
@@ -102,31 +103,31 @@ def check(source: str, *, key: str = 'data.source') -> None:
   scheme, rest = parse(source, key=key)
   if scheme == 'builtin':
     if rest not in BUILTINS:
-      raise ValueError(f'{key}={source!r}: unknown builtin data set {rest!r}; known: '
-                       f'{", ".join("builtin:" + n for n in sorted(BUILTINS))}.')
+      raise errors.ConfigError(f'{key}={source!r}: unknown builtin data set {rest!r}; known: '
+                               f'{", ".join("builtin:" + n for n in sorted(BUILTINS))}.')
   elif scheme == 'npz':
     path = os.path.abspath(os.path.expanduser(rest))
     if not arrays.split_files(rest):
       hint = ('no file matches it with {split} replaced by a split name'
               if arrays.SPLIT_FIELD in rest else 'that file does not exist')
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: {path}: {hint}. Fix: set {key} to npz:PATH for an existing .npz '
           'with "images" (and "labels"), or npz:DIR/name_{split}.npz for one file per split.')
   elif scheme == 'folder':
     path = os.path.abspath(os.path.expanduser(rest))
     if not os.path.isdir(path):
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: folder {path} does not exist. Fix: set {key} to folder:DIR for '
           'an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg).')
   elif scheme == 'text':
     if not text.list_files(rest):
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no file. Fix: '
           f'set {key} to text:PATH for a UTF-8 file, a folder of .txt files, or a glob such '
           'as text:DIR/*.py.')
   elif scheme == 'tsv':
     if not tsv.split_files(rest):
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .tsv file. '
           f'Fix: set {key} to tsv:FILE.tsv, tsv:DIR/{{split}}.tsv, or tsv:DIR holding '
           'train.tsv/test.tsv, each with the header "sentence<TAB>label".')
@@ -135,8 +136,8 @@ def check(source: str, *, key: str = 'data.source') -> None:
     try:
       tfds.builder_cls(name)
     except tfds.core.registered.DatasetNotFoundError:
-      raise ValueError(f'{key}={source!r}: {name!r} is not in the TFDS catalog '
-                       '(see tfds.list_builders()).') from None
+      raise errors.ConfigError(f'{key}={source!r}: {name!r} is not in the TFDS catalog '
+                               '(see tfds.list_builders()).') from None
 
 
 def _data_dir(data_dir: str | None) -> str:
@@ -180,8 +181,8 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
     if source.startswith('npz:') and arrays.SPLIT_FIELD not in source:
       hint = (' A single .npz is only the train split: put {split} in the path (e.g. '
               'npz:data/x_{split}.npz for x_train.npz and x_test.npz) to have more.')
-    raise ValueError(f'{source!r} has no split {split!r}; available: '
-                     f'{", ".join(available)}.{hint}')
+    raise errors.ConfigError(f'{source!r} has no split {split!r}; available: '
+                             f'{", ".join(available)}.{hint}')
 
 
 def _catalog_audio(example: dict[str, Any], rate: int) -> dict[str, Any]:
@@ -200,9 +201,9 @@ def _audio_rate(source: str, builder: tfds.core.DatasetBuilder) -> int | None:
   if not isinstance(feature, tfds.features.Audio):
     return None
   if not feature.sample_rate:
-    raise ValueError(f'{source!r}: its audio feature records no sample rate, so it cannot be '
-                     'resampled to config.data.sample_rate; use a data set that records one '
-                     'or a folder: of WAV files.')
+    raise errors.DataError(f'{source!r}: its audio feature records no sample rate, so it cannot be '
+                           'resampled to config.data.sample_rate; use a data set that records one '
+                           'or a folder: of WAV files.')
   return int(feature.sample_rate)
 
 

@@ -33,6 +33,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from sslax import errors
+
 TOKENIZERS = ('byte', 'sentencepiece')
 SPECIALS = ('[PAD]', '[MASK]', '[CLS]', '[SEP]', '[BOS]', '[EOS]')
 SPM_MODEL = 'spm.model'
@@ -124,9 +126,10 @@ def _train_texts(data_config: ml_collections.ConfigDict) -> Iterator[str]:
   for i in range(len(split)):
     record = split[i]
     if 'text' not in record:
-      raise ValueError(f"config.data.tokenizer='sentencepiece' trains on text, but config.data."
-                       f'source={data_config.source!r} holds {sorted(record)}; use a text:/tsv: '
-                       'source.')
+      raise errors.ConfigError(
+          f"config.data.tokenizer='sentencepiece' trains on text, but config.data."
+          f'source={data_config.source!r} holds {sorted(record)}; use a text:/tsv: '
+          'source.')
     text = record['text']
     text = text.item() if hasattr(text, 'item') else text
     yield text.decode('utf-8') if isinstance(text, bytes) else str(text)
@@ -150,9 +153,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *,
   if d.get('tokenizer', '') != 'sentencepiece':
     return config
   if int(d.vocab_size) <= len(SPECIALS) + 256 + 1:
-    raise ValueError(f'config.data.vocab_size={d.vocab_size} is too small for SentencePiece '
-                     f'with byte fallback: it needs more than {len(SPECIALS) + 257} ids '
-                     f'({len(SPECIALS)} specials, <unk>, 256 bytes); try 4096.')
+    raise errors.ConfigError(
+        f'config.data.vocab_size={d.vocab_size} is too small for SentencePiece '
+        f'with byte fallback: it needs more than {len(SPECIALS) + 257} ids '
+        f'({len(SPECIALS)} specials, <unk>, 256 bytes); try 4096.')
   tok_dir = d.tokenizer_dir or os.path.join(workdir, 'tokenizer')
   model_path, meta_path = (os.path.join(tok_dir, n) for n in (SPM_MODEL, SPM_META))
   import jax
@@ -166,9 +170,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *,
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices('sslax tokenizer ready')
   if not os.path.exists(model_path):
-    raise FileNotFoundError(f'{model_path} (the SentencePiece model of this run) is missing; '
-                            'it is written when training starts. Point config.data.tokenizer_dir '
-                            'at the folder holding spm.model.')
+    raise errors.DataNotFoundError(
+        f'{model_path} (the SentencePiece model of this run) is missing; '
+        'it is written when training starts. Point config.data.tokenizer_dir '
+        'at the folder holding spm.model.')
   stored = {}
   if os.path.exists(meta_path):
     with open(meta_path) as f:
@@ -176,9 +181,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *,
   differ = [f'config.data.{k}: stored {stored.get(k)!r}, config {v!r}'
             for k, v in _meta(d).items() if stored.get(k) != v]
   if differ:
-    raise ValueError(f'The SentencePiece model in {tok_dir} was trained for other settings '
-                     f'({"; ".join(differ)}). Restore those values, use a new --workdir, or point '
-                     'config.data.tokenizer_dir at an empty folder to train a new one.')
+    raise errors.ConfigError(
+        f'The SentencePiece model in {tok_dir} was trained for other settings '
+        f'({"; ".join(differ)}). Restore those values, use a new --workdir, or point '
+        'config.data.tokenizer_dir at an empty folder to train a new one.')
   config = copy.deepcopy(config)
   config.data.tokenizer_dir = tok_dir
   return config
@@ -196,13 +202,14 @@ def make(data_config: ml_collections.ConfigDict) -> ByteTokenizer | SentencePiec
     return ByteTokenizer()
   if name == 'sentencepiece':
     if not data_config.get('tokenizer_dir', ''):
-      raise ValueError("config.data.tokenizer='sentencepiece' needs its trained model: call "
-                       'tokenizers.prepare(config, workdir) first (sslax.main and '
-                       'sslax.evaluate do), or set config.data.tokenizer_dir to a folder '
-                       f'holding {SPM_MODEL}.')
+      raise errors.ConfigError(
+          "config.data.tokenizer='sentencepiece' needs its trained model: call "
+          'tokenizers.prepare(config, workdir) first (sslax.main and '
+          'sslax.evaluate do), or set config.data.tokenizer_dir to a folder '
+          f'holding {SPM_MODEL}.')
     return _sentencepiece(os.path.join(data_config.tokenizer_dir, SPM_MODEL))
-  raise ValueError(f'config.data.tokenizer={name!r} is unknown; choose one of {TOKENIZERS} '
-                   "(or '' for sources without text).")
+  raise errors.ConfigError(f'config.data.tokenizer={name!r} is unknown; choose one of {TOKENIZERS} '
+                           "(or '' for sources without text).")
 
 
 def vocab_size(data_config: ml_collections.ConfigDict) -> int:
@@ -221,8 +228,9 @@ def record_transform(data_config: ml_collections.ConfigDict) -> RecordTransform 
   tokenizer = make(data_config)
   seq_len = int(data_config.get('seq_len', 0))
   if seq_len <= 0:
-    raise ValueError(f'config.data.seq_len={seq_len} must be positive when '
-                     f'config.data.tokenizer={name!r}; set it to the token length of a sequence.')
+    raise errors.ConfigError(
+        f'config.data.seq_len={seq_len} must be positive when '
+        f'config.data.tokenizer={name!r}; set it to the token length of a sequence.')
 
   def transform(record: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k != 'text'}

@@ -20,6 +20,8 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
+from sslax import errors
+
 # Zero crossings of the windowed-sinc kernel on each side: attenuation of the stop band is
 # ~-60 dB with a Kaiser window of beta 8.6, plenty for speech features.
 _SINC_ZEROS = 16
@@ -38,20 +40,20 @@ def decode_wav(path: str) -> tuple[np.ndarray, int]:
                                        f.getnframes())
       data = f.readframes(frames)
   except (wave.Error, EOFError, OSError) as e:
-    raise ValueError(f'{path} is not a readable PCM WAV file ({e}). Fix: re-encode it as '
-                     '8- or 16-bit PCM WAV, or remove it (or set '
-                     "config.data.bad_files='skip').") from None
+    raise errors.DataError(f'{path} is not a readable PCM WAV file ({e}). Fix: re-encode it as '
+                           '8- or 16-bit PCM WAV, or remove it (or set '
+                           "config.data.bad_files='skip').") from None
   if width == 1:   # 8-bit WAV is unsigned, centred on 128
     samples = (np.frombuffer(data, np.uint8).astype(np.float32) - 128.0) / 128.0
   elif width == 2:
     samples = np.frombuffer(data, '<i2').astype(np.float32) / 32768.0
   else:
-    raise ValueError(f'{path}: {8 * width}-bit samples are not supported (only 8- and 16-bit '
-                     'PCM). Fix: re-encode it as 16-bit PCM WAV.')
+    raise errors.DataError(f'{path}: {8 * width}-bit samples are not supported (only 8- and 16-bit '
+                           'PCM). Fix: re-encode it as 16-bit PCM WAV.')
   usable = len(samples) // channels * channels
   if usable == 0:
-    raise ValueError(f'{path} holds no audio samples. Fix: remove it (or set '
-                     "config.data.bad_files='skip').")
+    raise errors.DataError(f'{path} holds no audio samples. Fix: remove it (or set '
+                           "config.data.bad_files='skip').")
   mono = samples[:usable].reshape(-1, channels).mean(axis=1)
   return mono.astype(np.float32), int(rate)
 
@@ -123,8 +125,8 @@ SHORT_CLIPS = ('pad', 'error', 'skip')
 def check_short_clips(data_config: ml_collections.ConfigDict) -> str:
   policy = data_config.get('short_clips', 'pad')
   if policy not in SHORT_CLIPS:
-    raise ValueError(f'config.data.short_clips={policy!r} is unknown; choose one of '
-                     f'{SHORT_CLIPS}.')
+    raise errors.ConfigError(f'config.data.short_clips={policy!r} is unknown; choose one of '
+                             f'{SHORT_CLIPS}.')
   return policy
 
 
@@ -169,11 +171,13 @@ def check_config(data_config: ml_collections.ConfigDict) -> tuple[int, int]:
   rate = int(data_config.get('sample_rate', 0))
   seconds = float(data_config.get('clip_seconds', 0.0))
   if rate <= 0:
-    raise ValueError(f'config.data.sample_rate={rate} must be positive for an audio source; '
-                     'set it to the rate models should see (e.g. 8000 or 16000).')
+    raise errors.ConfigError(
+        f'config.data.sample_rate={rate} must be positive for an audio source; '
+        'set it to the rate models should see (e.g. 8000 or 16000).')
   if seconds <= 0:
-    raise ValueError(f'config.data.clip_seconds={seconds} must be positive: every clip is cut '
-                     'or zero-padded to it so that clips stack into batches.')
+    raise errors.ConfigError(
+        f'config.data.clip_seconds={seconds} must be positive: every clip is cut '
+        'or zero-padded to it so that clips stack into batches.')
   check_short_clips(data_config)
   return rate, max(1, round(rate * seconds))
 
@@ -189,8 +193,8 @@ def record_transform(data_config: ml_collections.ConfigDict) -> RecordTransform:
     out = {k: v for k, v in record.items() if k not in ('audio', 'sample_rate')}
     if label_key != 'label':
       if label_key not in record:
-        raise ValueError(f'config.data.label_key={label_key!r}: the records have no such '
-                         f'feature; they have {sorted(record)}.')
+        raise errors.ConfigError(f'config.data.label_key={label_key!r}: the records have no such '
+                                 f'feature; they have {sorted(record)}.')
       out['label'] = record[label_key]   # e.g. 'speaker': speaker identification downstream
     audio = resample(np.asarray(record['audio']), int(record['sample_rate']), rate)
     out['audio'], out['audio_len'] = fixed_length(audio, samples)

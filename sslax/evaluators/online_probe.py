@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from sslax import errors
 from sslax import methods
 from sslax.data import sources
 
@@ -34,9 +35,10 @@ def make(config: ml_collections.ConfigDict, method: methods.Method) -> OnlinePro
     return None
   num_classes = sources.info(config.data.source, data_dir=config.data.data_dir or None).num_classes
   if not num_classes:
-    raise ValueError(f'config.online_probe.enabled=True needs labels in the training data, but '
-                     f'config.data.source={config.data.source!r} has none; set '
-                     'config.online_probe.enabled=False or train on a labelled source.')
+    raise errors.ConfigError(
+        f'config.online_probe.enabled=True needs labels in the training data, but '
+        f'config.data.source={config.data.source!r} has none; set '
+        'config.online_probe.enabled=False or train on a labelled source.')
   tx = optax.adam(config.online_probe.learning_rate)
 
   def init(params, model_state, batch):

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from sslax import reports
+from sslax import errors
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
@@ -64,53 +65,63 @@ def _check_fine_tune(key: str, ev: ml_collections.ConfigDict) -> None:
   """The numeric options of a fine-tune; warmup_steps < its steps is checked when the data,
   and so the number of steps, is known (fine_tune.fine_tune)."""
   if not float(ev.epochs) > 0:
-    raise ValueError(f'{key}.epochs={ev.epochs} must be > 0 (fractions of an epoch are fine).')
+    raise errors.ConfigError(
+        f'{key}.epochs={ev.epochs} must be > 0 (fractions of an epoch are fine).')
   if not 0 <= float(ev.get('val_fraction', 0.1)) < 1:
-    raise ValueError(f'{key}.val_fraction={ev.val_fraction} must be in [0, 1) (0: no held-out '
-                     'part, the last step is reported).')
+    raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in [0, 1) (0: no '
+                             'held-out part, the last step is reported).')
   for option in ('eval_every', 'warmup_steps'):
     if int(ev.get(option, 0)) < 0:
-      raise ValueError(f'{key}.{option}={ev[option]} must be >= 0.')
+      raise errors.ConfigError(f'{key}.{option}={ev[option]} must be >= 0.')
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the key for a malformed `config.evals` (before compiling)."""
+  """Raises errors.ConfigError (a ValueError) naming the key for a malformed `config.evals`
+  (before compiling)."""
   for name, ev in config.evals.items():
     key = f'config.evals.{name}'
     if not isinstance(ev, ml_collections.ConfigDict) or 'type' not in ev:
-      raise ValueError(f'{key} must be a dict with a `type`, one of {TYPES}.')
+      raise errors.ConfigError(f'{key} must be a dict with a `type`, one of {TYPES}.')
     if ev.type not in OPTIONS:
-      raise ValueError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
+      raise errors.ConfigError(f'{key}.type={ev.type!r} is unknown; choose one of {TYPES}.')
     if ev.type == 'fine_tune' and 'steps' in ev:
-      raise ValueError(f'{key}.steps is no longer an option: a fine-tune\'s budget is `epochs` '
-                       'over the training split (less its held-out val_fraction); e.g. 200 '
-                       'steps at batch 128 on 1,300 examples are 20 epochs. Replace steps with '
-                       'epochs (in a run\'s config.json too).')
+      raise errors.ConfigError(
+          f'{key}.steps is no longer an option: a fine-tune\'s budget is `epochs` over the '
+          'training split (less its held-out val_fraction); e.g. 200 steps at batch 128 on '
+          '1,300 examples are 20 epochs. Replace steps with epochs (in a run\'s config.json too).')
     missing = [k for k in COMMON + OPTIONS[ev.type] if k not in ev]
     if missing:
-      raise ValueError(f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
-                       'example of each type.')
+      raise errors.ConfigError(
+          f'{key} (type {ev.type!r}) lacks {missing}; see config_base.py for an '
+          'example of each type.')
     unknown = sorted(set(ev.keys()) - set(COMMON + OPTIONS[ev.type]) - set(optional(ev.type)))
     if unknown:
-      raise ValueError(f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
-                       f'{OPTIONS[ev.type]}.')
+      raise errors.ConfigError(
+          f'{key} has unknown options {unknown}; a {ev.type!r} evaluator takes '
+          f'{OPTIONS[ev.type]}.')
     if int(ev.every_steps) < 0:
-      raise ValueError(f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
+      raise errors.ConfigError(
+          f'{key}.every_steps={ev.every_steps} must be >= 0 (0: only at the end).')
     if ev.type == 'fine_tune' and ev.task not in fine_tune.TASKS:
-      raise ValueError(f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
+      raise errors.ConfigError(
+          f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
     if ev.type == 'fine_tune':
       _check_fine_tune(key, ev)
     if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:
-      raise ValueError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
-                       f'{fine_tune.HEAD_INITS}.')
+      raise errors.ConfigError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
+                               f'{fine_tune.HEAD_INITS}.')
     probe_head = ev.type == 'fine_tune' and ev.get('head_init', 'zeros') == 'probe'
     if probe_head and ev.task != 'classification':
-      raise ValueError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
-                       f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
+      raise errors.ConfigError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
+                               f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
+  for limit in ('max_train_examples', 'max_test_examples'):
+    if int(config.eval.get(limit, 0)) < 0:
+      raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
+                               '(0: the whole split).')
   if int(config.eval.num_seeds) < 1:
-    raise ValueError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
+    raise errors.ConfigError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 
 
 def enabled(config: ml_collections.ConfigDict) -> list[str]:
@@ -184,16 +195,19 @@ class Suite:
       bad_files = self.config.data.get('bad_files', 'error')
       info = sources.info(source, data_dir=data_dir, bad_files=bad_files)
       if not info.num_classes and not info.regression:
-        raise ValueError(f'{key}={source!r} has no labels; downstream evaluation needs a '
-                         'labelled source (class ids, or float regression targets).')
+        raise errors.ConfigError(f'{key}={source!r} has no labels; downstream evaluation needs a '
+                                 'labelled source (class ids, or float regression targets).')
+      # config.json of runs older than the max_*_examples keys lacks them: whole splits.
+      limits = {e.train_split: int(e.get('max_train_examples', 0)),
+                e.test_split: int(e.get('max_test_examples', 0))}
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
-                                   bad_files=bad_files)
+                                   bad_files=bad_files, max_examples=limits[s])
                 for s in (e.train_split, e.test_split)}
       if not info.regression:
         labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
         if not np.array_equal(labels[e.train_split], labels[e.test_split]):
-          raise ValueError(
+          raise errors.ConfigError(
               f'{key}={source!r}: the classes of split config.eval.train_split='
               f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
               f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
@@ -210,14 +224,14 @@ class Suite:
     if ev.type == 'fine_tune':
       want = 'regression' if regression else 'classification'
       if ev.task != want:
-        raise ValueError(f"config.evals.{name}.task={ev.task!r}, but {key}={source!r} holds "
-                         f"{'float targets' if regression else 'class labels'}; set "
-                         f"--config.evals.{name}.task={want}.")
+        held = 'float targets' if regression else 'class labels'
+        raise errors.ConfigError(f'config.evals.{name}.task={ev.task!r}, but {key}={source!r} '
+                                 f'holds {held}; set --config.evals.{name}.task={want}.')
     elif regression and ev.type not in REGRESSION_TYPES:
-      raise ValueError(f'config.evals.{name} (type {ev.type!r}) needs class labels, but '
-                       f'{key}={source!r} holds float regression targets; switch it off '
-                       f'(--config.evals.{name}.enabled=False) and use a type of '
-                       f'{REGRESSION_TYPES}.')
+      raise errors.ConfigError(f'config.evals.{name} (type {ev.type!r}) needs class labels, but '
+                               f'{key}={source!r} holds float regression targets; switch it '
+                               f'off (--config.evals.{name}.enabled=False) and use a type of '
+                               f'{REGRESSION_TYPES}.')
 
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
     e = self.config.eval

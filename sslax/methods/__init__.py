@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
+from sslax import errors
+
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
@@ -50,5 +52,5 @@ def available() -> tuple[str, ...]:
 def get(name: str) -> Callable[[ml_collections.ConfigDict], Method]:
   """The `make(config) -> Method` of methods/<name>.py."""
   if name not in available():
-    raise ValueError(f'config.method={name!r} is unknown; choose one of {available()}.')
+    raise errors.ConfigError(f'config.method={name!r} is unknown; choose one of {available()}.')
   return importlib.import_module(f'{__name__}.{name}').make

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import methods
 from sslax import models
 from sslax.augment import image as image_aug
@@ -51,8 +52,8 @@ def ema(target, online, momentum: jax.Array):
 
 def check_momentum(section: str, base: float) -> None:
   if not 0.0 <= base <= 1.0:
-    raise ValueError(f'config.{section}.momentum_base={base} must be in [0, 1] '
-                     '(0.99-0.996 is usual).')
+    raise errors.ConfigError(f'config.{section}.momentum_base={base} must be in [0, 1] '
+                             '(0.99-0.996 is usual).')
 
 
 def _views(config: ml_collections.ConfigDict, rng: jax.Array, images: jax.Array) -> jax.Array:

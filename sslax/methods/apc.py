@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -38,19 +39,21 @@ def front_end(config: ml_collections.ConfigDict) -> AudioFrontEnd:
 
   def check(batch):
     if 'audio' not in batch:
-      raise ValueError(f'config.method={config.method!r} needs audio, but config.data.source='
-                       f'{config.data.source!r} gives {sorted(batch)}; use an audio source '
-                       '(folder:DIR of .wav files, or catalog audio such as tfds:speech_commands) '
-                       'with config.data.sample_rate set.')
+      raise errors.ConfigError(
+          f'config.method={config.method!r} needs audio, but config.data.source='
+          f'{config.data.source!r} gives {sorted(batch)}; use an audio source '
+          '(folder:DIR of .wav files, or catalog audio such as tfds:speech_commands) '
+          'with config.data.sample_rate set.')
     clip = batch['audio'].shape[-1]
     if crop > clip:
-      raise ValueError(f'config.audio.crop_seconds={a.crop_seconds} ({crop} samples) exceeds '
-                       f'config.data.clip_seconds ({clip} samples); lower the crop.')
+      raise errors.ConfigError(
+          f'config.audio.crop_seconds={a.crop_seconds} ({crop} samples) exceeds '
+          f'config.data.clip_seconds ({clip} samples); lower the crop.')
     frames = audio_aug.num_frames(clip, a.n_fft, a.hop)
     if frames > config.model.max_frames:
-      raise ValueError(f'clips of config.data.clip_seconds={config.data.clip_seconds} give '
-                       f'{frames} frames, over config.model.max_frames='
-                       f'{config.model.max_frames}; raise it or shorten the clips.')
+      raise errors.ConfigError(f'clips of config.data.clip_seconds={config.data.clip_seconds} give '
+                               f'{frames} frames, over config.model.max_frames='
+                               f'{config.model.max_frames}; raise it or shorten the clips.')
 
   def crops(key, batch):
     b = batch['audio'].shape[0]

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -38,7 +39,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   cfg = config.dino
   _siamese.check_momentum('dino', cfg.momentum_base)
   if cfg.num_global != 2:
-    raise ValueError(f'config.dino.num_global={cfg.num_global}: DINO uses 2 global crops.')
+    raise errors.ConfigError(f'config.dino.num_global={cfg.num_global}: DINO uses 2 global crops.')
   net = _siamese.EncoderProjector(
       encoder=models.make_encoder(config.model),
       projector=heads.DINOHead(hidden_dims=tuple(cfg.head_hidden_dims),

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -64,16 +65,17 @@ def _pixel_mask(keep_BxL: jax.Array, h: int, w: int, p: int) -> jax.Array:
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   cfg = config.mae
   if config.model.name != 'vit':
-    raise ValueError(f"config.model.name={config.model.name!r}: MAE needs config.model.name="
-                     "'vit' (the encoder must accept a subset of patch tokens).")
+    raise errors.ConfigError(
+        f"config.model.name={config.model.name!r}: MAE needs config.model.name="
+        "'vit' (the encoder must accept a subset of patch tokens).")
   encoder = models.make_encoder(config.model)
   model = MAEModel(encoder=encoder, decoder_width=cfg.decoder_width,
                    decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads,
                    encoder_sees_all=cfg.get('encoder_sees_all', False))
   size, patch = config.data.image_size, config.model.patch_size
   if size % patch:
-    raise ValueError(f'config.data.image_size={size} is not divisible by '
-                     f'config.model.patch_size={patch}.')
+    raise errors.ConfigError(f'config.data.image_size={size} is not divisible by '
+                             f'config.model.patch_size={patch}.')
   num_patches = (size // patch) ** 2
   num_kept = masking.num_kept(num_patches, cfg.mask_ratio)
 

@@ -11,6 +11,7 @@ over non-PAD tokens.
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -22,13 +23,15 @@ from sslax.models import text
 def check_tokens(config: ml_collections.ConfigDict, batch) -> None:
   """Errors a config can cause before init: no tokens, or longer than the model's positions."""
   if 'tokens' not in batch:
-    raise ValueError(f'config.method={config.method!r} needs token ids, but config.data.source='
-                     f'{config.data.source!r} gives {sorted(batch)}; use a text:/tsv: source '
-                     'with config.data.tokenizer set.')
+    raise errors.ConfigError(
+        f'config.method={config.method!r} needs token ids, but config.data.source='
+        f'{config.data.source!r} gives {sorted(batch)}; use a text:/tsv: source '
+        'with config.data.tokenizer set.')
   if batch['tokens'].shape[-1] > config.model.max_len:
-    raise ValueError(f'config.data.seq_len={batch["tokens"].shape[-1]} exceeds '
-                     f'config.model.max_len={config.model.max_len}; raise config.model.max_len '
-                     'or lower config.data.seq_len.')
+    raise errors.ConfigError(
+        f'config.data.seq_len={batch["tokens"].shape[-1]} exceeds '
+        f'config.model.max_len={config.model.max_len}; raise config.model.max_len '
+        'or lower config.data.seq_len.')
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:

@@ -8,6 +8,7 @@ symmetrised over the two views and scaled by 2 * temperature (Algorithm 1).
 """
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax.methods import _siamese
@@ -16,7 +17,8 @@ from sslax.methods import _siamese
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   temperature = config.mocov3.temperature
   if temperature <= 0:
-    raise ValueError(f'config.mocov3.temperature={temperature} must be positive (paper: 0.2).')
+    raise errors.ConfigError(
+        f'config.mocov3.temperature={temperature} must be positive (paper: 0.2).')
 
   def pair_loss(q_a, q_b, k_a, k_b):
     value = (losses.moco_v3_loss(q_a, k_b, temperature=temperature)

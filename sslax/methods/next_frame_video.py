@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -39,8 +40,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
 
   def init(rng, batch):
     if 'image' not in batch:
-      raise ValueError(f'config.method={config.method!r} needs digit images, but '
-                       f'config.data.source={config.data.source!r} gives {sorted(batch)}.')
+      raise errors.ConfigError(f'config.method={config.method!r} needs digit images, but '
+                               f'config.data.source={config.data.source!r} gives {sorted(batch)}.')
     x, mask = clips(jax.random.PRNGKey(0), batch['image'][:1])
     return model.init(rng, x, mask)['params'], {}, {}
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax import losses
 from sslax import methods
 from sslax import models
@@ -41,13 +42,13 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   # mesh train.run builds: config.mesh on all devices.
   chunked = config.simclr.get('chunked_loss', False)
   if not isinstance(chunked, bool):
-    raise ValueError(f'config.simclr.chunked_loss={chunked!r} must be True or False.')
+    raise errors.ConfigError(f'config.simclr.chunked_loss={chunked!r} must be True or False.')
   mesh = sharding.make_mesh(config.mesh) if chunked else None
 
   def init(rng, batch):
     if 'image' not in batch:
-      raise ValueError(f"config.method='simclr' needs images, but config.data.source="
-                       f"{config.data.source!r} gives {sorted(batch)}.")
+      raise errors.ConfigError(f"config.method='simclr' needs images, but config.data.source="
+                               f"{config.data.source!r} gives {sorted(batch)}.")
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'][:1], size))
     variables = model.init(rng, x, train=False)
     return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}

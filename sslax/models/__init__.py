@@ -3,6 +3,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
+
 ENCODERS = ('resnet', 'transformer', 'vit', 'audio_transformer')
 
 
@@ -13,7 +15,7 @@ def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
   """config.model.dtype: activations and matmuls; parameters and optimiser state stay float32."""
   name = model_config.get('dtype', 'float32')
   if name not in DTYPES:
-    raise ValueError(f'config.model.dtype={name!r} is unknown; choose one of {DTYPES}.')
+    raise errors.ConfigError(f'config.model.dtype={name!r} is unknown; choose one of {DTYPES}.')
   return jnp.dtype(name)
 
 
@@ -41,4 +43,4 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
                    depth=model_config.depth, num_heads=model_config.num_heads,
                    mlp_ratio=model_config.mlp_ratio, pool=model_config.pool,
                    pos_emb=model_config.pos_emb, dtype=compute_dtype(model_config))
-  raise ValueError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')
+  raise errors.ConfigError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
 from sslax.models import text
 
 
@@ -34,8 +35,8 @@ class AudioTransformer(nn.Module):
   def __call__(self, x_BxFxM: jnp.ndarray, mask_BxF: jnp.ndarray):
     length = x_BxFxM.shape[1]
     if length > self.max_frames:
-      raise ValueError(f'{length} frames exceed config.model.max_frames={self.max_frames} '
-                       'learned positions; raise it or shorten config.data.clip_seconds.')
+      raise errors.ConfigError(f'{length} frames exceed config.model.max_frames={self.max_frames} '
+                               'learned positions; raise it or shorten config.data.clip_seconds.')
     keep_BxFx1 = mask_BxF[..., None].astype(x_BxFxM.dtype)
     h_BxFxD = nn.gelu(self._conv(x_BxFxM * keep_BxFx1, 'conv0'))
     z_BxFxD = nn.gelu(self._conv(h_BxFxD, 'conv1')) * keep_BxFx1
@@ -61,8 +62,9 @@ def masked_mean(h_BxFxD: jnp.ndarray, mask_BxF: jnp.ndarray) -> jnp.ndarray:
 def from_config(model_config: ml_collections.ConfigDict, *, causal: bool) -> AudioTransformer:
   m = model_config
   if m.width % m.num_heads:
-    raise ValueError(f'config.model.width={m.width} is not divisible by config.model.num_heads='
-                     f'{m.num_heads}; pick a head count that divides the width.')
+    raise errors.ConfigError(
+        f'config.model.width={m.width} is not divisible by config.model.num_heads='
+        f'{m.num_heads}; pick a head count that divides the width.')
   return AudioTransformer(width=m.width, depth=m.depth, num_heads=m.num_heads,
                           mlp_dim=m.mlp_dim, max_frames=m.max_frames,
                           conv_kernel=m.get('conv_kernel', 3), causal=causal)

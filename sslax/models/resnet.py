@@ -14,6 +14,8 @@ from flax.linen import dtypes
 import jax
 import jax.numpy as jnp
 
+from sslax import errors
+
 # config.model.conv_impl: how convolutions are computed (same parameters, same numerics).
 #   'xla':    lax.conv_general_dilated; XLA's CPU backend hands it to YNNPACK, and computes
 #             the weight gradient as a convolution whose window is the whole feature map.
@@ -134,8 +136,8 @@ def _conv_cls(conv_impl: str):
     return nn.Conv
   if conv_impl in ('im2col', 'mixed', 'wgrad_gemm'):
     return functools.partial(Conv, impl=conv_impl)
-  raise ValueError(f'config.model.conv_impl={conv_impl!r} is unknown; choose one of '
-                   f'{CONV_IMPLS}.')
+  raise errors.ConfigError(f'config.model.conv_impl={conv_impl!r} is unknown; choose one of '
+                           f'{CONV_IMPLS}.')
 
 
 def _norm(kind: str, train: bool, zero_init: bool = False, dtype: Any = jnp.float32) -> nn.Module:
@@ -146,7 +148,7 @@ def _norm(kind: str, train: bool, zero_init: bool = False, dtype: Any = jnp.floa
                         scale_init=scale_init, dtype=dtype)
   if kind == 'group':
     return nn.GroupNorm(num_groups=None, group_size=8, scale_init=scale_init, dtype=dtype)
-  raise ValueError(f"config.model.norm={kind!r} is unknown; choose 'batch' or 'group'.")
+  raise errors.ConfigError(f"config.model.norm={kind!r} is unknown; choose 'batch' or 'group'.")
 
 
 class BasicBlock(nn.Module):
@@ -218,11 +220,12 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
     if len(self.widths) != len(self.blocks):
-      raise ValueError(f'config.model.widths {tuple(self.widths)} and config.model.blocks '
-                       f'{tuple(self.blocks)} must have the same length (one per stage).')
+      raise errors.ConfigError(f'config.model.widths {tuple(self.widths)} and config.model.blocks '
+                               f'{tuple(self.blocks)} must have the same length (one per stage).')
     block_cls = {'basic': BasicBlock, 'bottleneck': BottleneckBlock}.get(self.block)
     if block_cls is None:
-      raise ValueError(f"config.model.block={self.block!r}; choose 'basic' or 'bottleneck'.")
+      raise errors.ConfigError(
+          f"config.model.block={self.block!r}; choose 'basic' or 'bottleneck'.")
     x = x_BxHxWxC
     stem_conv = functools.partial(_conv_cls(self.conv_impl), use_bias=False, dtype=self.dtype,
                                   name='stem_conv')
@@ -234,7 +237,7 @@ class ResNet(nn.Module):
       x = nn.relu(_norm(self.norm, train, dtype=self.dtype)(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
     else:
-      raise ValueError(f"config.model.stem={self.stem!r}; choose 'cifar' or 'imagenet'.")
+      raise errors.ConfigError(f"config.model.stem={self.stem!r}; choose 'cifar' or 'imagenet'.")
     for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
       for i in range(n):
         stride = 2 if stage > 0 and i == 0 else 1

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from sslax import errors
+
 PAD_ID = 0   # every tokenizer in sslax/data/tokenizers.py pads with id 0
 
 
@@ -79,9 +81,10 @@ class Transformer(nn.Module):
     """Hidden states [B, L, D] after the final LayerNorm; PAD keys are never attended to."""
     length = tokens_BxL.shape[-1]
     if length > self.max_len:
-      raise ValueError(f'sequences of {length} tokens exceed config.model.max_len='
-                       f'{self.max_len} learned positions; raise config.model.max_len or lower '
-                       'config.data.seq_len.')
+      raise errors.ConfigError(
+          f'sequences of {length} tokens exceed config.model.max_len='
+          f'{self.max_len} learned positions; raise config.model.max_len or lower '
+          'config.data.seq_len.')
     x_BxLxD = self.token_embed(tokens_BxL) + self.pos_embed[:length]
     keep_BxL = tokens_BxL != PAD_ID
     mask_Bx1xLxL = nn.make_attention_mask(keep_BxL, keep_BxL)
@@ -115,8 +118,9 @@ def from_config(model_config: ml_collections.ConfigDict, *, vocab_size: int,
   """A Transformer sized by `config.model` (width, depth, num_heads, mlp_dim, max_len)."""
   m = model_config
   if m.width % m.num_heads:
-    raise ValueError(f'config.model.width={m.width} is not divisible by config.model.num_heads='
-                     f'{m.num_heads}; pick a head count that divides the width.')
+    raise errors.ConfigError(
+        f'config.model.width={m.width} is not divisible by config.model.num_heads='
+        f'{m.num_heads}; pick a head count that divides the width.')
   return Transformer(vocab_size=vocab_size, width=m.width, depth=m.depth,
                      num_heads=m.num_heads, mlp_dim=m.mlp_dim, max_len=m.max_len,
                      causal=causal, tie_embeddings=m.get('tie_embeddings', True))

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sslax import errors
+
 POOLS = ('cls', 'mean')
 POS_EMBS = ('sincos', 'learned')
 
@@ -22,8 +24,8 @@ def patchify(images_BxHxWxC: jax.Array, patch_size: int) -> jax.Array:
   b, h, w, c = images_BxHxWxC.shape
   p = patch_size
   if h % p or w % p:
-    raise ValueError(f'image size {h}x{w} is not divisible by config.model.patch_size={p}; '
-                     'pick a patch size that divides config.data.image_size.')
+    raise errors.ConfigError(f'image size {h}x{w} is not divisible by config.model.patch_size={p}; '
+                             'pick a patch size that divides config.data.image_size.')
   x = images_BxHxWxC.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b, (h // p) * (w // p), p * p * c)
 
@@ -31,8 +33,8 @@ def patchify(images_BxHxWxC: jax.Array, patch_size: int) -> jax.Array:
 def sincos_2d(grid_size: int, width: int) -> np.ndarray:
   """Fixed 2-D sine-cosine position embeddings (MAE, MoCo v3), [grid_size**2, width]."""
   if width % 4:
-    raise ValueError(f'config.model.width={width} must be a multiple of 4 for sincos '
-                     "position embeddings; or set config.model.pos_emb='learned'.")
+    raise errors.ConfigError(f'config.model.width={width} must be a multiple of 4 for sincos '
+                             "position embeddings; or set config.model.pos_emb='learned'.")
   omega_F = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width // 4))
   rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing='ij')
   out = [f(np.outer(axis.reshape(-1), omega_F)) for axis in (rows, cols) for f in (np.sin, np.cos)]
@@ -93,10 +95,11 @@ class ViT(nn.Module):
   def encode(self, x_BxHxWxC: jax.Array,
              keep_BxK: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     if self.pool not in POOLS:
-      raise ValueError(f'config.model.pool={self.pool!r} is unknown; choose one of {POOLS}.')
+      raise errors.ConfigError(
+          f'config.model.pool={self.pool!r} is unknown; choose one of {POOLS}.')
     if self.pos_emb not in POS_EMBS:
-      raise ValueError(f'config.model.pos_emb={self.pos_emb!r} is unknown; '
-                       f'choose one of {POS_EMBS}.')
+      raise errors.ConfigError(f'config.model.pos_emb={self.pos_emb!r} is unknown; '
+                               f'choose one of {POS_EMBS}.')
     patches_BxLxP = patchify(x_BxHxWxC, self.patch_size)
     num_patches = patches_BxLxP.shape[1]
     # A Dense on flattened patches is the strided patch convolution, without the reshapes.

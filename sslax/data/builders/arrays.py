@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data.builders import local
 
 SPLIT_FIELD = '{split}'
@@ -31,7 +32,7 @@ def split_files(pattern: str) -> dict[str, str]:
     return {'train': pattern} if os.path.isfile(pattern) else {}
   head, _, tail = pattern.partition(SPLIT_FIELD)
   if SPLIT_FIELD in tail:
-    raise ValueError(f'{pattern!r} contains {SPLIT_FIELD} more than once.')
+    raise errors.DataError(f'{pattern!r} contains {SPLIT_FIELD} more than once.')
   regex = re.compile(re.escape(head) + f'({_SPLIT_NAME})' + re.escape(tail) + '$')
   found = {}
   for path in sorted(glob.glob(glob.escape(head) + '*' + glob.escape(tail))):
@@ -51,28 +52,29 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray | None]:
   try:
     data = np.load(path, allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise ValueError(f'{path} is not a readable .npz file: {e}') from e
+    raise errors.DataError(f'{path} is not a readable .npz file: {e}') from e
   if not isinstance(data, np.lib.npyio.NpzFile):
-    raise ValueError(f'{path} holds a single array; npz sources need an .npz with "images" '
-                     '(and "labels").')
+    raise errors.DataError(f'{path} holds a single array; npz sources need an .npz with "images" '
+                           '(and "labels").')
   with data:
     if 'images' not in data:
-      raise ValueError(f'{path} has no array named "images" (it has {sorted(data.files)}).')
+      raise errors.DataError(f'{path} has no array named "images" (it has {sorted(data.files)}).')
     images = data['images']
     labels = data['labels'] if 'labels' in data else None
   if images.dtype != np.uint8 or images.ndim not in (3, 4):
-    raise ValueError(f'{path}: "images" must be uint8 [N,H,W] or [N,H,W,C], '
-                     f'got {images.dtype} {list(images.shape)}.')
+    raise errors.DataError(f'{path}: "images" must be uint8 [N,H,W] or [N,H,W,C], '
+                           f'got {images.dtype} {list(images.shape)}.')
   if labels is not None:
     numeric = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
     if labels.shape != (len(images),) or not numeric:
-      raise ValueError(f'{path}: "labels" must be integers (classes) or floats (regression '
-                       f'targets) of shape [{len(images)}] to match "images", got '
-                       f'{labels.dtype} {list(labels.shape)}.')
+      raise errors.DataError(f'{path}: "labels" must be integers (classes) or floats (regression '
+                             f'targets) of shape [{len(images)}] to match "images", got '
+                             f'{labels.dtype} {list(labels.shape)}.')
     if np.issubdtype(labels.dtype, np.floating) and not np.all(np.isfinite(labels)):
-      raise ValueError(f'{path}: "labels" holds NaN or inf; regression targets must be finite.')
+      raise errors.DataError(f'{path}: "labels" holds NaN or inf; regression targets must be '
+                             'finite.')
     if np.issubdtype(labels.dtype, np.integer) and len(labels) and labels.min() < 0:
-      raise ValueError(f'{path}: "labels" must be >= 0 (found {labels.min()}).')
+      raise errors.DataError(f'{path}: "labels" must be >= 0 (found {labels.min()}).')
   return (images[..., None] if images.ndim == 3 else images), labels
 
 
@@ -80,15 +82,15 @@ def make_config(pattern: str) -> local.PathConfig:
   """Loads every split file once and records what the features need (shape, classes)."""
   files = split_files(pattern)
   if not files:
-    raise FileNotFoundError(f'no .npz file matches {pattern!r}.')
+    raise errors.DataNotFoundError(f'no .npz file matches {pattern!r}.')
   arrays = {split: _load(path) for split, path in files.items()}
   shapes = {split: images.shape[1:] for split, (images, _) in arrays.items()}
   if len(set(shapes.values())) > 1:
-    raise ValueError(f'{pattern}: splits disagree on the image shape {shapes}; every split '
-                     'must hold images of one (H, W, C).')
+    raise errors.DataError(f'{pattern}: splits disagree on the image shape {shapes}; every split '
+                           'must hold images of one (H, W, C).')
   labelled = {split: labels is not None for split, (_, labels) in arrays.items()}
   if len(set(labelled.values())) > 1:
-    raise ValueError(f'{pattern}: some splits have "labels" and some do not {labelled}.')
+    raise errors.DataError(f'{pattern}: some splits have "labels" and some do not {labelled}.')
   num_classes = None
   # Float labels in any split make every split's labels float32 regression targets.
   regression = any(np.issubdtype(labels.dtype, np.floating)

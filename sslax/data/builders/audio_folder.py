@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data import waveforms
 from sslax.data.builders import class_folders
 from sslax.data.builders import image_folder
@@ -61,8 +62,8 @@ def speaker_of(path: str) -> str | None:
 
 def check_policy(bad_files: str) -> None:
   if bad_files not in BAD_FILES:
-    raise ValueError(f'config.data.bad_files={bad_files!r} is unknown; choose one of '
-                     f'{BAD_FILES}.')
+    raise errors.DataError(f'config.data.bad_files={bad_files!r} is unknown; choose one of '
+                           f'{BAD_FILES}.')
 
 
 def config_name(root: str, bad_files: str) -> str:

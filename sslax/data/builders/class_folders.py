@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from sslax import errors
 from sslax.data.builders import local
 
 
@@ -31,27 +32,27 @@ def list_files(root: str, extensions: tuple[str, ...]) -> dict[str, dict[str, li
     split_dir = os.path.join(root, split)
     if not split.replace('_', 'a').isalnum():
       # The split name becomes a TFDS split name, which allows no other characters.
-      raise ValueError(f'split folder {split_dir}: split names may only hold letters, digits '
-                       'and "_".')
+      raise errors.DataError(f'split folder {split_dir}: split names may only hold letters, digits '
+                             'and "_".')
     classes = {}
     for name in visible_dirs(split_dir):
       class_dir = os.path.join(split_dir, name)
       classes[name] = files(class_dir, extensions)
       if not classes[name]:
-        raise ValueError(f'class folder {class_dir} has no {"/".join(extensions)} files; '
-                         'remove it or add some.')
+        raise errors.DataError(f'class folder {class_dir} has no {"/".join(extensions)} files; '
+                               'remove it or add some.')
     if not classes:
-      raise ValueError(f'{split_dir} has no class folders; expected {expected}.')
+      raise errors.DataError(f'{split_dir} has no class folders; expected {expected}.')
     layout[split] = classes
   if not layout:
-    raise ValueError(f'{root} has no split folders; expected {expected} '
-                     '(e.g. train/ and test/).')
+    raise errors.DataError(f'{root} has no split folders; expected {expected} '
+                           '(e.g. train/ and test/).')
   reference = 'train' if 'train' in layout else next(iter(layout))
   for split, classes in layout.items():
     if set(classes) != set(layout[reference]):
       missing = sorted(set(layout[reference]) - set(classes))
       extra = sorted(set(classes) - set(layout[reference]))
-      raise ValueError(
+      raise errors.DataError(
           f'class folders of {os.path.join(root, split)} differ from those of '
           f'{os.path.join(root, reference)} (missing: {missing}, extra: {extra}); every split '
           'needs the same classes so that label ids agree.')

@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data.builders import class_folders
 from sslax.data.builders import local
 from sslax.data.builders import pixels
@@ -57,8 +58,8 @@ def make_config(root: str) -> local.PathConfig:
   odd = [(p, (h, w)) for p, (h, w, _) in zip(paths, probes) if (h, w) != (height, width)]
   if odd:
     listed = '; '.join(f'{p} is {h}x{w}' for p, (h, w) in odd[:5])
-    raise ValueError(f'images under {root} must share one size; most are {height}x{width} '
-                     f'(HxW) but {len(odd)} differ: {listed}. Resize them or remove them.')
+    raise errors.DataError(f'images under {root} must share one size; most are {height}x{width} '
+                           f'(HxW) but {len(odd)} differ: {listed}. Resize them or remove them.')
   channels = 3 if any(colour for _, _, colour in probes) else 1
   items = {split: [(p, class_names.index(name)) for name in sorted(classes)
                    for p in classes[name]] for split, classes in layout.items()}

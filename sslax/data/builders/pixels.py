@@ -16,6 +16,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import PIL.Image
 
+from sslax import errors
+
 # Below this many files, starting worker processes costs more than it saves.
 MIN_FILES_FOR_WORKERS = 4096
 # On 2 cores (shared with other jobs) a 1-worker pool built CIFAR-10 slower than decoding
@@ -36,10 +38,11 @@ def probe(path: str) -> tuple[int, int, bool]:
       width, height = image.size
       mode = image.mode
   except _PIL_ERRORS as e:
-    raise ValueError(f'cannot read image {path}: {e}') from None
+    raise errors.DataError(f'cannot read image {path}: {e}') from None
   if mode in _NOT_8_BIT:
-    raise ValueError(f'{path} has mode {mode!r} (16-bit or float); sslax stores 8-bit pixels, '
-                     'so convert the folder to 8-bit PNG/JPEG.')
+    raise errors.DataError(
+        f'{path} has mode {mode!r} (16-bit or float); sslax stores 8-bit pixels, '
+        'so convert the folder to 8-bit PNG/JPEG.')
   return height, width, mode not in _GREY_MODES
 
 
@@ -49,11 +52,11 @@ def decode(path: str, shape: tuple[int, int, int]) -> np.ndarray:
     with PIL.Image.open(path) as image:
       pixels = np.asarray(image.convert('RGB' if shape[2] == 3 else 'L'), dtype=np.uint8)
   except _PIL_ERRORS as e:
-    raise ValueError(f'cannot decode image {path}: {e}') from None
+    raise errors.DataError(f'cannot decode image {path}: {e}') from None
   if pixels.ndim == 2:
     pixels = pixels[..., None]
   if pixels.shape != tuple(shape):
-    raise ValueError(f'{path} decodes to {pixels.shape}; the folder\'s images are {shape}.')
+    raise errors.DataError(f'{path} decodes to {pixels.shape}; the folder\'s images are {shape}.')
   return pixels
 
 

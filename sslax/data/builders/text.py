@@ -20,6 +20,7 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data.builders import local
 
 TEST_FRACTION = 0.1
@@ -51,12 +52,12 @@ def read_text(path: str) -> str:
     text = data.decode('utf-8')
   except UnicodeDecodeError as e:
     line = data[:e.start].count(b'\n') + 1
-    raise ValueError(f'{path} is not UTF-8 text (byte {e.start}, line {line}: {e.reason}). '
-                     'Fix: convert it (e.g. iconv -t UTF-8) or leave it out of the text: '
-                     'source.') from None
+    raise errors.DataError(f'{path} is not UTF-8 text (byte {e.start}, line {line}: {e.reason}). '
+                           'Fix: convert it (e.g. iconv -t UTF-8) or leave it out of the text: '
+                           'source.') from None
   if not text.strip():
-    raise ValueError(f'{path} is empty (no text to train on). Fix: remove it from the '
-                     'text: source or point the source at a non-empty file.')
+    raise errors.DataError(f'{path} is empty (no text to train on). Fix: remove it from the '
+                           'text: source or point the source at a non-empty file.')
   return text
 
 
@@ -96,8 +97,8 @@ def make_config(path: str) -> local.PathConfig:
   """Reads every file once (errors up front) and chunks both splits."""
   files = list_files(path)
   if not files:
-    raise FileNotFoundError(f'text:{path} names no file: expected a UTF-8 file, a folder '
-                            'holding *.txt files, or a glob such as DIR/*.py.')
+    raise errors.DataNotFoundError(f'text:{path} names no file: expected a UTF-8 file, a folder '
+                                   'holding *.txt files, or a glob such as DIR/*.py.')
   items = {'train': [], 'test': []}
   for label, file in enumerate(files):
     train, test = split_text(read_text(file))

@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data.builders import arrays
 from sslax.data.builders import local
 
@@ -48,8 +49,9 @@ def _parse_label(value: str, where: str) -> int | float:
   except ValueError:
     number = math.nan
   if not math.isfinite(number):
-    raise ValueError(f'{where}: label {value!r} is not a number. Fix: labels must be integers '
-                     '(classes) or floats (regression targets).')
+    raise errors.DataError(
+        f'{where}: label {value!r} is not a number. Fix: labels must be integers '
+        '(classes) or floats (regression targets).')
   return number
 
 
@@ -62,16 +64,17 @@ def read_tsv(path: str) -> tuple[list[str], list[int | float]]:
     lines = [l.rstrip('\r') for l in data.decode('utf-8').split('\n')]
   except UnicodeDecodeError as e:
     line = data[:e.start].count(b'\n') + 1
-    raise ValueError(f'{path} is not UTF-8 (byte {e.start}, line {line}). Fix: convert it to '
-                     'UTF-8.') from None
+    raise errors.DataError(f'{path} is not UTF-8 (byte {e.start}, line {line}). Fix: convert it to '
+                           'UTF-8.') from None
   while lines and not lines[-1]:
     lines.pop()
   if not lines:
-    raise ValueError(f'{path} is empty; expected a header line "sentence<TAB>label".')
+    raise errors.DataError(f'{path} is empty; expected a header line "sentence<TAB>label".')
   header = lines[0].split('\t')
   if not all(name in header for name in HEADER):
-    raise ValueError(f'{path}:1: the header is {lines[0][:80]!r}, without the columns '
-                     f'{" and ".join(HEADER)}. Fix: make the first line "sentence<TAB>label".')
+    raise errors.DataError(
+        f'{path}:1: the header is {lines[0][:80]!r}, without the columns '
+        f'{" and ".join(HEADER)}. Fix: make the first line "sentence<TAB>label".')
   col_s, col_l = header.index('sentence'), header.index('label')
   sentences, labels = [], []
   for number, line in enumerate(lines[1:], start=2):
@@ -79,26 +82,27 @@ def read_tsv(path: str) -> tuple[list[str], list[int | float]]:
       continue
     fields = line.split('\t')
     if len(fields) <= max(col_s, col_l):
-      raise ValueError(f'{path}:{number}: {len(fields)} tab-separated fields, expected '
-                       f'{len(header)} as in the header. Fix: one TAB between sentence and label.')
+      raise errors.DataError(
+          f'{path}:{number}: {len(fields)} tab-separated fields, expected '
+          f'{len(header)} as in the header. Fix: one TAB between sentence and label.')
     sentences.append(fields[col_s])
     labels.append(_parse_label(fields[col_l].strip(), f'{path}:{number}'))
   if not sentences:
-    raise ValueError(f'{path} has a header but no examples.')
+    raise errors.DataError(f'{path} has a header but no examples.')
   return sentences, labels
 
 
 def make_config(path: str) -> local.PathConfig:
   files = split_files(path)
   if not files:
-    raise FileNotFoundError(f'tsv:{path} names no file: expected a .tsv file, a path with '
-                            '{split}, or a folder of <split>.tsv files.')
+    raise errors.DataNotFoundError(f'tsv:{path} names no file: expected a .tsv file, a path with '
+                                   '{split}, or a folder of <split>.tsv files.')
   parsed = {split: read_tsv(file) for split, file in files.items()}
   all_labels = [y for _, labels in parsed.values() for y in labels]
   is_class = all(isinstance(y, int) for y in all_labels)
   if is_class and min(all_labels) < 0:
-    raise ValueError(f'tsv:{path}: integer labels must be >= 0 class ids (found '
-                     f'{min(all_labels)}); use floats (e.g. -1.0) for regression targets.')
+    raise errors.DataError(f'tsv:{path}: integer labels must be >= 0 class ids (found '
+                           f'{min(all_labels)}); use floats (e.g. -1.0) for regression targets.')
   return local.PathConfig(
       name=local.config_name(path),
       description=f'Sentences from {path}',

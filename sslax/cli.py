@@ -1,0 +1,173 @@
+"""What every sslax command line shares: user errors as one line and exit status 2.
+
+  from sslax import cli
+  ...
+  if __name__ == '__main__':
+    cli.run(main)
+
+`run` is absl's `app.run` plus three things:
+- an `errors.UserError` (bad config value, missing or malformed data) anywhere in the
+  program prints `<prog>: error: <message>` on stderr and exits 2, without a traceback;
+- a flag that absl cannot parse (wrong type, missing required flag) does the same;
+- an unknown `--config.<key>` override is caught before absl parses it (ml_collections would
+  end in a bare AttributeError) and named with the closest existing keys.
+`--verbose` or SSLAX_VERBOSE=1 prints the traceback as well. Everything else (bugs, errors
+from inside JAX) propagates unchanged. Status 2 is argparse's and most tools' usage error.
+"""
+from collections.abc import Callable, Iterator, Mapping, Sequence
+import difflib
+import glob
+import os
+import re
+import sys
+import traceback
+from typing import Any
+
+from absl import app
+from absl import flags
+import ml_collections
+# The parser class of DEFINE_config_file flags (the package's __init__ does not export it).
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+from sslax import errors
+
+_VERBOSE = flags.DEFINE_bool('verbose', False, 'On a config or data error, print the '
+                             'traceback too (also: environment variable SSLAX_VERBOSE=1).')
+ENV_VERBOSE = 'SSLAX_VERBOSE'
+EXIT_USER_ERROR = 2
+
+
+# ConfigDict is no collections.abc.Mapping; config.json's nested dicts are.
+_NODES = (Mapping, ml_collections.ConfigDict)
+
+
+def _paths(node: Mapping[str, Any], prefix: str = '') -> Iterator[str]:
+  """Every key path of a nested config, inner nodes included ('optim', 'optim.name', ...)."""
+  for key, value in node.items():
+    yield prefix + key
+    if isinstance(value, _NODES):
+      yield from _paths(value, f'{prefix}{key}.')
+
+
+def _override_paths(argv: Sequence[str], name: str) -> list[str]:
+  """The key paths of `--<name>.<path>[=value]` (or `--no<name>.<path>`) arguments."""
+  pattern = re.compile(rf'^--?(?:no)?{re.escape(name)}\.([^=]+)')
+  return [m.group(1) for m in map(pattern.match, argv) if m]
+
+
+def _exists(config: Mapping[str, Any], path: str) -> bool:
+  node: Any = config
+  for part in re.sub(r'\[[^\]]*\]', '', path).split('.'):   # tuple indices: a[0].b
+    if not isinstance(node, _NODES) or part not in node:
+      return False
+    node = node[part]
+  return True
+
+
+def check_overrides(config: Mapping[str, Any], argv: Sequence[str], name: str = 'config') -> None:
+  """Raises ConfigError for the first `--<name>.<key>` in `argv` that `config` lacks, naming
+  the closest existing keys (ml_collections itself ends in a bare AttributeError)."""
+  for path in _override_paths(argv, name):
+    if _exists(config, path):
+      continue
+    known = list(_paths(config))
+    scored = sorted(((difflib.SequenceMatcher(None, path, k).ratio(), k) for k in known),
+                    reverse=True)
+    # The best match, and others only when nearly as close (a typo has one obvious fix).
+    close = [k for r, k in scored[:3] if r >= max(0.6, scored[0][0] - 0.05)] if scored else []
+    if close:
+      hint = 'did you mean ' + ' or '.join(repr(c) for c in close) + '?'
+    else:
+      parent = path.rpartition('.')[0]
+      siblings = sorted(k.rpartition('.')[2] for k in known if k.rpartition('.')[0] == parent)
+      hint = (f'{parent or "the top level"} has {siblings}.' if siblings else
+              'no config key is close; see the config file for its keys.')
+    raise errors.ConfigError(f'Unknown config key {path!r} (--{name}.{path}); {hint}')
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+  """The value of `--name=V` or `--name V` in argv, before absl has parsed it."""
+  for i, arg in enumerate(argv):
+    for dashes in ('--', '-'):
+      if arg.startswith(f'{dashes}{name}='):
+        return arg.split('=', 1)[1]
+      if arg == f'{dashes}{name}' and i + 1 < len(argv):
+        return argv[i + 1]
+  return None
+
+
+def _config_file(argv: Sequence[str]) -> Mapping[str, Any] | None:
+  """The config that `--config=FILE[:ARG]` names, loaded as its flag will load it; None when
+  there is no such flag or it cannot load (absl then reports why while parsing)."""
+  value = _flag_value(argv, 'config')
+  if 'config' not in flags.FLAGS or value is None:
+    return None
+  path = value.split(':', 1)[0]
+  if isinstance(flags.FLAGS['config'].parser, ConfigFileFlagParser) and \
+      not os.path.isfile(path):
+    # ml_collections would defer this to the first use of the config, as an OSError.
+    others = glob.glob(os.path.join(os.path.dirname(path) or '.', '*.py'))
+    close = difflib.get_close_matches(path, others, n=1)
+    hint = f'did you mean {close[0]!r}?' if close else 'pass a configs/NAME.py file.'
+    raise errors.ConfigError(f'--config={value!r}: there is no file {path!r} '
+                             f'(from {os.getcwd()}); {hint}')
+  try:
+    return flags.FLAGS['config'].parser.parse(value)
+  except errors.UserError as e:
+    # ml_collections re-raises a get_config error as type(e)(its traceback as text): the
+    # config's own message (e.g. an unknown `:ARG`) is the one to show.
+    raise e.__context__ if isinstance(e.__context__, errors.UserError) else e
+  except Exception:   # pylint: disable=broad-except
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing with config overrides checked first and flag errors as UserError."""
+  config = _config_file(argv)
+  if config is not None:
+    check_overrides(config, argv)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    raise errors.ConfigError(str(e)) from e
+
+
+def verbose(argv: Sequence[str] = ()) -> bool:
+  """--verbose (read from argv when absl has not parsed it yet) or SSLAX_VERBOSE=1."""
+  if os.environ.get(ENV_VERBOSE, '').lower() not in ('', '0', 'false', 'no'):
+    return True
+  if flags.FLAGS.is_parsed():
+    return _VERBOSE.value
+  return any(a in ('--verbose', '-verbose', '--verbose=true', '--verbose=1') for a in argv)
+
+
+def report(error: BaseException, argv: Sequence[str]) -> int:
+  """Prints `error` for a user (traceback only when verbose); returns the exit status."""
+  if verbose(argv):
+    traceback.print_exception(error)
+  spec = getattr(sys.modules['__main__'], '__spec__', None)   # python -m sslax.X: 'sslax.X'
+  prog = spec.name if spec else os.path.basename(argv[0]) if argv else 'sslax'
+  message = ' '.join(str(error).split())   # one line, whatever the raise site wrote
+  print(f'{prog}: error: {message}', file=sys.stderr, flush=True)
+  return EXIT_USER_ERROR
+
+
+def run(main: Callable[[list[str]], Any], *,
+        define_flags: Callable[[list[str]], None] | None = None) -> None:
+  """absl's `app.run(main)` with user errors reported by `report` (exit 2).
+
+  `define_flags(argv)` runs first, inside the same handling: for flags whose definition
+  already reads the command line (a `config_flags.DEFINE_config_dict` parses its overrides
+  when defined; sslax.evaluate's config comes from the workdir that argv names).
+  """
+  argv = list(sys.argv)
+
+  def parser(args: list[str]) -> list[str]:
+    if define_flags is not None:
+      define_flags(args)
+    return parse_flags(args)
+
+  try:
+    app.run(main, flags_parser=parser)
+  except errors.UserError as e:
+    sys.exit(report(e, argv))
