@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 
 import sslax
@@ -27,6 +28,8 @@ def pretrain(config, tmp_path: pathlib.Path) -> tuple[pathlib.Path, np.ndarray, 
   """
   workdir = tmp_path / 'run'
   config.evals = {k: v for k, v in config.evals.items() if k == 'knn'}   # any one evaluator
+  # Whole splits (smoke configs sample them), so the features line up with the raw records.
+  config.eval.max_train_examples = config.eval.max_test_examples = 0
   train.run(config, str(workdir))
   restored, method, mesh, state, _ = evaluate.restore(evaluate.load_config(str(workdir)),
                                                       str(workdir), random_init=False)
@@ -67,6 +70,10 @@ def check_export(encoder, tmp_path: pathlib.Path, prepared: dict[str, np.ndarray
   np.testing.assert_allclose(reloaded.embed_prepared(prepared), expected, atol=TOLERANCE, rtol=0)
 
   np.savez(tmp_path / 'inputs.npz', **prepared)
+  # The evaluators ran `rows` examples per device; XLA CPU's results depend on the batch shape
+  # in the last float bits (audio features differ by up to 5e-6 between 40 rows at once and
+  # 8 per device, measured), so the fresh process calls the function on the same shapes.
+  rows = encoder.batch_size // jax.device_count()
   # sys.modules['sslax'] = None makes any import of sslax fail, installed or not: the call
   # below can only work if the artefact needs nothing from sslax.
   script = f"""
@@ -77,9 +84,12 @@ from safetensors.numpy import load_file
 weights = load_file({str(out / export.WEIGHTS)!r})
 fn = jax.export.deserialize(open({str(out / export.FUNCTION)!r}, 'rb').read())
 batch = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
-np.save({str(tmp_path / 'features.npy')!r}, np.asarray(fn.call(weights, batch)))
+n = len(next(iter(batch.values())))
+chunks = [fn.call(weights, {{k: v[i:i + {rows}] for k, v in batch.items()}})
+          for i in range(0, n, {rows})]
+np.save({str(tmp_path / 'features.npy')!r}, np.concatenate([np.asarray(c) for c in chunks]))
 """
-  env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'XLA_FLAGS')}
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   env['JAX_PLATFORMS'] = 'cpu'
   subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=env, check=True,
                  timeout=300)
