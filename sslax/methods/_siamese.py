@@ -76,7 +76,8 @@ def _net(config: ml_collections.ConfigDict, section: str) -> EncoderProjector:
   cfg = config[section]
   return EncoderProjector(encoder=models.make_encoder(config.model),
                           projector=heads.MLP(hidden_dims=tuple(cfg.proj_hidden_dims),
-                                              out_dim=cfg.proj_dim))
+                                              out_dim=cfg.proj_dim,
+                                              dtype=models.compute_dtype(config.model)))
 
 
 def make_two_view(config: ml_collections.ConfigDict, section: str,
@@ -114,7 +115,8 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
   cfg = config[section]
   check_momentum(section, cfg.momentum_base)
   net = _net(config, section)
-  predictor = heads.MLP(hidden_dims=tuple(cfg.pred_hidden_dims), out_dim=cfg.proj_dim)
+  predictor = heads.MLP(hidden_dims=tuple(cfg.pred_hidden_dims), out_dim=cfg.proj_dim,
+                        dtype=models.compute_dtype(config.model))
   total_steps = config.total_steps
   stats = lambda variables: {'batch_stats': variables.get('batch_stats', {})}
 

@@ -35,7 +35,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   c, a = config.clip_contrast, config.audio
   model = ClipModel(models.make_encoder(config.model, causal=False),
                     heads.MLP(hidden_dims=tuple(c.proj_hidden_dims), out_dim=c.proj_dim,
-                              use_bn=False))
+                              use_bn=False, dtype=models.compute_dtype(config.model)))
 
   def view(key, batch):
     crop_key, mask_key = jax.random.split(key)

@@ -42,7 +42,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   net = _siamese.EncoderProjector(
       encoder=models.make_encoder(config.model),
       projector=heads.DINOHead(hidden_dims=tuple(cfg.head_hidden_dims),
-                               bottleneck_dim=cfg.bottleneck_dim, out_dim=cfg.out_dim))
+                               bottleneck_dim=cfg.bottleneck_dim, out_dim=cfg.out_dim,
+                               dtype=models.compute_dtype(config.model)))
   size = config.data.image_size
   view_kwargs = {k: v for k, v in config.augment.items() if k != 'crop_scale'}
   temp = lambda step: teacher_temperature(step, start=cfg.warmup_teacher_temperature,

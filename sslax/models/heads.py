@@ -1,4 +1,8 @@
-"""Heads on top of encoders: projectors and predictors."""
+"""Heads on top of encoders: projectors and predictors.
+
+`dtype` is the compute dtype (config.model.dtype: the methods pass the encoder's); parameters
+stay float32, and the losses cast the heads' outputs to float32 before any softmax.
+"""
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,12 +42,15 @@ class DINOHead(nn.Module):
   hidden_dims: Sequence[int]
   bottleneck_dim: int
   out_dim: int
+  dtype: Any = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxD: jnp.ndarray, train: bool) -> jnp.ndarray:
     x = x_BxD
     for i, width in enumerate(self.hidden_dims):
-      x = nn.gelu(nn.Dense(width, name=f'hidden{i}')(x))
-    x = nn.Dense(self.bottleneck_dim, name='bottleneck')(x)
-    x = x * jnp.reciprocal(jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
-    return nn.Dense(self.out_dim, use_bias=False, name='last')(x)
+      x = nn.gelu(nn.Dense(width, dtype=self.dtype, name=f'hidden{i}')(x))
+    x = nn.Dense(self.bottleneck_dim, dtype=self.dtype, name='bottleneck')(x)
+    # The norm is a sum of squares over the bottleneck: taken in float32, then cast back.
+    norm = jnp.linalg.norm(x.astype(jnp.float32), axis=-1, keepdims=True)
+    x = (x * jnp.reciprocal(jnp.maximum(norm, 1e-12))).astype(self.dtype)
+    return nn.Dense(self.out_dim, use_bias=False, dtype=self.dtype, name='last')(x)
