@@ -67,13 +67,15 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
         local_scale=tuple(cfg.local_scale), **view_kwargs)
     x_global = image_aug.to_model_range(jnp.concatenate(global_views, axis=0))
     (_, s_GNxK), net_state = net.apply({'params': params['net'], **model_state['net']},
-                                       x_global, train=True, mutable=['batch_stats'])
+                                       x_global, train=True, mutable=['batch_stats'],
+                                       rngs=_siamese.dropout_rngs(rng))
     student = [s_GNxK]
     if local_views:
       # Local crops are smaller: a second pass (the pooled encoder takes any size).
       x_local = image_aug.to_model_range(jnp.concatenate(local_views, axis=0))
-      (_, s_LNxK), net_state = net.apply({'params': params['net'], **net_state}, x_local,
-                                         train=True, mutable=['batch_stats'])
+      (_, s_LNxK), net_state = net.apply(
+          {'params': params['net'], **net_state}, x_local, train=True, mutable=['batch_stats'],
+          rngs=_siamese.dropout_rngs(jax.random.fold_in(rng, 1)))
       student.append(s_LNxK)
     student_SxNxK = jnp.concatenate(student, axis=0).reshape(-1, n, cfg.out_dim)
     teacher_params = jax.lax.stop_gradient(extra['teacher'])
