@@ -140,3 +140,25 @@ def test_vit_weights_are_tensor_parallel_and_the_step_matches_data_parallel(data
   np.testing.assert_allclose(m_tp['loss'], m_dp['loss'], rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                tp.params, dp.params)
+
+
+def test_fine_tune_layer_decay_slows_the_lower_blocks():
+  from sslax.evaluators import fine_tune
+  vit = _vit_model(depth=2)
+  images = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (32, 16, 16, 1)), np.float32)
+  params = meta.unbox(vit.init(jax.random.PRNGKey(1), images[:1]))['params']
+  embed = lambda p, s, batch: vit.apply({'params': p}, batch['image'])
+  tx = fine_tune._compiled(embed, 'classification', 1e-3, 0.0, 2, 0, 0.5)[0]
+  variables = {'encoder': params, 'head': {'w_DxL': jnp.zeros((32, 3)), 'b_L': jnp.zeros(3)}}
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, variables), tx.init(variables), variables)
+  size = lambda x: float(np.abs(np.asarray(x)).max())
+  head = size(updates['head']['w_DxL'])
+  blocks = updates['encoder']['transformer']
+  np.testing.assert_allclose(size(blocks['block1']['Dense_0']['kernel']) / head, 0.5, rtol=1e-5)
+  np.testing.assert_allclose(size(blocks['block0']['Dense_0']['kernel']) / head, 0.25, rtol=1e-5)
+  labels = np.arange(32) % 3
+  scores = fine_tune.fine_tune(embed, params, {}, {'image': images, 'label': labels},
+                               {'image': images, 'label': labels}, task='classification',
+                               num_outputs=3, steps=2, batch_size=16, learning_rate=1e-3,
+                               layer_decay=0.5)
+  assert 0.0 <= scores['accuracy'] <= 1.0

@@ -42,9 +42,10 @@ COMMON = ('type', 'source', 'every_steps')
 # Optional keys and their defaults. `enabled` (every type) lets a config carry a costly
 # evaluator that a command line can switch on (a locked config cannot gain new keys there);
 # fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate;
-# its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py).
+# its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py); its
+# `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
 OPTIONAL = {'enabled': True}
-OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros'}}
+OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'layer_decay': 1.0}}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -197,7 +198,8 @@ class Suite:
           num_outputs=1 if regression else num_classes, steps=ev.steps,
           batch_size=ev.batch_size, learning_rate=ev.learning_rate,
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
-          head_init=ev.get('head_init', 'zeros'), seed=seed)
+          head_init=ev.get('head_init', 'zeros'), seed=seed,
+          layer_decay=float(ev.get('layer_decay', 1.0)))
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
