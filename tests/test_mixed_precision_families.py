@@ -97,6 +97,8 @@ def test_bfloat16_reaches_the_activations_and_keeps_the_loss_close(family):
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
     loss, _ = jax.jit(method.loss)(params, model_state, extra, batch, jax.random.PRNGKey(1))
     assert loss.dtype == jnp.float32, family
+    # Evaluators get float32 features whatever the compute dtype.
+    assert jax.eval_shape(method.embed, params, model_state, batch).dtype == jnp.float32
     losses[dtype] = float(loss)
   rel = abs(losses['bfloat16'] - losses['float32']) / abs(losses['float32'])
   print(f'{family}: f32 {losses["float32"]:.6f} bf16 {losses["bfloat16"]:.6f} rel {rel:.2e}')

@@ -162,3 +162,9 @@ def test_fine_tune_layer_decay_slows_the_lower_blocks():
                                num_outputs=3, steps=2, batch_size=16, learning_rate=1e-3,
                                layer_decay=0.5)
   assert 0.0 <= scores['accuracy'] <= 1.0
+
+
+def test_dino_local_crops_need_position_embeddings_of_any_size(data_dir):
+  config = vit_config('dino', data_dir, **{'model.pos_emb': 'learned'})
+  with pytest.raises(ValueError, match=r"config.model.pos_emb='learned' has one table"):
+    methods.get('dino')(config)

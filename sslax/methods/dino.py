@@ -39,6 +39,12 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   _siamese.check_momentum('dino', cfg.momentum_base)
   if cfg.num_global != 2:
     raise ValueError(f'config.dino.num_global={cfg.num_global}: DINO uses 2 global crops.')
+  if (config.model.name == 'vit' and config.model.get('pos_emb') == 'learned'
+      and cfg.num_local > 0):
+    raise ValueError("config.model.pos_emb='learned' has one table for the global crops' "
+                     f'patches, so the {cfg.num_local} local crops of config.dino.local_size='
+                     f"{cfg.local_size} cannot use it; set config.model.pos_emb='sincos' (any "
+                     'crop size) or config.dino.num_local=0.')
   net = _siamese.EncoderProjector(
       encoder=models.make_encoder(config.model),
       projector=heads.DINOHead(hidden_dims=tuple(cfg.head_hidden_dims),

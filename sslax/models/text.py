@@ -116,9 +116,10 @@ class Transformer(nn.Module):
 
 
 def mean_pool(h_BxLxD: jnp.ndarray, tokens_BxL: jnp.ndarray) -> jnp.ndarray:
-  """Mean of the hidden states over non-PAD tokens, [B, D] (zeros for an all-PAD row)."""
-  keep_BxLx1 = (tokens_BxL != PAD_ID)[..., None].astype(h_BxLxD.dtype)
-  return (h_BxLxD * keep_BxLx1).sum(1) / jnp.maximum(keep_BxLx1.sum(1), 1.0)
+  """Mean of the hidden states over non-PAD tokens, [B, D] float32 (zeros for an all-PAD
+  row): summed in float32, since a bfloat16 sum over hundreds of tokens loses the mean."""
+  keep_BxLx1 = (tokens_BxL != PAD_ID)[..., None].astype(jnp.float32)
+  return (h_BxLxD.astype(jnp.float32) * keep_BxLx1).sum(1) / jnp.maximum(keep_BxLx1.sum(1), 1.0)
 
 
 def from_config(model_config: ml_collections.ConfigDict, *, vocab_size: int,
