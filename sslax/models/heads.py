@@ -50,7 +50,9 @@ class DINOHead(nn.Module):
     for i, width in enumerate(self.hidden_dims):
       x = nn.gelu(nn.Dense(width, dtype=self.dtype, name=f'hidden{i}')(x))
     x = nn.Dense(self.bottleneck_dim, dtype=self.dtype, name='bottleneck')(x)
-    # The norm is a sum of squares over the bottleneck: taken in float32, then cast back.
-    norm = jnp.linalg.norm(x.astype(jnp.float32), axis=-1, keepdims=True)
-    x = (x * jnp.reciprocal(jnp.maximum(norm, 1e-12))).astype(self.dtype)
-    return nn.Dense(self.out_dim, use_bias=False, dtype=self.dtype, name='last')(x)
+    # The normalisation and the last layer run in float32 whatever the compute dtype: the
+    # logits are divided by temperatures as low as 0.04, which would amplify bfloat16's
+    # rounding ~25x, and a [bottleneck, K] layer costs little next to the encoder.
+    x = x.astype(jnp.float32)
+    x = x * jnp.reciprocal(jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
+    return nn.Dense(self.out_dim, use_bias=False, dtype=jnp.float32, name='last')(x)
