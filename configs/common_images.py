@@ -60,3 +60,17 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
     c.augment.update(crop_scale=(0.5, 1.0), flip_prob=0.0, saturation=0.0, hue=0.0,
                      grayscale_prob=0.0)
   return c
+
+
+def use_vit(c: ml_collections.ConfigDict, smoke: bool = False) -> ml_collections.ConfigDict:
+  """Swaps the ResNet for a ViT (any image method takes one, as MAE does), in place.
+
+  `pool='cls'`: the siamese and distillation losses train the class token as the image's
+  summary (MoCo v3 and DINO use it for their heads and linear probes). A small ViT for
+  32x32 CIFAR (patch 4: 64 tokens); with `smoke`, a 2-block width-32 one for 16x16 digits.
+  """
+  c.model = dict(name='vit', patch_size=4, width=192, depth=6, num_heads=3, mlp_ratio=4,
+                 pool='cls', pos_emb='sincos', drop_path_rate=0.0, dtype='float32')
+  if smoke:
+    c.model.update(width=32, depth=2, num_heads=2, mlp_ratio=2)
+  return c

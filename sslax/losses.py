@@ -154,6 +154,64 @@ def nt_xent_chunked(z_a_NxD: jax.Array, z_b_NxD: jax.Array, *, temperature: floa
                        out_specs=(replicated, replicated))(z_a_NxD, z_b_NxD)
 
 
+def _devices_along(mesh: jax.sharding.Mesh, axes: tuple[str, ...]) -> int:
+  devices = 1
+  for axis in axes:
+    devices *= mesh.shape[axis]
+  return devices
+
+
+def _chunked_row_xent(anchors_nxD: jax.Array, candidates_nxD: jax.Array,
+                      valid_n: jax.Array, temperature: float, axes: tuple[str, ...]):
+  """Inside shard_map: this device's n anchors against all N candidates of the global batch
+  (all-gathered, O(N D) memory), anchor i's positive the candidate with the same global row.
+  Invalid candidates are masked out as columns and invalid anchors weigh 0. -> (sum of
+  weighted cross-entropies, sum of weighted hits, sum of weights), each psum-ed."""
+  n = anchors_nxD.shape[0]
+  candidates_NxD = jax.lax.all_gather(candidates_nxD, axes, tiled=True)
+  valid_N = jax.lax.all_gather(valid_n, axes, tiled=True)
+  logits_nxN = jnp.matmul(anchors_nxD, candidates_NxD.T,
+                          precision=jax.lax.Precision.HIGHEST) / jnp.asarray(
+                              temperature, anchors_nxD.dtype)
+  logits_nxN = jnp.where(valid_N[None, :] > 0, logits_nxN,
+                         jnp.asarray(_MASKED_LOGIT, logits_nxN.dtype))
+  positive_n = jax.lax.axis_index(axes) * n + jnp.arange(n)
+  xent_n = optax.softmax_cross_entropy_with_integer_labels(logits_nxN, positive_n)
+  hits_n = (jnp.argmax(logits_nxN, axis=-1) == positive_n).astype(valid_n.dtype)
+  return (jax.lax.psum(jnp.sum(xent_n * valid_n), axes),
+          jax.lax.psum(jnp.sum(hits_n * valid_n), axes), jax.lax.psum(jnp.sum(valid_n), axes))
+
+
+def moco_v3_loss_chunked(q_NxD: jax.Array, k_NxD: jax.Array, *, temperature: float,
+                         mesh: jax.sharding.Mesh,
+                         axes: tuple[str, ...] = ('data', 'fsdp')) -> jax.Array:
+  """`moco_v3_loss` (same value and gradients) with [n, N] logits per device, not [N, N].
+
+  Under `jax.shard_map` over the batch `axes`, each device keeps its n = N / devices queries
+  and all-gathers the N keys; cross-entropy sums are psum-ed. Gradients reach the keys
+  through the all-gather too (MoCo v3 stops them anyway: its keys come from the EMA target).
+
+  Raises ValueError if N is not divisible by the devices along `axes`.
+  """
+  devices = _devices_along(mesh, axes)
+  if q_NxD.ndim != 2 or q_NxD.shape != k_NxD.shape or q_NxD.shape[0] % devices:
+    raise ValueError(f'chunked MoCo v3 loss needs [N, D] queries and keys with N divisible by '
+                     f'the {devices} devices of mesh axes {axes}; got {q_NxD.shape} and '
+                     f'{k_NxD.shape}.')
+  dtype = _compute_dtype(jnp.result_type(q_NxD, k_NxD))
+  n_global = q_NxD.shape[0]
+
+  def per_device(q_nxD, k_nxD):
+    q_nxD, k_nxD = l2_normalize(q_nxD.astype(dtype)), l2_normalize(k_nxD.astype(dtype))
+    xent, _, _ = _chunked_row_xent(q_nxD, k_nxD, jnp.ones(q_nxD.shape[0], dtype), temperature,
+                                   axes)
+    return 2.0 * temperature * xent / n_global
+
+  spec = jax.sharding.PartitionSpec(axes)
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
+                       out_specs=jax.sharding.PartitionSpec())(q_NxD, k_NxD)
+
+
 def contrastive_accuracy(logits_2Nx2N: jax.Array, labels_2N: jax.Array) -> jax.Array:
   """Fraction of anchors whose most similar other anchor is their positive (a training
   metric; chance is 1 / (2N - 1)).
@@ -473,3 +531,42 @@ def next_frame_contrastive(context_BxTxD: jax.Array, future_BxTxD: jax.Array,
   labels_N = jnp.arange(logits_NxN.shape[0])
   xent_N = optax.softmax_cross_entropy_with_integer_labels(logits_NxN, labels_N)
   return jnp.sum(xent_N * weights_N) / jnp.maximum(jnp.sum(weights_N), 1.0)
+
+
+def next_frame_contrastive_chunked(context_BxTxD: jax.Array, future_BxTxD: jax.Array,
+                                   mask_BxT: jax.Array, *, temperature: float,
+                                   mesh: jax.sharding.Mesh,
+                                   axes: tuple[str, ...] = ('data', 'fsdp')
+                                   ) -> tuple[jax.Array, jax.Array]:
+  """(`next_frame_contrastive`, its accuracy) with [b T, B T] logits per device, not [BT, BT].
+
+  CPC's anchors are (example, time) pairs, so "chunked" splits the anchor rows by example:
+  each device keeps the T frames of its b = B / devices examples (bT anchors, the batch
+  sharding it already has) and all-gathers the B T future latents and their mask (O(B T D)
+  memory); every (time, example) of the global batch stays a candidate, exactly as in the
+  plain loss. Sums of cross-entropies, hits and weights are psum-ed.
+
+  Returns:
+    (scalar loss, scalar accuracy over real anchors), float32 (float64 for float64 inputs).
+  """
+  if context_BxTxD.ndim != 3 or context_BxTxD.shape != future_BxTxD.shape:
+    raise ValueError(f'context and future must both be [B, T, D]; got {context_BxTxD.shape} '
+                     f'and {future_BxTxD.shape}.')
+  devices = _devices_along(mesh, axes)
+  if context_BxTxD.shape[0] % devices:
+    raise ValueError(f'chunked CPC loss needs the batch ({context_BxTxD.shape[0]}) divisible '
+                     f'by the {devices} devices of mesh axes {axes}.')
+  dtype = _compute_dtype(jnp.result_type(context_BxTxD, future_BxTxD))
+
+  def per_device(c_bxTxD, f_bxTxD, m_bxT):
+    b, t, d = c_bxTxD.shape
+    c_nxD = l2_normalize(c_bxTxD.reshape(b * t, d).astype(dtype))
+    f_nxD = l2_normalize(f_bxTxD.reshape(b * t, d).astype(dtype))
+    xent, hits, weight = _chunked_row_xent(c_nxD, f_nxD, m_bxT.reshape(b * t).astype(dtype),
+                                           temperature, axes)
+    weight = jnp.maximum(weight, 1.0)
+    return xent / weight, hits / weight
+
+  spec, replicated = jax.sharding.PartitionSpec(axes), jax.sharding.PartitionSpec()
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec, spec),
+                       out_specs=(replicated, replicated))(context_BxTxD, future_BxTxD, mask_BxT)

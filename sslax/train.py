@@ -84,7 +84,8 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
       return method.loss(params, state.model_state, state.extra, batch, step_key)
     if grad_accum_steps > 1:
       (loss, (model_state, metrics)), grads = grad_cache.value_and_grad(
-          method, state.params, state.model_state, batch, step_key, grad_accum_steps)
+          method, state.params, state.model_state, batch, step_key, grad_accum_steps,
+          extra=state.extra)
     else:
       (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           state.params)

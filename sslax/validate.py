@@ -42,9 +42,17 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   if accum < 1 or config.batch_size % accum:
     raise errors.ConfigError(f'config.grad_accum_steps={accum} must be >= 1 and divide '
                              f'config.batch_size={config.batch_size}.')
-  if 'simclr' in config and config.simclr.get('chunked_loss', False) and config.method != 'simclr':
-    raise errors.ConfigError(f'config.simclr.chunked_loss=True only applies to SimCLR, but '
-                             f'config.method={config.method!r}; remove it or set it to False.')
+  for section, name in methods.CHUNKED_LOSS.items():
+    if section in config and config[section].get('chunked_loss', False) and (
+        config.method != section):
+      raise errors.ConfigError(f'config.{section}.chunked_loss=True only applies to {name}, but '
+                               f'config.method={config.method!r}; remove it or set it to False.')
+  if accum > 1 and config.get('model', {}).get('drop_path_rate', 0.0):
+    raise errors.ConfigError(
+        f'config.model.drop_path_rate={config.model.drop_path_rate} with '
+        f'config.grad_accum_steps={accum}: GradCache recomputes each micro-batch, and drop path '
+        'would drop different blocks the second time; set one of them off (drop_path_rate=0 '
+        'or grad_accum_steps=1).')
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
       raise errors.ConfigError(f'config.{key}={_get(config, key)} must be positive.')

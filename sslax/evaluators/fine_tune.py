@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sslax import optim
 from sslax.evaluators import linear_probe
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
@@ -68,10 +69,12 @@ def schedule(learning_rate: float, steps: int, warmup_steps: int) -> optax.Sched
 
 @functools.lru_cache(maxsize=16)
 def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: float,
-              steps: int, warmup_steps: int):
+              steps: int, warmup_steps: int, layer_decay: float = 1.0):
   """(optimiser, jitted step, jitted predict), built once per embed and options: every seed
   and encoder (pretrained, random init) of a run reuses one compilation."""
   tx = optax.adamw(schedule(learning_rate, steps, warmup_steps), weight_decay=weight_decay)
+  if layer_decay < 1.0:
+    tx = optax.chain(tx, optim.scale_by_layer_decay(layer_decay))   # the head: full rate
 
   def predict(variables, model_state, batch):
     feats_BxD = embed(variables['encoder'], model_state, batch).astype(jnp.float32)
@@ -134,7 +137,8 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
               batch_size: int, learning_rate: float, epochs: float | None = None,
               steps: int | None = None, val_fraction: float = 0.1, eval_every: int = 0,
               weight_decay: float = 0.0, warmup_steps: int = 0, head_init: str = 'zeros',
-              seed: int = 0, score_at: Sequence[int] = ()) -> dict[str, float]:
+              seed: int = 0, score_at: Sequence[int] = (),
+              layer_decay: float = 1.0) -> dict[str, float]:
   """Trains encoder `params` and a linear head; scores on `test` at the best validation step.
 
   `val_fraction` of train is held out (`holdout`, from `seed`) and never trained on; the
@@ -161,6 +165,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     seed: the held-out split, the minibatch order and LP-FT's probe split.
     score_at: steps in [0, total) after which the test split (and the held-out part) is also
       scored: a learning curve.
+    layer_decay: < 1 scales a ViT encoder's block i lr by layer_decay^(L-i) (MAE, BEiT).
 
   Returns:
     classification: {'accuracy'}; regression: {'mse', 'mae', 'r2'} on the test split at the chosen
@@ -198,7 +203,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   probe_batch = {k: v[:batch_size] for k, v in train.items()}
   feat_dim = jax.eval_shape(embed, params, model_state, probe_batch).shape[-1]
   tx, step, predict, embed_fn = _compiled(embed, task, learning_rate, weight_decay, steps,
-                                          warmup_steps)
+                                          warmup_steps, layer_decay)
   head = {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
           'b_L': jnp.zeros((num_outputs,), jnp.float32)}
   if head_init == 'probe':

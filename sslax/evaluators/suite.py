@@ -50,10 +50,11 @@ COMMON = ('type', 'source', 'every_steps')
 # fine_tune's `warmup_steps` > 0 gives BERT's schedule (see fine_tune.py), 0 a constant rate;
 # its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py);
 # `val_fraction` of train is held out and scored every `eval_every` steps (0: each epoch) to
-# pick the step whose test score is reported (0: no held-out part, the last step).
+# pick the step whose test score is reported (0: no held-out part, the last step); its
+# `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
 OPTIONAL = {'enabled': True}
 OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
-                                  'eval_every': 0}}
+                                  'eval_every': 0, 'layer_decay': 1.0}}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -258,7 +259,8 @@ class Suite:
           batch_size=ev.batch_size, learning_rate=ev.learning_rate,
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
-          eval_every=int(ev.get('eval_every', 0)), seed=seed)
+          eval_every=int(ev.get('eval_every', 0)), seed=seed,
+          layer_decay=float(ev.get('layer_decay', 1.0)))
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,

@@ -29,12 +29,29 @@ class Method(NamedTuple):
   # embed(params, model_state, batch) -> [B, D] features for the evaluators.
   embed: Callable[[Any, Any, Batch], jax.Array]
   # Optional split of `loss` for GradCache (sslax/grad_cache.py, config.grad_accum_steps > 1):
-  # embed_inputs(batch, rng) -> inputs [M, ...] (augmented views, over the global batch);
-  # forward(params, model_state, inputs) -> (embeddings [M, D], new_model_state);
-  # loss_from_embeddings(embeddings [M, D]) -> (scalar, metrics).
+  # embed_inputs(batch, rng) -> inputs, a pytree of [M, ...] (views, over the global batch);
+  # forward(params, model_state, extra, inputs) -> (embeddings, a pytree of [M, ...] leaves,
+  #   new_model_state); `extra` (EMA targets) is read, never differentiated;
+  # loss_from_embeddings(embeddings) -> (scalar, metrics).
   embed_inputs: Callable[[Batch, jax.Array], Any] | None = None
   forward: Callable[[Any, Any, Any], tuple[jax.Array, Any]] | None = None
   loss_from_embeddings: Callable[[jax.Array], tuple[jax.Array, Metrics]] | None = None
+
+
+# The methods whose contrastive loss has a chunked (shard_map) form, and the name validate.py
+# uses for them: `config.<method>.chunked_loss=True` switches it on.
+CHUNKED_LOSS = {'simclr': 'SimCLR', 'mocov3': 'MoCo v3', 'cpc': 'CPC',
+                'clip_contrast': 'clip contrast'}
+
+
+def chunked_loss_mesh(config: ml_collections.ConfigDict, section: str):
+  """The mesh for `config.<section>.chunked_loss` (None when off): train.run builds config.mesh
+  over all devices, and the chunked loss's shard_map must use the same one."""
+  from sslax import sharding   # here, not at the top: sharding is a leaf the trainer imports
+  chunked = config[section].get('chunked_loss', False)
+  if not isinstance(chunked, bool):
+    raise errors.ConfigError(f'config.{section}.chunked_loss={chunked!r} must be True or False.')
+  return sharding.make_mesh(config.mesh) if chunked else None
 
 
 def no_extra(extra: Any, params: Any, step: jax.Array) -> Any:

@@ -56,6 +56,17 @@ def check_momentum(section: str, base: float) -> None:
                              '(0.99-0.996 is usual).')
 
 
+# Drop path's key is folded out of the step key, so the views' keys (and every ResNet run)
+# stay what they were before drop path existed.
+_DROPOUT_STREAM = 0x0D0
+
+
+def dropout_rngs(rng: jax.Array) -> dict[str, jax.Array]:
+  """The rngs for a student / online pass in training: drop path (vit.DropPath) uses them;
+  the EMA target and teacher get none, so they run without drop path (as in DINO)."""
+  return {'dropout': jax.random.fold_in(rng, _DROPOUT_STREAM)}
+
+
 def _views(config: ml_collections.ConfigDict, rng: jax.Array, images: jax.Array) -> jax.Array:
   """Two augmented views of every image, stacked [2N, S, S, C] in the model's range."""
   view_a, view_b = image_aug.simclr_views(rng, images, num_views=2,
@@ -77,7 +88,9 @@ def _net(config: ml_collections.ConfigDict, section: str) -> EncoderProjector:
   cfg = config[section]
   return EncoderProjector(encoder=models.make_encoder(config.model),
                           projector=heads.MLP(hidden_dims=tuple(cfg.proj_hidden_dims),
-                                              out_dim=cfg.proj_dim))
+                                              out_dim=cfg.proj_dim,
+                                              use_bn=cfg.get('head_batch_norm', True),
+                                              dtype=models.compute_dtype(config.model)))
 
 
 def make_two_view(config: ml_collections.ConfigDict, section: str,
@@ -96,7 +109,7 @@ def make_two_view(config: ml_collections.ConfigDict, section: str,
     # Both views in one pass, so BatchNorm normalises over all 2N images.
     (_, z_2NxP), new_state = net.apply({'params': params, **model_state},
                                        _views(config, rng, batch['image']), train=True,
-                                       mutable=['batch_stats'])
+                                       mutable=['batch_stats'], rngs=dropout_rngs(rng))
     value, metrics = pair_loss(*jnp.split(z_2NxP, 2, axis=0))
     return value, (dict(new_state), metrics)
 
@@ -110,12 +123,16 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
 
   `pair_loss(p_a, p_b, t_a, t_b) -> (scalar, metrics)` gets the online predictions p and the
   target projections t (gradient stopped) of views a and b, each [N, P]. Config keys under
-  `config.<section>`: proj_hidden_dims, proj_dim, pred_hidden_dims, momentum_base.
+  `config.<section>`: proj_hidden_dims, proj_dim, pred_hidden_dims, momentum_base,
+  head_batch_norm (default True; False gives per-example heads, which GradCache needs to be
+  exact). The loss is split for GradCache (embed_inputs / forward / loss_from_embeddings).
   """
   cfg = config[section]
   check_momentum(section, cfg.momentum_base)
   net = _net(config, section)
-  predictor = heads.MLP(hidden_dims=tuple(cfg.pred_hidden_dims), out_dim=cfg.proj_dim)
+  predictor = heads.MLP(hidden_dims=tuple(cfg.pred_hidden_dims), out_dim=cfg.proj_dim,
+                        use_bn=cfg.get('head_batch_norm', True),
+                        dtype=models.compute_dtype(config.model))
   total_steps = config.total_steps
   stats = lambda variables: {'batch_stats': variables.get('batch_stats', {})}
 
@@ -131,20 +148,34 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
     # The target starts equal to the online net (BYOL, MoCo v3).
     return params, model_state, {'target': net_vars['params']}
 
-  def loss(params, model_state, extra, batch, rng):
-    x_2NxSxSxC = _views(config, rng, batch['image'])
+  def embed_inputs(batch, rng):
+    return _views(config, rng, batch['image'])
+
+  def forward(params, model_state, extra, x_2NxSxSxC, dropout_rng=None):
+    """-> ({'online': predictions [2N, P], 'target': EMA projections [2N, P] (no gradient)},
+    new model state). GradCache calls it without `dropout_rng` (no drop path)."""
+    rngs = dropout_rngs(dropout_rng) if dropout_rng is not None else {}
     (_, z_2NxP), net_state = net.apply({'params': params['net'], **model_state['net']},
-                                       x_2NxSxSxC, train=True, mutable=['batch_stats'])
+                                       x_2NxSxSxC, train=True, mutable=['batch_stats'],
+                                       rngs=rngs)
     p_2NxP, pred_state = predictor.apply({'params': params['predictor'],
                                           **model_state['predictor']},
                                          z_2NxP, train=True, mutable=['batch_stats'])
     target_params = jax.lax.stop_gradient(extra['target'])
     (_, t_2NxP), target_state = net.apply({'params': target_params, **model_state['target']},
                                           x_2NxSxSxC, train=True, mutable=['batch_stats'])
-    t_2NxP = jax.lax.stop_gradient(t_2NxP)
-    value, metrics = pair_loss(*jnp.split(p_2NxP, 2, axis=0), *jnp.split(t_2NxP, 2, axis=0))
     new_state = {'net': dict(net_state), 'predictor': dict(pred_state),
                  'target': dict(target_state)}
+    return {'online': p_2NxP, 'target': jax.lax.stop_gradient(t_2NxP)}, new_state
+
+  def loss_from_embeddings(embeddings):
+    return pair_loss(*jnp.split(embeddings['online'], 2, axis=0),
+                     *jnp.split(embeddings['target'], 2, axis=0))
+
+  def loss(params, model_state, extra, batch, rng):
+    embeddings, new_state = forward(params, model_state, extra, embed_inputs(batch, rng),
+                                    dropout_rng=rng)
+    value, metrics = loss_from_embeddings(embeddings)
     return value, (new_state, metrics)
 
   def update_extra(extra, params, step):
@@ -152,4 +183,5 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
     return {**extra, 'target': ema(extra['target'], params['net'], momentum)}
 
   return methods.Method(init=init, loss=loss, update_extra=update_extra,
-                        embed=_embed_fn(net, config, 'net'))
+                        embed=_embed_fn(net, config, 'net'), embed_inputs=embed_inputs,
+                        forward=forward, loss_from_embeddings=loss_from_embeddings)

@@ -5,6 +5,9 @@ by SimCLR's NT-Xent with negatives from the whole global batch (`losses.info_nce
 Each segment gets its own random crop, gain, noise and SpecAugment time/frequency masks; a
 bidirectional encoder's features are mean-pooled over real frames and projected by an MLP.
 The evaluators use the pooled features before the projector, on the whole clip.
+
+Large batches, as SimCLR: `clip_contrast.chunked_loss` (losses.nt_xent_chunked, [2n, 2N]
+logits per device) and GradCache (grad_accum_steps > 1; exact: no BatchNorm anywhere).
 """
 import flax.linen as nn
 import jax
@@ -14,6 +17,7 @@ import ml_collections
 from sslax import losses
 from sslax import methods
 from sslax import models
+from sslax import sharding
 from sslax.augment import audio as audio_aug
 from sslax.methods import apc
 from sslax.models import audio as audio_models
@@ -35,7 +39,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   c, a = config.clip_contrast, config.audio
   model = ClipModel(models.make_encoder(config.model, causal=False),
                     heads.MLP(hidden_dims=tuple(c.proj_hidden_dims), out_dim=c.proj_dim,
-                              use_bn=False))
+                              use_bn=False, dtype=models.compute_dtype(config.model)))
 
   def view(key, batch):
     crop_key, mask_key = jax.random.split(key)
@@ -46,16 +50,34 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
         freq_width=a.freq_width))(keys_B, x_BxFxM)
     return x_BxFxM, mask_BxF
 
-  def loss(params, model_state, extra, batch, rng):
-    del extra
+  mesh = methods.chunked_loss_mesh(config, 'clip_contrast')
+
+  def embed_inputs(batch, rng):
+    """Both segments of every clip, stacked: ([2N, F, M] frames, [2N, F] masks)."""
     (x_a, m_a), (x_b, m_b) = (view(jax.random.fold_in(rng, i), batch) for i in range(2))
-    # Both segments in one forward pass.
-    _, z_2NxP = model.apply({'params': params}, jnp.concatenate([x_a, x_b]),
-                            jnp.concatenate([m_a, m_b]))
+    return jnp.concatenate([x_a, x_b]), jnp.concatenate([m_a, m_b])
+
+  def forward(params, model_state, extra, inputs):
+    del extra
+    return model.apply({'params': params}, *inputs)[1], model_state
+
+  def loss_from_embeddings(z_2NxP):
     z_a, z_b = jnp.split(z_2NxP, 2)
+    if mesh is not None:
+      value, accuracy = losses.nt_xent_chunked(z_a, z_b, temperature=c.temperature, mesh=mesh,
+                                               axes=sharding.BATCH_AXES)
+      return value, {'contrastive_acc': accuracy}
     logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=c.temperature)
     value = losses.info_nce(z_a, z_b, temperature=c.temperature)
-    return value, (model_state, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)})
+    return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
+
+  def loss(params, model_state, extra, batch, rng):
+    # Both segments in one forward pass.
+    z_2NxP, model_state = forward(params, model_state, extra, embed_inputs(batch, rng))
+    value, metrics = loss_from_embeddings(z_2NxP)
+    return value, (model_state, metrics)
 
   return methods.Method(init=apc.make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front),
+                        embed_inputs=embed_inputs, forward=forward,
+                        loss_from_embeddings=loss_from_embeddings)

@@ -6,13 +6,21 @@ contexts c_t from frames <= t. For each step ahead k (config.cpc.steps_ahead) a 
 W_k predicts z_{t+k} from c_t, scored by InfoNCE against every other (time, example) latent
 of the global batch (`losses.next_frame_contrastive`). The evaluators use the mean of c over
 the real frames of the whole clip.
+
+Large batches: the logits are [B F, B F] per k. `cpc.chunked_loss` splits their rows by
+example over the devices (each keeps its own examples' frames as anchors against every
+gathered latent: losses.next_frame_contrastive_chunked); grad_accum_steps > 1 runs GradCache
+with per-example embeddings (the predictions, the latents z and the frame mask), exact because
+the encoder never mixes examples.
 """
+import jax
 import jax.numpy as jnp
 import ml_collections
 
 from sslax import losses
 from sslax import methods
 from sslax import models
+from sslax import sharding
 from sslax.methods import apc
 from sslax.models import audio as audio_models
 
@@ -20,23 +28,49 @@ from sslax.models import audio as audio_models
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   front = apc.front_end(config)
   steps = tuple(config.cpc.steps_ahead)
+  temperature = config.cpc.temperature
   model = audio_models.WithHeads(models.make_encoder(config.model, causal=True),
                                  out_dim=config.model.width, num_outputs=len(steps))
+  mesh = methods.chunked_loss_mesh(config, 'cpc')
+
+  def embed_inputs(batch, rng):
+    return front.features(*front.crops(rng, batch))
+
+  def forward(params, model_state, extra, inputs):
+    del extra
+    x_BxFxM, mask_BxF = inputs
+    _, z_BxFxD, preds = model.apply({'params': params}, x_BxFxM, mask_BxF)
+    # The mask rides along as a float leaf so GradCache can chunk it with the embeddings.
+    return {'preds': tuple(preds), 'z': z_BxFxD,
+            'mask': mask_BxF.astype(jnp.float32)}, model_state
+
+  def one_k(pred_BxFxD, z_BxFxD, pair_mask):
+    if mesh is not None:
+      return losses.next_frame_contrastive_chunked(pred_BxFxD, z_BxFxD, pair_mask,
+                                                   temperature=temperature, mesh=mesh,
+                                                   axes=sharding.BATCH_AXES)
+    logits, weights = losses.next_frame_contrastive_logits(pred_BxFxD, z_BxFxD, pair_mask,
+                                                           temperature=temperature)
+    value = losses.next_frame_contrastive(pred_BxFxD, z_BxFxD, pair_mask,
+                                          temperature=temperature)
+    hits = (jnp.argmax(logits, -1) == jnp.arange(logits.shape[0])).astype(weights.dtype)
+    return value, jnp.sum(hits * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+  def loss_from_embeddings(embeddings):
+    z_BxFxD, mask_BxF = embeddings['z'], jax.lax.stop_gradient(embeddings['mask']) > 0.5
+    values, metrics = [], {}
+    for k, pred_BxFxD in zip(steps, embeddings['preds']):
+      pair_mask = mask_BxF[:, :-k] & mask_BxF[:, k:]
+      value, metrics[f'acc_k{k}'] = one_k(pred_BxFxD[:, :-k], z_BxFxD[:, k:], pair_mask)
+      values.append(value)
+    return jnp.mean(jnp.stack(values)), metrics
 
   def loss(params, model_state, extra, batch, rng):
-    del extra
-    x_BxFxM, mask_BxF = front.features(*front.crops(rng, batch))
-    _, z_BxFxD, preds = model.apply({'params': params}, x_BxFxM, mask_BxF)
-    values, metrics = [], {}
-    for k, pred_BxFxD in zip(steps, preds):
-      pair_mask = mask_BxF[:, :-k] & mask_BxF[:, k:]
-      logits, weights = losses.next_frame_contrastive_logits(
-          pred_BxFxD[:, :-k], z_BxFxD[:, k:], pair_mask, temperature=config.cpc.temperature)
-      values.append(losses.next_frame_contrastive(
-          pred_BxFxD[:, :-k], z_BxFxD[:, k:], pair_mask, temperature=config.cpc.temperature))
-      hits = (jnp.argmax(logits, -1) == jnp.arange(logits.shape[0])).astype(weights.dtype)
-      metrics[f'acc_k{k}'] = jnp.sum(hits * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-    return jnp.mean(jnp.stack(values)), (model_state, metrics)
+    embeddings, model_state = forward(params, model_state, extra, embed_inputs(batch, rng))
+    value, metrics = loss_from_embeddings(embeddings)
+    return value, (model_state, metrics)
 
   return methods.Method(init=apc.make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front),
+                        embed_inputs=embed_inputs, forward=forward,
+                        loss_from_embeddings=loss_from_embeddings)

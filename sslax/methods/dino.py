@@ -40,10 +40,17 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   _siamese.check_momentum('dino', cfg.momentum_base)
   if cfg.num_global != 2:
     raise errors.ConfigError(f'config.dino.num_global={cfg.num_global}: DINO uses 2 global crops.')
+  if (config.model.name == 'vit' and config.model.get('pos_emb') == 'learned'
+      and cfg.num_local > 0):
+    raise errors.ConfigError(
+        "config.model.pos_emb='learned' has one table for the global crops' patches, so the "
+        f'{cfg.num_local} local crops of config.dino.local_size={cfg.local_size} cannot use '
+        "it; set config.model.pos_emb='sincos' (any crop size) or config.dino.num_local=0.")
   net = _siamese.EncoderProjector(
       encoder=models.make_encoder(config.model),
       projector=heads.DINOHead(hidden_dims=tuple(cfg.head_hidden_dims),
-                               bottleneck_dim=cfg.bottleneck_dim, out_dim=cfg.out_dim))
+                               bottleneck_dim=cfg.bottleneck_dim, out_dim=cfg.out_dim,
+                               dtype=models.compute_dtype(config.model)))
   size = config.data.image_size
   view_kwargs = {k: v for k, v in config.augment.items() if k != 'crop_scale'}
   temp = lambda step: teacher_temperature(step, start=cfg.warmup_teacher_temperature,
@@ -67,13 +74,15 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
         local_scale=tuple(cfg.local_scale), **view_kwargs)
     x_global = image_aug.to_model_range(jnp.concatenate(global_views, axis=0))
     (_, s_GNxK), net_state = net.apply({'params': params['net'], **model_state['net']},
-                                       x_global, train=True, mutable=['batch_stats'])
+                                       x_global, train=True, mutable=['batch_stats'],
+                                       rngs=_siamese.dropout_rngs(rng))
     student = [s_GNxK]
     if local_views:
       # Local crops are smaller: a second pass (the pooled encoder takes any size).
       x_local = image_aug.to_model_range(jnp.concatenate(local_views, axis=0))
-      (_, s_LNxK), net_state = net.apply({'params': params['net'], **net_state}, x_local,
-                                         train=True, mutable=['batch_stats'])
+      (_, s_LNxK), net_state = net.apply(
+          {'params': params['net'], **net_state}, x_local, train=True, mutable=['batch_stats'],
+          rngs=_siamese.dropout_rngs(jax.random.fold_in(rng, 1)))
       student.append(s_LNxK)
     student_SxNxK = jnp.concatenate(student, axis=0).reshape(-1, n, cfg.out_dim)
     teacher_params = jax.lax.stop_gradient(extra['teacher'])

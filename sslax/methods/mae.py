@@ -46,14 +46,16 @@ class MAEModel(nn.Module):
       visible_BxKxD = vit.gather_tokens(tokens_BxLxD, keep_BxK)
     else:
       _, visible_BxKxD = self.encoder.encode(x_BxHxWxC, keep_BxK)
-    y_BxKxE = nn.Dense(self.decoder_width, name='decoder_embed')(visible_BxKxD)
+    # The decoder computes in the encoder's dtype; masked_mse casts its output to float32.
+    dtype = self.encoder.dtype
+    y_BxKxE = nn.Dense(self.decoder_width, dtype=dtype, name='decoder_embed')(visible_BxKxD)
     mask_token = self.param('mask_token', nn.initializers.normal(0.02), (self.decoder_width,))
-    full_BxLxE = jnp.broadcast_to(mask_token, (b, num_patches, self.decoder_width))
+    full_BxLxE = jnp.broadcast_to(mask_token.astype(dtype), (b, num_patches, self.decoder_width))
     full_BxLxE = jax.vmap(lambda f, idx, v: f.at[idx].set(v))(full_BxLxE, keep_BxK, y_BxKxE)
-    full_BxLxE = full_BxLxE + vit.sincos_2d(h // p, self.decoder_width)
+    full_BxLxE = full_BxLxE + jnp.asarray(vit.sincos_2d(h // p, self.decoder_width), dtype)
     out_BxLxE = vit.Transformer(self.decoder_depth, self.decoder_heads,
-                                4 * self.decoder_width, name='decoder')(full_BxLxE)
-    return nn.Dense(p * p * c, name='decoder_pred')(out_BxLxE)
+                                4 * self.decoder_width, dtype, name='decoder')(full_BxLxE)
+    return nn.Dense(p * p * c, dtype=dtype, name='decoder_pred')(out_BxLxE)
 
 
 def _pixel_mask(keep_BxL: jax.Array, h: int, w: int, p: int) -> jax.Array:

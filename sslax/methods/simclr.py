@@ -15,6 +15,7 @@ from sslax import methods
 from sslax import models
 from sslax import sharding
 from sslax.augment import image as image_aug
+from sslax.methods import _siamese
 from sslax.models import heads
 
 
@@ -40,10 +41,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   # config.simclr.chunked_loss: InfoNCE under shard_map (losses.nt_xent_chunked), each device
   # holding [2n, 2N] logits instead of the global [2N, 2N]; same value and gradients. Over the
   # mesh train.run builds: config.mesh on all devices.
-  chunked = config.simclr.get('chunked_loss', False)
-  if not isinstance(chunked, bool):
-    raise errors.ConfigError(f'config.simclr.chunked_loss={chunked!r} must be True or False.')
-  mesh = sharding.make_mesh(config.mesh) if chunked else None
+  mesh = methods.chunked_loss_mesh(config, 'simclr')
+  chunked = mesh is not None
 
   def init(rng, batch):
     if 'image' not in batch:
@@ -58,9 +57,12 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
                                             out_size=size, **aug_kwargs)
     return image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
 
-  def forward(params, model_state, x_2NxHxWxC):
+  def forward(params, model_state, extra, x_2NxHxWxC, dropout_rng=None):
+    del extra
+    # GradCache calls this without `dropout_rng`: no drop path (validate.py refuses both).
+    rngs = _siamese.dropout_rngs(dropout_rng) if dropout_rng is not None else {}
     (_, z_2NxP), new_state = model.apply({'params': params, **model_state}, x_2NxHxWxC,
-                                         train=True, mutable=['batch_stats'])
+                                         train=True, mutable=['batch_stats'], rngs=rngs)
     return z_2NxP, dict(new_state)
 
   def loss_from_embeddings(z_2NxP):
@@ -74,9 +76,9 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
 
   def loss(params, model_state, extra, batch, rng):
-    del extra
     # Both views in one forward pass: BatchNorm sees all 2N images, as in SimCLR.
-    z_2NxP, new_state = forward(params, model_state, embed_inputs(batch, rng))
+    z_2NxP, new_state = forward(params, model_state, extra, embed_inputs(batch, rng),
+                                dropout_rng=rng)
     value, metrics = loss_from_embeddings(z_2NxP)
     return value, (new_state, metrics)
 

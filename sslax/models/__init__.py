@@ -42,5 +42,6 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
     return vit.ViT(patch_size=model_config.patch_size, width=model_config.width,
                    depth=model_config.depth, num_heads=model_config.num_heads,
                    mlp_ratio=model_config.mlp_ratio, pool=model_config.pool,
-                   pos_emb=model_config.pos_emb, dtype=compute_dtype(model_config))
+                   pos_emb=model_config.pos_emb, dtype=compute_dtype(model_config),
+                   drop_path_rate=model_config.get('drop_path_rate', 0.0))
   raise errors.ConfigError(f'config.model.name={name!r} is unknown; choose one of {ENCODERS}.')

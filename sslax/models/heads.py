@@ -1,4 +1,8 @@
-"""Heads on top of encoders: projectors and predictors."""
+"""Heads on top of encoders: projectors and predictors.
+
+`dtype` is the compute dtype (config.model.dtype: the methods pass the encoder's); parameters
+stay float32, and the losses cast the heads' outputs to float32 before any softmax.
+"""
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,12 +42,17 @@ class DINOHead(nn.Module):
   hidden_dims: Sequence[int]
   bottleneck_dim: int
   out_dim: int
+  dtype: Any = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxD: jnp.ndarray, train: bool) -> jnp.ndarray:
     x = x_BxD
     for i, width in enumerate(self.hidden_dims):
-      x = nn.gelu(nn.Dense(width, name=f'hidden{i}')(x))
-    x = nn.Dense(self.bottleneck_dim, name='bottleneck')(x)
+      x = nn.gelu(nn.Dense(width, dtype=self.dtype, name=f'hidden{i}')(x))
+    x = nn.Dense(self.bottleneck_dim, dtype=self.dtype, name='bottleneck')(x)
+    # The normalisation and the last layer run in float32 whatever the compute dtype: the
+    # logits are divided by temperatures as low as 0.04, which would amplify bfloat16's
+    # rounding ~25x, and a [bottleneck, K] layer costs little next to the encoder.
+    x = x.astype(jnp.float32)
     x = x * jnp.reciprocal(jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
-    return nn.Dense(self.out_dim, use_bias=False, name='last')(x)
+    return nn.Dense(self.out_dim, use_bias=False, dtype=jnp.float32, name='last')(x)

@@ -7,13 +7,20 @@ last block), with learned absolute positions (Devlin et al. 2019; Radford et al.
 (`logits`) so a masked-token loss can project just the gathered masked positions, and it
 can reuse the input embedding table (`tie_embeddings`, Press & Wolf 2017).
 
+`dtype` (config.model.dtype) is the compute dtype of every layer; parameters stay float32
+and the attention softmax runs in float32 (`force_fp32_for_softmax`): bf16 exp/sum over
+hundreds of keys loses the small weights.
+
 Shape suffixes: B = batch, L = sequence length, D = width, V = vocabulary, P = positions.
 """
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
 from sslax import errors
+from sslax import models
 
 PAD_ID = 0   # every tokenizer in sslax/data/tokenizers.py pads with id 0
 
@@ -34,23 +41,24 @@ class Block(nn.Module):
   """
   num_heads: int
   mlp_dim: int
+  dtype: Any = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x_BxLxD: jnp.ndarray, mask_Bx1xLxL: jnp.ndarray) -> jnp.ndarray:
     kernel, zeros = nn.initializers.lecun_normal(), nn.initializers.zeros_init()
-    h_BxLxD = nn.LayerNorm(name='ln_attn')(x_BxLxD)
+    h_BxLxD = nn.LayerNorm(dtype=self.dtype, name='ln_attn')(x_BxLxD)
     h_BxLxD = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, name='attn',
+        num_heads=self.num_heads, name='attn', dtype=self.dtype, force_fp32_for_softmax=True,
         kernel_init=_named(kernel, 'embed', 'heads', 'head_dim'),
         bias_init=_named(zeros, 'heads', 'head_dim'),
         out_kernel_init=_named(kernel, 'heads', 'head_dim', 'embed'),
         out_bias_init=_named(zeros, 'embed'))(h_BxLxD, h_BxLxD, mask=mask_Bx1xLxL)
     x_BxLxD = x_BxLxD + h_BxLxD
-    h_BxLxD = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
-    h_BxLxF = nn.gelu(nn.Dense(self.mlp_dim, name='mlp_in',
+    h_BxLxD = nn.LayerNorm(dtype=self.dtype, name='ln_mlp')(x_BxLxD)
+    h_BxLxF = nn.gelu(nn.Dense(self.mlp_dim, name='mlp_in', dtype=self.dtype,
                                kernel_init=_named(kernel, 'embed', 'mlp'),
                                bias_init=_named(zeros, 'mlp'))(h_BxLxD))
-    return x_BxLxD + nn.Dense(x_BxLxD.shape[-1], name='mlp_out',
+    return x_BxLxD + nn.Dense(x_BxLxD.shape[-1], name='mlp_out', dtype=self.dtype,
                               kernel_init=_named(kernel, 'mlp', 'embed'),
                               bias_init=_named(zeros, 'embed'))(h_BxLxF)
 
@@ -65,27 +73,28 @@ class Transformer(nn.Module):
   max_len: int
   causal: bool = False
   tie_embeddings: bool = True
+  dtype: Any = jnp.float32   # compute dtype (the vocabulary logits too); parameters float32
 
   def setup(self):
-    self.token_embed = nn.Embed(self.vocab_size, self.width,
+    self.token_embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,
                                 embedding_init=nn.initializers.normal(0.02))
     self.pos_embed = self.param('pos_embed', nn.initializers.normal(0.02),
                                 (self.max_len, self.width))
-    self.blocks = [Block(self.num_heads, self.mlp_dim, name=f'block{i}')
+    self.blocks = [Block(self.num_heads, self.mlp_dim, self.dtype, name=f'block{i}')
                    for i in range(self.depth)]
-    self.ln_final = nn.LayerNorm()
+    self.ln_final = nn.LayerNorm(dtype=self.dtype)
     if not self.tie_embeddings:
-      self.out_proj = nn.Dense(self.vocab_size)
+      self.out_proj = nn.Dense(self.vocab_size, dtype=self.dtype)
 
   def __call__(self, tokens_BxL: jnp.ndarray) -> jnp.ndarray:
     """Hidden states [B, L, D] after the final LayerNorm; PAD keys are never attended to."""
     length = tokens_BxL.shape[-1]
     if length > self.max_len:
       raise errors.ConfigError(
-          f'sequences of {length} tokens exceed config.model.max_len='
-          f'{self.max_len} learned positions; raise config.model.max_len or lower '
-          'config.data.seq_len.')
-    x_BxLxD = self.token_embed(tokens_BxL) + self.pos_embed[:length]
+          f'sequences of {length} tokens exceed config.model.max_len={self.max_len} learned '
+          'positions; raise config.model.max_len or lower config.data.seq_len.')
+    # The float32 position table is cast, or it would promote the whole stream to float32.
+    x_BxLxD = self.token_embed(tokens_BxL) + self.pos_embed[:length].astype(self.dtype)
     keep_BxL = tokens_BxL != PAD_ID
     mask_Bx1xLxL = nn.make_attention_mask(keep_BxL, keep_BxL)
     if self.causal:
@@ -108,9 +117,10 @@ class Transformer(nn.Module):
 
 
 def mean_pool(h_BxLxD: jnp.ndarray, tokens_BxL: jnp.ndarray) -> jnp.ndarray:
-  """Mean of the hidden states over non-PAD tokens, [B, D] (zeros for an all-PAD row)."""
-  keep_BxLx1 = (tokens_BxL != PAD_ID)[..., None].astype(h_BxLxD.dtype)
-  return (h_BxLxD * keep_BxLx1).sum(1) / jnp.maximum(keep_BxLx1.sum(1), 1.0)
+  """Mean of the hidden states over non-PAD tokens, [B, D] float32 (zeros for an all-PAD
+  row): summed in float32, since a bfloat16 sum over hundreds of tokens loses the mean."""
+  keep_BxLx1 = (tokens_BxL != PAD_ID)[..., None].astype(jnp.float32)
+  return (h_BxLxD.astype(jnp.float32) * keep_BxLx1).sum(1) / jnp.maximum(keep_BxLx1.sum(1), 1.0)
 
 
 def from_config(model_config: ml_collections.ConfigDict, *, vocab_size: int,
@@ -123,4 +133,5 @@ def from_config(model_config: ml_collections.ConfigDict, *, vocab_size: int,
         f'{m.num_heads}; pick a head count that divides the width.')
   return Transformer(vocab_size=vocab_size, width=m.width, depth=m.depth,
                      num_heads=m.num_heads, mlp_dim=m.mlp_dim, max_len=m.max_len,
-                     causal=causal, tie_embeddings=m.get('tie_embeddings', True))
+                     causal=causal, tie_embeddings=m.get('tie_embeddings', True),
+                     dtype=models.compute_dtype(m))
