@@ -150,6 +150,11 @@ def _builder(source: str, data_dir: str | None,
   check(source, key='source')
   scheme, rest = parse(source, key='source')
   data_dir = _data_dir(data_dir)
+  if scheme != 'tfds' and '://' in data_dir:
+    # Local builders lock and stamp their build with local files; it would land in ./gs:/...
+    raise ValueError(f'config.data.data_dir={data_dir!r}: {source!r} is built from local files '
+                     'into a local or shared-filesystem data_dir; a gs:// data_dir holds tfds: '
+                     'catalog data sets only. Set data.data_dir to a local folder for it.')
   if scheme == 'builtin':
     return BUILTINS[rest](data_dir)
   if scheme == 'npz':
