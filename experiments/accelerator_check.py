@@ -1,4 +1,4 @@
-"""Accelerator check: each paper-scale config (configs/paper/) for a few steps on the devices present.
+"""Accelerator check: each paper-scale config (configs/paper/) for N steps on the devices present.
 
   python experiments/accelerator_check.py --out accelerator_check.json \
       [--configs simclr_r50,mae_vitb16] [--variant smoke] [--steps 20] [--batch_size N] \

@@ -1,7 +1,8 @@
 """Where training metrics go: metrics.jsonl, TensorBoard events, a progress bar.
 
-Only process 0 writes; every process may call the writer. The workdir may be gs:// (sslax/storage.py):
-each row is appended by opening and closing metrics.jsonl, so an object store shows it at once.
+Only process 0 writes; every process may call the writer. The workdir may be gs://
+(sslax/storage.py): each row is appended by opening and closing metrics.jsonl, so an object
+store shows it at once.
 """
 import json
 import math

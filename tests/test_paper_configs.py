@@ -49,3 +49,21 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
     results = train.run(config, str(workdir))
   assert results['step'] == 4
   assert (workdir / 'results.json').exists()
+
+
+def test_accelerator_check_writes_a_row_per_config(tmp_path, monkeypatch):
+  import json
+  import sys
+  sys.path.insert(0, str(test_train.REPO / 'experiments'))
+  import accelerator_check
+  out = tmp_path / 'check.json'
+  monkeypatch.setattr(sys, 'argv', [
+      'accelerator_check.py', '--configs', 'bert_base', '--variant', 'smoke', '--steps', '2',
+      '--workdir', str(tmp_path / 'work'), '--out', str(out)])
+  accelerator_check.main()
+  report = json.loads(out.read_text())
+  assert report['devices'] == 8 and report['peak_source'] == 'measured float32 matmul'
+  (row,) = report['rows']
+  assert row['config'] == 'configs/paper/bert_base.py:smoke', row
+  for key in ('step_s', 'examples_per_s', 'flops_per_step', 'mfu', 'headroom'):
+    assert row[key] > 0, key
