@@ -10,15 +10,19 @@ a step (and `cleanup_tmp_directories` removes it on the next start). A listed
 step that still fails to read (a disk error, a truncated file) is skipped with a
 warning and the previous one restored; it is then renamed `<step>.corrupt` so
 the resumed run can save that step again.
+
+The directory may be gs:// (sslax/storage.py): Orbax reaches it through epath and TensorStore.
+Every process writes its own shards; process 0 alone moves unreadable steps aside.
 """
 import logging
-import os
 from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+
+from sslax import storage
 
 CORRUPT_SUFFIX = '.corrupt'
 
@@ -34,7 +38,7 @@ class Manager:
   """<workdir>/checkpoints: periodic and final saves, keep the newest N."""
 
   def __init__(self, directory: str, *, max_to_keep: int):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.path(directory)
     self._mngr = ocp.CheckpointManager(
         self.directory,
         item_handlers={'state': ocp.StandardCheckpointHandler(),
@@ -116,11 +120,11 @@ class Manager:
       return
     if jax.process_index() == 0:
       for s in steps:
-        path = os.path.join(self.directory, str(s))
-        aside, n = path + CORRUPT_SUFFIX, 1
-        while os.path.exists(aside):   # the same step may go bad twice
-          aside, n = f'{path}{CORRUPT_SUFFIX}{n}', n + 1
-        os.replace(path, aside)
+        path = self.directory / str(s)
+        aside, n = path.with_name(path.name + CORRUPT_SUFFIX), 1
+        while aside.exists():   # the same step may go bad twice
+          aside, n = path.with_name(f'{path.name}{CORRUPT_SUFFIX}{n}'), n + 1
+        path.rename(aside)
         logging.warning('Moved unreadable checkpoint %s to %s.', path, aside)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('sslax_checkpoint_quarantine')

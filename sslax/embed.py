@@ -27,6 +27,7 @@ import numpy as np
 
 from sslax import cli
 from sslax import errors
+from sslax import storage
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 AUDIO_EXTENSIONS = ('.wav',)
@@ -102,9 +103,10 @@ def write(encoder, chunks, out: str, *, progress: bool = True) -> int:
   """Embeds every chunk and writes `out` (.npz, or a directory of shards); returns N."""
   import tqdm
   features, ids, labels = [], [], []
-  shard_dir = None if out.endswith('.npz') else out
+  # `out` may be gs://: files are written through epath (np.save/savez into file objects).
+  shard_dir = None if out.endswith('.npz') else storage.path(out)
   if shard_dir:
-    os.makedirs(shard_dir, exist_ok=True)
+    shard_dir.mkdir(parents=True, exist_ok=True)
   bar = tqdm.tqdm(unit='example', desc='embed', disable=not progress)
   for i, (batch, chunk_ids, chunk_labels) in enumerate(chunks):
     feats = encoder.embed_prepared(batch)
@@ -113,7 +115,7 @@ def write(encoder, chunks, out: str, *, progress: bool = True) -> int:
     if chunk_labels is not None:
       labels.append(np.asarray(chunk_labels))
     if shard_dir:
-      np.save(os.path.join(shard_dir, f'features-{i:05d}.npy'), feats)
+      _save_npy(shard_dir / f'features-{i:05d}.npy', feats)
     else:
       features.append(feats)
   bar.close()
@@ -121,14 +123,20 @@ def write(encoder, chunks, out: str, *, progress: bool = True) -> int:
     raise errors.ConfigError('The input holds no examples.')
   extra = {'labels': np.concatenate(labels)} if labels else {}
   if shard_dir:
-    with open(os.path.join(shard_dir, 'ids.txt'), 'w') as f:
-      f.write('\n'.join(ids) + '\n')
+    (shard_dir / 'ids.txt').write_text('\n'.join(ids) + '\n')
     if extra:
-      np.save(os.path.join(shard_dir, 'labels.npy'), extra['labels'])
+      _save_npy(shard_dir / 'labels.npy', extra['labels'])
   else:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    np.savez(out, features=np.concatenate(features), ids=np.array(ids), **extra)
+    path = storage.path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open('wb') as f:
+      np.savez(f, features=np.concatenate(features), ids=np.array(ids), **extra)
   return len(ids)
+
+
+def _save_npy(path, array: np.ndarray) -> None:
+  with path.open('wb') as f:
+    np.save(f, array)
 
 
 def run(workdir: str, input_: str, out: str, *, split: str = 'train', step: int | None = None,

@@ -245,7 +245,8 @@ def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 # ---- loading ---------------------------------------------------------------------------------
 
 def _root(path: str) -> epath.Path:
-  root = epath.Path(path)
+  from sslax import storage
+  root = storage.path(path)   # a local folder or gs://
   if not root.exists():
     raise errors.DataNotFoundError(f'{path} does not exist; pass a sslax.main workdir or a '
                                    'sslax.export directory.')

@@ -9,7 +9,6 @@ sslax/reports.py) to `--output_dir` (default: DIR). Any config value can be over
 in sslax.main, e.g. `--config.eval.num_seeds=3` or `--config.evals.linear_probe.steps=500`.
 """
 import json
-import os
 from typing import Any
 
 from absl import app
@@ -27,6 +26,7 @@ from sslax import methods
 from sslax import optim
 from sslax import reports
 from sslax import sharding
+from sslax import storage
 from sslax import train
 from sslax import validate
 from sslax.data import tokenizers
@@ -44,13 +44,11 @@ def _tuples(node: Any) -> Any:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run wrote to `workdir/config.json`."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  path = storage.path(workdir) / 'config.json'
+  if not path.exists():
     raise errors.DataNotFoundError(
-        f'--workdir={workdir!r} has no config.json; pass the directory of a '
-        'sslax.main run.')
-  with open(path) as f:
-    config = _tuples(json.load(f))
+        f'--workdir={workdir!r} has no config.json; pass the directory of a sslax.main run.')
+  config = _tuples(json.loads(path.read_text()))
   # Optional evaluator keys the run did not set get their defaults, so that the command line
   # can override them (e.g. --config.evals.fine_tune.warmup_steps=60).
   # Eval keys added since the run (e.g. eval.raw_input) get their defaults likewise.
@@ -97,7 +95,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
   init_fn = train.make_init(method, tx, sample, config.seed, online_probe.make(config, method))
   abstract = jax.eval_shape(init_fn)
   shardings = train.state_shardings(config, method, sample, abstract, mesh)
-  ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
+  ckpt = checkpoint.Manager(storage.path(workdir) / 'checkpoints',
                             max_to_keep=config.checkpoint.max_to_keep)
   try:
     if ckpt.latest_step() is None:
@@ -122,8 +120,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
   results = train.evaluate(config, evaluators, state, random_init)
   output_dir = output_dir or workdir
   if jax.process_index() == 0:
-    os.makedirs(output_dir, exist_ok=True)
-    # The curves come from the run's metrics.jsonl, so plot them from the workdir's.
+    # reports.write creates output_dir (local or gs://). The curves come from the run's
+    # metrics.jsonl, so plot them from the workdir's.
     reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir)
     print(reports.table(results))
   return results

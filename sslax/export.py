@@ -18,7 +18,6 @@ DIR holds (format version FORMAT_VERSION, recorded in MANIFEST):
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from typing import Any
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from sslax import cli
 from sslax import errors
+from sslax import storage
 
 MANIFEST = 'sslax_export.json'
 FORMAT = 'sslax-encoder'
@@ -71,19 +71,19 @@ def _trees(flat: dict[str, Any]) -> tuple[Any, Any]:
 
 def export(encoder, out: str) -> epath.Path:
   """Writes `encoder` (an sslax.encoder.Encoder) as a standalone directory `out`."""
-  from safetensors.numpy import save_file
-  out_dir = epath.Path(out)
+  from safetensors.numpy import save
+  out_dir = storage.path(out)   # local or gs://: every file goes through epath
   out_dir.mkdir(parents=True, exist_ok=True)
   weights = {**flatten(encoder.params, 'params'), **flatten(encoder.model_state, 'model_state')}
-  save_file(weights, str(out_dir / WEIGHTS), metadata={'format': FORMAT,
-                                                       'format_version': str(FORMAT_VERSION)})
+  (out_dir / WEIGHTS).write_bytes(save(weights, metadata={'format': FORMAT,
+                                                          'format_version': str(FORMAT_VERSION)}))
   platforms = _export_function(encoder, weights, out_dir / FUNCTION)
   config = encoder.config.to_dict()
   if encoder.config.data.get('tokenizer', '') == 'sentencepiece':
     from sslax.data import tokenizers
     (out_dir / 'tokenizer').mkdir(exist_ok=True)
-    shutil.copyfile(epath.Path(encoder.config.data.tokenizer_dir) / tokenizers.SPM_MODEL,
-                    out_dir / 'tokenizer' / tokenizers.SPM_MODEL)
+    (out_dir / 'tokenizer' / tokenizers.SPM_MODEL).write_bytes(
+        (storage.path(encoder.config.data.tokenizer_dir) / tokenizers.SPM_MODEL).read_bytes())
     config['data']['tokenizer_dir'] = 'tokenizer'   # relative to the export directory
   (out_dir / 'config.json').write_text(json.dumps(config, indent=2, sort_keys=True))
   (out_dir / 'input_spec.json').write_text(json.dumps(encoder.input_spec, indent=2))
@@ -172,9 +172,9 @@ def manifest(root: epath.Path) -> dict[str, Any]:
 
 def read_weights(root: epath.Path) -> tuple[Any, Any]:
   """(params, model_state) of an export directory, as numpy arrays."""
-  from safetensors.numpy import load_file
+  from safetensors.numpy import load
   manifest(root)
-  return _trees(load_file(str(root / WEIGHTS)))
+  return _trees(load((root / WEIGHTS).read_bytes()))
 
 
 def load(root: epath.Path):

@@ -1,16 +1,18 @@
 """Where training metrics go: metrics.jsonl, TensorBoard events, a progress bar.
 
-Only process 0 writes; every process may call the writer.
+Only process 0 writes; every process may call the writer. The workdir may be gs://
+(sslax/storage.py): each row is appended by opening and closing metrics.jsonl, so an object
+store shows it at once.
 """
 import json
 import math
-import os
 import time
 from typing import Any
 
 import jax
-import tensorboardX
 import tqdm
+
+from sslax import storage
 
 
 class Writer:
@@ -20,8 +22,9 @@ class Writer:
     self._active = jax.process_index() == 0
     if not self._active:
       return
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    self._tb = tensorboardX.SummaryWriter(logdir=os.path.join(workdir, 'tensorboard'))
+    root = storage.path(workdir)
+    self._jsonl = root / 'metrics.jsonl'
+    self._tb = storage.tensorboard_writer(root / 'tensorboard')
     self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True,
                           disable=not progress, desc='train')
 
@@ -29,8 +32,7 @@ class Writer:
     if not self._active:
       return
     row = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
-    self._jsonl.write(json.dumps(row) + '\n')
-    self._jsonl.flush()
+    storage.append_text(self._jsonl, json.dumps(row) + '\n')
     for k, v in row.items():
       if k != 'step' and math.isfinite(v):
         self._tb.add_scalar(k, v, global_step=step)
@@ -45,7 +47,6 @@ class Writer:
   def close(self) -> None:
     if self._active:
       self._bar.close()
-      self._jsonl.close()
       self._tb.close()
 
 

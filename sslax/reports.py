@@ -10,6 +10,9 @@
   metrics.jsonl, against the step.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
   pretrained and the random-init encoder side by side.
+
+Every file goes through sslax/storage.py, so the workdir may be gs://; callers write reports
+from process 0 only.
 """
 from collections.abc import Mapping
 import json
@@ -20,6 +23,8 @@ import matplotlib
 matplotlib.use('Agg')   # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from sslax import storage  # noqa: E402
 
 RANDOM = 'random_init/'
 # The raw-input baseline (evaluators/raw_input.py): one number per run, not per encoder.
@@ -56,11 +61,16 @@ def table(results: Mapping[str, Any]) -> str:
 
 
 def _read_metrics(workdir: str) -> list[dict[str, float]]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = storage.path(workdir) / 'metrics.jsonl'
+  if not path.exists():
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+  # Through a file object: matplotlib itself only writes local paths.
+  with storage.path(path).open('wb') as f:
+    fig.savefig(f, format='png', dpi=100)
 
 
 def plot_curves(rows: list[dict[str, float]], path: str) -> None:
@@ -80,7 +90,7 @@ def plot_curves(rows: list[dict[str, float]], path: str) -> None:
     if panel == 'eval':
       ax.legend(fontsize='small')
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -101,7 +111,7 @@ def plot_embedding(features: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
     ax.set_xticks([])
     ax.set_yticks([])
   fig.colorbar(points, ax=axes[0].tolist(), label='label')
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -110,12 +120,13 @@ def write(workdir: str, results: Mapping[str, Any],
           metrics_dir: str | None = None) -> None:
   """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
   `workdir`) and, given features, embedding.png in `workdir`."""
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(dict(results), f, indent=2, sort_keys=True)
-  with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n")
+  root = storage.path(workdir)
+  root.mkdir(parents=True, exist_ok=True)
+  (root / 'results.json').write_text(json.dumps(dict(results), indent=2, sort_keys=True))
+  (root / 'results.md').write_text(
+      f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n")
   rows = _read_metrics(metrics_dir or workdir)
   if rows:
-    plot_curves(rows, os.path.join(workdir, 'curves.png'))
+    plot_curves(rows, root / 'curves.png')
   if test_features:
-    plot_embedding(test_features, os.path.join(workdir, 'embedding.png'))
+    plot_embedding(test_features, root / 'embedding.png')

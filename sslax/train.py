@@ -1,6 +1,5 @@
 """The shared trainer: one loop for every method and modality (DESIGN.md, "The one path")."""
 import json
-import os
 from typing import Any
 
 from flax.core import meta
@@ -21,6 +20,7 @@ from sslax import optim
 from sslax import preemption
 from sslax import reports
 from sslax import sharding
+from sslax import storage
 from sslax import validate
 from sslax.data import pipeline
 from sslax.data import tokenizers
@@ -130,13 +130,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   # ---- Check the config before compiling or building anything. ----------------------------
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  config_path = os.path.join(workdir, 'config.json')
+  # A local folder, a shared filesystem or gs:// (sslax/storage.py); only process 0 writes
+  # config.json, input_spec.json, logs and reports; every process writes checkpoint shards.
+  root = storage.path(workdir)
+  root.mkdir(parents=True, exist_ok=True)   # idempotent; a no-op on object stores
+  config_path = root / 'config.json'
   resolved = json.loads(config.to_json_best_effort())
-  previous = None
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      previous = json.load(f)
+  previous = json.loads(config_path.read_text()) if config_path.exists() else None
 
   # A trained tokenizer (SentencePiece) is made once and kept in the workdir; `resolved` above
   # keeps data.tokenizer_dir as given, so a moved workdir still finds its own.
@@ -158,7 +158,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
-  ckpt = checkpoint.Manager(os.path.join(workdir, 'checkpoints'),
+  ckpt = checkpoint.Manager(root / 'checkpoints',
                             max_to_keep=config.checkpoint.max_to_keep)
   init_jit = jax.jit(init_fn, out_shardings=state_sharding)
   skipped_steps = 0
@@ -186,11 +186,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         print(summary)
   start = int(state.step)
   if is_main:   # Written once the config is known to fit the workdir's checkpoint.
-    with open(config_path, 'w') as f:
-      json.dump(resolved, f, indent=2, sort_keys=True)
+    config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
-    with open(os.path.join(workdir, encoder_lib.INPUT_SPEC), 'w') as f:
-      json.dump(encoder_lib.spec_of(sample), f, indent=2)
+    (root / encoder_lib.INPUT_SPEC).write_text(json.dumps(encoder_lib.spec_of(sample), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
   grad_cache.check_method(method, config.method, config.grad_accum_steps)
@@ -249,6 +247,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                                   suite.due(config, step))
           writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
           timer.reset(step)
+  except BaseException:
+    # Event files on gs:// are uploaded on flush; close them now rather than at interpreter
+    # exit, when the filesystem's threads are gone.
+    writer.close()
+    raise
   finally:
     # Also on errors and interrupts: an async save in flight must land, not be torn.
     ckpt.close()

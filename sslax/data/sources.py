@@ -155,6 +155,11 @@ def _builder(source: str, data_dir: str | None,
   check(source, key='source')
   scheme, rest = parse(source, key='source')
   data_dir = _data_dir(data_dir)
+  if scheme != 'tfds' and '://' in data_dir:
+    # Local builders lock and stamp their build with local files; it would land in ./gs:/...
+    raise ValueError(f'config.data.data_dir={data_dir!r}: {source!r} is built from local files '
+                     'into a local or shared-filesystem data_dir; a gs:// data_dir holds tfds: '
+                     'catalog data sets only. Set data.data_dir to a local folder for it.')
   if scheme == 'builtin':
     return BUILTINS[rest](data_dir)
   if scheme == 'npz':
@@ -185,11 +190,22 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
                              f'{", ".join(available)}.{hint}')
 
 
+# Catalog names for the waveform feature: most use 'audio'; LibriSpeech calls it 'speech'.
+AUDIO_FEATURES = ('audio', 'speech')
+
+
+def _audio_feature(features: Any) -> str | None:
+  return next((k for k in AUDIO_FEATURES if k in features), None)
+
+
 def _catalog_audio(example: dict[str, Any], rate: int) -> dict[str, Any]:
   """A catalog audio record as an audio folder's: float32 mono `audio` in [-1, 1] plus its
   `sample_rate`, so `waveforms.record_transform` resamples and cuts both alike."""
   example = dict(example)
-  example['audio'] = waveforms.to_float_mono(example['audio'])
+  example['audio'] = waveforms.to_float_mono(example.pop(_audio_feature(example)))
+  if 'text' in example:
+    # A transcript (LibriSpeech) is a label of the clip, not text for a tokenizer to embed.
+    example['transcript'] = example.pop('text')
   example['sample_rate'] = np.int32(rate)
   return example
 
@@ -197,7 +213,8 @@ def _catalog_audio(example: dict[str, Any], rate: int) -> dict[str, Any]:
 def _audio_rate(source: str, builder: tfds.core.DatasetBuilder) -> int | None:
   """The sample rate of a catalog data set's `audio` feature; None when it has none."""
   features = builder.info.features
-  feature = features['audio'] if source.startswith('tfds:') and 'audio' in features else None
+  key = _audio_feature(features) if source.startswith('tfds:') else None
+  feature = features[key] if key else None
   if not isinstance(feature, tfds.features.Audio):
     return None
   if not feature.sample_rate:

@@ -27,13 +27,13 @@ import copy
 import functools
 import io
 import json
-import os
 from typing import Any
 
 import ml_collections
 import numpy as np
 
 from sslax import errors
+from sslax import storage   # a workdir or tokenizer_dir may be gs://
 
 TOKENIZERS = ('byte', 'sentencepiece')
 SPECIALS = ('[PAD]', '[MASK]', '[CLS]', '[SEP]', '[BOS]', '[EOS]')
@@ -80,7 +80,8 @@ class SentencePieceTokenizer(_Specials):
   def __init__(self, model_path: str):
     import sentencepiece as spm   # only runs that use it need the package
     self.model_path = model_path
-    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    # From bytes: the model may sit in a gs:// workdir, which SentencePiece cannot open.
+    self._sp = spm.SentencePieceProcessor(model_proto=storage.path(model_path).read_bytes())
     self.vocab_size = self.NUM_SPECIAL + self._sp.vocab_size()
 
   def encode(self, text: str | bytes) -> np.ndarray:
@@ -112,11 +113,13 @@ def train_sentencepiece(texts: Iterator[str], model_path: str, vocab_size: int) 
       remove_extra_whitespaces=False, max_sentence_length=1 << 20, num_threads=1,
       # A small corpus may not hold vocab_size pieces: take what it has rather than fail.
       hard_vocab_limit=False, minloglevel=2)
-  os.makedirs(os.path.dirname(model_path), exist_ok=True)
-  tmp = model_path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(buf.getvalue())
-  os.replace(tmp, model_path)   # a killed run never leaves half a model behind
+  path = storage.path(model_path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Written aside, then renamed: a killed run never leaves half a model behind (on gs:// the
+  # upload itself is all-or-nothing).
+  tmp = path.with_name(path.name + '.tmp')
+  tmp.write_bytes(buf.getvalue())
+  tmp.rename(path)
 
 
 def _train_texts(data_config: ml_collections.ConfigDict) -> Iterator[str]:
@@ -157,27 +160,25 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *,
         f'config.data.vocab_size={d.vocab_size} is too small for SentencePiece '
         f'with byte fallback: it needs more than {len(SPECIALS) + 257} ids '
         f'({len(SPECIALS)} specials, <unk>, 256 bytes); try 4096.')
-  tok_dir = d.tokenizer_dir or os.path.join(workdir, 'tokenizer')
-  model_path, meta_path = (os.path.join(tok_dir, n) for n in (SPM_MODEL, SPM_META))
+  tok_dir = d.tokenizer_dir or str(storage.path(workdir) / 'tokenizer')
+  model_path, meta_path = (storage.path(tok_dir) / n for n in (SPM_MODEL, SPM_META))
   import jax
-  if train_if_missing and jax.process_index() == 0 and not os.path.exists(model_path):
+  if train_if_missing and jax.process_index() == 0 and not model_path.exists():
     print(f'Training a SentencePiece vocabulary of {d.vocab_size} on {d.source} '
           f'({d.train_split}) into {model_path}.')
-    train_sentencepiece(_train_texts(d), model_path, int(d.vocab_size))
-    with open(meta_path, 'w') as f:
-      json.dump(_meta(d), f, indent=2, sort_keys=True)
+    train_sentencepiece(_train_texts(d), str(model_path), int(d.vocab_size))
+    meta_path.write_text(json.dumps(_meta(d), indent=2, sort_keys=True))
   if train_if_missing and jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices('sslax tokenizer ready')
-  if not os.path.exists(model_path):
+  if not model_path.exists():
     raise errors.DataNotFoundError(
         f'{model_path} (the SentencePiece model of this run) is missing; '
         'it is written when training starts. Point config.data.tokenizer_dir '
         'at the folder holding spm.model.')
   stored = {}
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      stored = json.load(f)
+  if meta_path.exists():
+    stored = json.loads(meta_path.read_text())
   differ = [f'config.data.{k}: stored {stored.get(k)!r}, config {v!r}'
             for k, v in _meta(d).items() if stored.get(k) != v]
   if differ:
@@ -207,7 +208,7 @@ def make(data_config: ml_collections.ConfigDict) -> ByteTokenizer | SentencePiec
           'tokenizers.prepare(config, workdir) first (sslax.main and '
           'sslax.evaluate do), or set config.data.tokenizer_dir to a folder '
           f'holding {SPM_MODEL}.')
-    return _sentencepiece(os.path.join(data_config.tokenizer_dir, SPM_MODEL))
+    return _sentencepiece(str(storage.path(data_config.tokenizer_dir) / SPM_MODEL))
   raise errors.ConfigError(f'config.data.tokenizer={name!r} is unknown; choose one of {TOKENIZERS} '
                            "(or '' for sources without text).")
 

@@ -5,7 +5,6 @@ NT-Xent pulls each pair together against the other 2N-2 embeddings of the
 global batch. The evaluators use f's pooled features h, not g's output.
 """
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 

@@ -2,7 +2,7 @@
 Study of Training Self-Supervised Vision Transformers", sec. 4 / appendix; official repo
 facebookresearch/moco-v3).
 
-  python -m sslax.main --config configs/imagenet/mocov3_vits16.py --workdir gs://BUCKET/mocov3
+  python -m sslax.main --config configs/paper/mocov3_vits16.py --workdir gs://BUCKET/mocov3
 
 Recipe: batch 4096, AdamW, lr 1.5e-4 * B/256 = 2.4e-3 with 40 warmup epochs then cosine,
 weight decay 0.1, temperature 0.2, EMA momentum 0.99 -> 1 (cosine), 300 epochs; 3-layer
@@ -24,14 +24,13 @@ bound, ~1 day input-bound.
 import ml_collections
 
 from configs import common_images
+from sslax import config_base
 
 IMAGENET_TRAIN = 1_281_167
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"configs/imagenet/mocov3_vits16.py: unknown argument {arg!r}; use '' or "
-                     "'smoke'.")
+  config_base.check_arg('configs/paper/mocov3_vits16.py', arg)
   c = common_images.images('mocov3', '')
   c.batch_size = 4096
   steps_per_epoch = IMAGENET_TRAIN / c.batch_size

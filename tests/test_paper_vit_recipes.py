@@ -1,31 +1,13 @@
-"""The paper-scale ViT configs (configs/imagenet/mocov3_vits16.py, dino_vits16.py): their
-`smoke` variants train and evaluate on builtin:digits (no ImageNet here), and the full ones
-hold the papers' numbers."""
+"""The paper-scale ViT configs (configs/paper/mocov3_vits16.py, dino_vits16.py) hold the
+papers' numbers; their `smoke` variants run with resume in tests/test_paper_configs.py."""
 import importlib
 
 import pytest
 
 from sslax import optim
-from sslax import train
-
-CONFIGS = ('mocov3_vits16', 'dino_vits16')
-
 
 def _config(name: str, arg: str = ''):
-  return importlib.import_module(f'configs.imagenet.{name}').get_config(arg)
-
-
-@pytest.mark.parametrize('name', CONFIGS)
-def test_smoke_config_trains_and_evaluates_on_digits(name, tmp_path):
-  c = _config(name, 'smoke')
-  c.data.source = c.eval.source = 'builtin:digits'
-  c.data.in_memory = True
-  c.data.data_dir = str(tmp_path / 'tfds')
-  c.eval.test_split = 'test'
-  c.progress_bar = False
-  results = train.run(c, str(tmp_path / 'work'))
-  assert results['step'] == c.total_steps
-  assert 0.0 <= results['knn/accuracy'] <= 1.0
+  return importlib.import_module(f'configs.paper.{name}').get_config(arg)
 
 
 def test_full_configs_hold_the_papers_recipes():

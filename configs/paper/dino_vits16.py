@@ -2,7 +2,7 @@
 Properties in Self-Supervised Vision Transformers", sec. 3-4 and appendix; official repo
 facebookresearch/dino).
 
-  python -m sslax.main --config configs/imagenet/dino_vits16.py --workdir gs://BUCKET/dino
+  python -m sslax.main --config configs/paper/dino_vits16.py --workdir gs://BUCKET/dino
 
 Recipe: multi-crop 2 x 224 (scale 0.4-1) + 10 x 96 (scale 0.05-0.4), batch 1024, AdamW,
 lr 5e-4 * B/256 = 2e-3 with 10 warmup epochs then cosine to 1e-6 x, weight decay 0.04,
@@ -26,14 +26,13 @@ of width 64, batch 16, 4 steps) for CI with mocked ImageNet.
 import ml_collections
 
 from configs import common_images
+from sslax import config_base
 
 IMAGENET_TRAIN = 1_281_167
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"configs/imagenet/dino_vits16.py: unknown argument {arg!r}; use '' or "
-                     "'smoke'.")
+  config_base.check_arg('configs/paper/dino_vits16.py', arg)
   c = common_images.images('dino', '')
   c.batch_size = 1024
   steps_per_epoch = IMAGENET_TRAIN / c.batch_size
