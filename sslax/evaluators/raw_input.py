@@ -92,7 +92,10 @@ def logistic(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray,
   with warnings.catch_warnings(), threadpoolctl.threadpool_limits(1):
     warnings.simplefilter('ignore', ConvergenceWarning)   # MAX_ITER caps the cost on purpose
     best_c, best_val = None, -1.0
-    for c in sorted(c_grid):
+    if not (fit_index.size and val_index.size):
+      # Too few examples per class to hold any out (e.g. mock data): the grid's middle C.
+      best_c, best_val = sorted(c_grid)[len(c_grid) // 2], float('nan')
+    for c in sorted(c_grid) if best_c is None else ():
       val = float(np.mean(fit(fit_index, c).predict(x_train[val_index]) == y_train[val_index]))
       if val > best_val:
         best_c, best_val = c, val
