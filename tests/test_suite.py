@@ -16,15 +16,28 @@ from sslax.evaluators import linear_probe
 from sslax.evaluators import suite
 
 
-def test_frozen_passes_when_untouched_and_fires_on_a_mutation():
-  encoder = ({'w': np.arange(6, dtype=np.float32).reshape(2, 3)}, {'batch_stats': {}})
+def test_frozen_passes_when_untouched_and_fires_on_every_kind_of_change():
+  w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
+  encoder = ({'w': w, 'n': np.ones(3, np.float32)}, {'batch_stats': {}})
   with suite.frozen(encoder, 'a read-only pass'):
-    _ = encoder[0]['w'] * 2
+    _ = encoder[0]['w'] * 2 + encoder[0]['n']
+  assert encoder[0]['n'].flags.writeable   # given back as it was
+  # A new array in the tree, even an equal one; an in-place write to a NumPy leaf; a donated
+  # (deleted) JAX array; a leaf added to the tree.
   with pytest.raises(AssertionError, match='encoder changed during an injected update'):
     with suite.frozen(encoder, 'an injected update'):
-      encoder[0]['w'][0, 0] += 1e-7   # the smallest visible change still trips it
-  # A float that only differs in its bits (-0.0 vs 0.0) counts as a change too.
-  assert suite.checksum(np.zeros(2, np.float32)) != suite.checksum(-np.zeros(2, np.float32))
+      encoder[0]['w'] = w + 0.0
+  encoder[0]['w'] = w
+  with pytest.raises(ValueError, match='read-only'):
+    with suite.frozen(encoder, 'an in-place write'):
+      encoder[0]['n'][0] += 1e-7
+  with pytest.raises(AssertionError, match='encoder changed during a donation'):
+    with suite.frozen(encoder, 'a donation'):
+      jax.jit(lambda x: x + 1, donate_argnums=0)(encoder[0]['w'])
+  encoder[0]['w'] = w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
+  with pytest.raises(AssertionError, match='encoder changed during an addition'):
+    with suite.frozen(encoder, 'an addition'):
+      encoder[1]['batch_stats']['mean'] = jnp.zeros(3)
 
 
 def test_clustering_scores_equal_sklearn_and_kmeans_finds_blobs():
