@@ -8,7 +8,7 @@ loss is a constant, or whose gradients are zero, fails them.
 Training runs in a child Python process on one CPU device, not in the test process: with the
 8 fake devices of conftest.py, runs of a few hundred steps on a loaded 2-core machine aborted
 in XLA's CPU all-reduce ("Termination timeout for `all reduce` ... only 5 of them arrived",
-3 of 4 runs while writing these tests). One device has no collectives, and the child also
+3 of 6 runs while writing these tests). One device has no collectives, and the child also
 gets XLA's default optimisation level (conftest lowers it to speed up compiles) for steps
 that now dominate. The test modules import conftest only inside their test functions, so
 the child, which imports them for their `config`, never sees the fake devices.
