@@ -13,6 +13,7 @@ from sslax import optim
 from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
+from sslax.data import sources
 from sslax.data import tokenizers
 from tests.conftest import REPO, assert_fraction_of, shared_data
 from tests.test_train import _params, run_killed_after
@@ -34,8 +35,8 @@ def data_dir(tmp_path_factory):
 
 def num_test_examples(config) -> int:
   """How many labelled examples the evaluators score: config.eval.test_split of eval.source."""
-  return len(pipeline.Records(config.eval.source, config.eval.test_split,
-                              data_dir=config.data.data_dir, in_memory=True))
+  info = sources.info(config.eval.source, data_dir=config.data.data_dir)
+  return info.split_sizes[config.eval.test_split]
 
 
 def test_mlm_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkeypatch):
