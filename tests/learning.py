@@ -45,8 +45,10 @@ def quick(config: ml_collections.ConfigDict, data_dir, evals=('knn', 'linear_pro
 def _child(args: list[str]) -> str:
   """Runs `python args...` from the repository root on one CPU device; returns its stdout."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
+  # ~45 s of CPU at most, but 10 min of wall time was seen with four of these beside other
+  # jobs on 2 cores (load average 22): the limit only catches a hang.
   done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=600)
+                        text=True, timeout=1800)
   if done.returncode:
     raise AssertionError(f'{args} failed ({done.returncode}):\n{done.stderr[-4000:]}')
   return done.stdout
