@@ -24,3 +24,13 @@ def shared_data(relative: str) -> pathlib.Path:
       pytest.fail(f"{path} is missing; CI must have ../shared/data beside the clone.")
     pytest.skip(f"{path} is absent (real data lives in ../shared/data).")
   return path
+
+
+def assert_fraction_of(value: float, n: int, what: str = '') -> None:
+  """Asserts `value` is k / n for a whole k in [0, n]: an accuracy over exactly `n` examples.
+
+  A score that also counted the padded rows of the last eval batch, or read another split,
+  has another denominator and fails (unless its count happens to divide evenly)."""
+  count = value * n
+  assert 0 <= round(count) <= n and abs(count - round(count)) < 1e-3, (
+      f'{what}={value!r} is not a count over {n} examples ({count:.4f} / {n})')

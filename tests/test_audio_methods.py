@@ -2,6 +2,7 @@
 and gradients on 8 sharded devices equal to one device."""
 import json
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from sslax import optim
 from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
-from tests.conftest import shared_data
+from tests.conftest import assert_fraction_of, shared_data
 from tests.test_train import _Interrupt, _params
 
 CONFIGS = {'apc': 'apc_audio', 'cpc': 'cpc_audio', 'masked_audio': 'masked_audio',
@@ -43,11 +44,13 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   results = train.run(config, str(tmp_path / 'straight'))
   rows = [json.loads(l) for l in (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()]
   last = [r for r in rows if 'loss' in r][-1]
-  assert last['step'] == 4 and np.isfinite(last['loss']) and 0 <= last['acc_k1'] <= 1
+  assert last['step'] == 4 and np.isfinite(last['loss'])
+  # FSDD's 300 test clips exactly, in one batch padded to 304. (That CPC learns is
+  # tests/test_learning_audio.py's.)
   for key in ('knn/accuracy', 'linear_probe/accuracy', 'random_init/linear_probe/accuracy',
               'fine_tune/accuracy', 'random_init/fine_tune/accuracy',
-              'random_init/fine_tune/val_accuracy', 'raw_input/logistic/accuracy'):
-    assert 0.0 <= results[key] <= 1.0, key
+              'raw_input/logistic/accuracy'):
+    assert_fraction_of(results[key], 300, key)
   # Spoken digits from 0.25 s of log-mel: even an untrained encoder is far above chance (0.1).
   assert results['random_init/knn/accuracy'] > 0.3
   # So are the clips' mean log-mel frames under scikit-learn's logistic regression.
@@ -70,7 +73,7 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   train.run(config, str(tmp_path / 'resumed'))
   resumed, meta = _params(tmp_path / 'resumed', config)
   assert meta['step'] == 4
-  jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
+  chex.assert_trees_all_equal(resumed.params, straight.params, strict=True)
 
 
 def eight_devices_match_one(configs, local, *, key=jax.random.PRNGKey(3)):

@@ -1,8 +1,9 @@
-"""Tests for sslax.losses: NT-Xent against a float64 reference, sharded == unsharded, and
+"""Tests for sslax.losses: NT-Xent against a float64 reference and optax, sharded == unsharded, and
 properties that follow from the definition (Chen et al. 2020, eq. 1)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -42,6 +43,26 @@ def test_info_nce_matches_float64_reference(n, d, temperature):
     loss = info_nce(jnp.asarray(z_a, jnp.float64), jnp.asarray(z_b, jnp.float64), temperature)
     assert loss.dtype == jnp.float64
     np.testing.assert_allclose(float(loss), expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,d,temperature", [(2, 3, 0.5), (16, 8, 0.1), (32, 4, 1.0)])
+def test_info_nce_and_its_gradients_match_optax_ntxent(n, d, temperature):
+  """optax.losses.ntxent (a well-kept implementation) is the same loss when the two views of
+  example i share the label i: one positive per anchor, every other row a negative, the mean
+  over all 2N anchors."""
+  rng = np.random.default_rng(n)
+  z_a = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+  z_b = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+  labels_2N = jnp.concatenate([jnp.arange(n), jnp.arange(n)])
+  ours = jax.jit(jax.value_and_grad(
+      lambda a, b: losses.info_nce(a, b, temperature=temperature), argnums=(0, 1)))
+  theirs = jax.jit(jax.value_and_grad(
+      lambda a, b: optax.losses.ntxent(jnp.concatenate([a, b]), labels_2N, temperature),
+      argnums=(0, 1)))
+  (value, grads), (expected, expected_grads) = ours(z_a, z_b), theirs(z_a, z_b)
+  np.testing.assert_allclose(float(value), float(expected), rtol=1e-5)
+  for g, e in zip(grads, expected_grads):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
 
 
 def test_info_nce_float32_and_bfloat16_compute_in_float32():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from configs import mae_images
+from sslax import losses
 from sslax import methods
 from sslax.augment import image as image_aug
 from sslax.augment import multi_crop
@@ -75,12 +76,42 @@ def test_masked_pixels_never_reach_the_model(mae_parts, encoder_sees_all):
   np.testing.assert_allclose(encode(x_changed), encode(x), atol=1e-5)
 
 
-def test_loss_ignores_visible_targets_and_learns_from_masked(mae_parts):
+def test_loss_ignores_visible_targets_and_learns_from_masked(mae_parts, monkeypatch):
+  """The method's loss weighs exactly the patches the encoder did not see: new pixels in a
+  visible patch's target leave it unchanged, in a masked patch's they change it; its gradient
+  reaches the predictions of masked patches only, and every parameter."""
   config, params, images = mae_parts
+  seen = {}
+  real_mask, real_mse = masking.random_patch_mask, losses.masked_mse
+  def spy_mask(*args):
+    seen['keep'], seen['mask'] = real_mask(*args)
+    return seen['keep'], seen['mask']
+  def spy_mse(pred, target, weights):
+    seen['pred'], seen['target'], seen['weights'] = pred, target, weights
+    return real_mse(pred, target, weights)
+  monkeypatch.setattr(mae.masking, 'random_patch_mask', spy_mask)
+  monkeypatch.setattr(mae.losses, 'masked_mse', spy_mse)
   method = methods.get('mae')(config)
-  value, (_, metrics) = method.loss(params, {}, {}, {'image': images}, jax.random.PRNGKey(4))
-  assert np.isfinite(value) and metrics['visible_patches'] == 4
-  assert method.embed(params, {}, {'image': images}).shape == (4, config.model.width)
+  batch, rng = {'image': images}, jax.random.PRNGKey(4)
+  value, (_, metrics) = method.loss(params, {}, {}, batch, rng)
+  assert metrics['visible_patches'] == 4
+  assert method.embed(params, {}, batch).shape == (4, config.model.width)
+
+  masked = np.asarray(seen['weights']) > 0                      # [B, L]
+  visible = np.zeros_like(masked)
+  np.put_along_axis(visible, np.asarray(seen['keep']), True, axis=1)
+  np.testing.assert_array_equal(masked, ~visible)                # 12 of 16 patches each
+  pred, target = seen['pred'], seen['target']
+  assert real_mse(pred, target, seen['weights']) == value
+  noise = jax.random.normal(jax.random.PRNGKey(5), target.shape)
+  assert real_mse(pred, target + noise * visible[..., None], seen['weights']) == value
+  assert abs(real_mse(pred, target + noise * masked[..., None], seen['weights']) - value) > 0.1
+
+  grad_pred = np.asarray(jax.grad(real_mse)(pred, target, seen['weights']))
+  assert (grad_pred[visible] == 0).all() and (np.abs(grad_pred[masked]).sum(-1) > 0).all()
+  grads = jax.grad(lambda p: method.loss(p, {}, {}, batch, rng)[0])(params)
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    assert np.abs(g).max() > 0, jax.tree_util.keystr(path)
 
 
 def test_vit_cls_pool_and_learned_pos_emb():

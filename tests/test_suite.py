@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
+from sklearn.linear_model import LogisticRegression
 
 from configs import simclr_digits
 from sslax import sharding
@@ -15,15 +16,28 @@ from sslax.evaluators import linear_probe
 from sslax.evaluators import suite
 
 
-def test_frozen_passes_when_untouched_and_fires_on_a_mutation():
-  encoder = ({'w': np.arange(6, dtype=np.float32).reshape(2, 3)}, {'batch_stats': {}})
+def test_frozen_passes_when_untouched_and_fires_on_every_kind_of_change():
+  w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
+  encoder = ({'w': w, 'n': np.ones(3, np.float32)}, {'batch_stats': {}})
   with suite.frozen(encoder, 'a read-only pass'):
-    _ = encoder[0]['w'] * 2
+    _ = encoder[0]['w'] * 2 + encoder[0]['n']
+  assert encoder[0]['n'].flags.writeable   # given back as it was
+  # A new array in the tree, even an equal one; an in-place write to a NumPy leaf; a donated
+  # (deleted) JAX array; a leaf added to the tree.
   with pytest.raises(AssertionError, match='encoder changed during an injected update'):
     with suite.frozen(encoder, 'an injected update'):
-      encoder[0]['w'][0, 0] += 1e-7   # the smallest visible change still trips it
-  # A float that only differs in its bits (-0.0 vs 0.0) counts as a change too.
-  assert suite.checksum(np.zeros(2, np.float32)) != suite.checksum(-np.zeros(2, np.float32))
+      encoder[0]['w'] = w + 0.0
+  encoder[0]['w'] = w
+  with pytest.raises(ValueError, match='read-only'):
+    with suite.frozen(encoder, 'an in-place write'):
+      encoder[0]['n'][0] += 1e-7
+  with pytest.raises(AssertionError, match='encoder changed during a donation'):
+    with suite.frozen(encoder, 'a donation'):
+      jax.jit(lambda x: x + 1, donate_argnums=0)(encoder[0]['w'])
+  encoder[0]['w'] = w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
+  with pytest.raises(AssertionError, match='encoder changed during an addition'):
+    with suite.frozen(encoder, 'an addition'):
+      encoder[1]['batch_stats']['mean'] = jnp.zeros(3)
 
 
 def test_clustering_scores_equal_sklearn_and_kmeans_finds_blobs():
@@ -69,6 +83,50 @@ def test_fine_tune_classification_on_separable_data():
                                {'x': x[200:], 'label': y[200:]}, task='classification',
                                num_outputs=2, steps=200, batch_size=64, learning_rate=0.05)
   assert scores['accuracy'] > 0.95
+
+
+def test_lp_ft_head_starts_at_sklearns_logistic_regression(monkeypatch):
+  """head_init='probe' (LP-FT) starts the head at the multinomial logistic regression that
+  scikit-learn fits to the same standardised features with the same L2 strength."""
+  rng = np.random.default_rng(2)
+  num_classes, width = 5, 12
+  centres = rng.normal(size=(num_classes, width)) * 0.8     # overlapping classes
+  offset, scale = rng.normal(size=width) * 3.0, rng.uniform(0.5, 4.0, size=width)
+  def sample(n):
+    y = rng.integers(0, num_classes, n).astype(np.int32)
+    return ((centres[y] + rng.normal(size=(n, width))) * scale + offset).astype(np.float32), y
+  (x, y), (x_test, y_test) = sample(800), sample(2000)
+  fits, heads = [], []
+  real_fit, real_head = linear_probe.fit_logistic, fine_tune._probe_head
+  monkeypatch.setattr(linear_probe, 'fit_logistic',
+                      lambda *a, **k: fits.append(real_fit(*a, **k)) or fits[-1])
+  monkeypatch.setattr(fine_tune, '_probe_head', lambda *a: heads.append(real_head(*a)) or heads[-1])
+  identity = {'w_IxD': jnp.eye(width, dtype=jnp.float32)}   # features = inputs
+  scores = fine_tune.fine_tune(_linear_embed, identity, {}, {'x': x, 'label': y},
+                               {'x': x_test, 'label': y_test}, task='classification',
+                               num_outputs=num_classes, steps=1, batch_size=64,
+                               learning_rate=0.0, head_init='probe', score_at=(0,))
+  (fit,), (head,) = fits, heads
+  w, b = np.asarray(head['w_DxL'], np.float64), np.asarray(head['b_L'], np.float64)
+
+  # Ours: mean cross-entropy + l2/2 ||W||^2; sklearn's: C * sum + 1/2 ||W||^2.
+  mean, std = x.mean(0), x.std(0)
+  sk = LogisticRegression(C=1.0 / (fit['l2'] * len(x)), tol=1e-10, max_iter=10_000)
+  sk.fit((x - mean) / std, y)
+  sk_w = sk.coef_.T / std[:, None]                          # on raw features, as ours
+  sk_b = sk.intercept_ - (mean / std) @ sk.coef_.T
+  # Tolerance: our fit is float32 L-BFGS stopped at gradient norm 1e-6 or 300 steps; 1% of
+  # the weights' scale is well above that and far below any wrong objective or L2 scaling.
+  np.testing.assert_allclose(w, sk_w, rtol=0, atol=1e-2 * np.abs(sk_w).max())
+  # Biases are unpenalised, so only their differences between classes are determined.
+  np.testing.assert_allclose(b - b.mean(), sk_b - sk_b.mean(), rtol=0,
+                             atol=1e-2 * np.abs(sk_b).max())
+  ours = (x_test @ w + b).argmax(1)
+  assert (ours == sk.predict((x_test - mean) / std)).mean() >= 0.99
+  # The fine-tune's step-0 score is that head's accuracy, and sklearn's within 1%.
+  assert scores['accuracy@0'] == pytest.approx((ours == y_test).mean(), abs=1e-6)
+  assert abs(scores['accuracy@0'] - sk.score((x_test - mean) / std, y_test)) <= 0.01
+  assert 0.4 < scores['accuracy@0'] < 0.95, scores            # genuinely overlapping
 
 
 def test_fine_tune_schedule_warms_up_then_decays_to_zero():

@@ -10,7 +10,6 @@ pretrained encoder and its random initialisation side by side; with `config.eval
 """
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
-import hashlib
 from typing import Any
 
 import jax
@@ -136,24 +135,30 @@ def due(config: ml_collections.ConfigDict, step: int) -> list[str]:
           if config.evals[n].every_steps and step % config.evals[n].every_steps == 0]
 
 
-def checksum(tree: Any) -> str:
-  """A digest of every leaf's bytes, shape and dtype: equal iff the trees are bitwise equal."""
-  digest = hashlib.sha256()
-  for leaf in jax.tree.leaves(jax.device_get(tree)):
-    leaf = np.asarray(leaf)
-    digest.update(f'{leaf.shape}{leaf.dtype}'.encode())
-    digest.update(np.ascontiguousarray(leaf).tobytes())
-  return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def frozen(encoder: Any, what: str) -> Iterator[None]:
-  """Asserts that `encoder` (params and model state) is bitwise unchanged by the block."""
-  before = checksum(encoder)
-  yield
-  if checksum(encoder) != before:
+  """Asserts that the block leaves `encoder` (params and model state) as it found it.
+
+  JAX arrays cannot change in place, so the ways to change an encoder are to put a new array
+  into one of its (mutable) containers, or to donate an array to a jitted call, which deletes
+  it; both show in the leaves' identities, checked without copying anything (a checksum of
+  every parameter cost two host copies per evaluation and could not fail for JAX arrays).
+  NumPy leaves can change in place: they are read-only for the block, so a write raises there.
+  """
+  leaves, treedef = jax.tree.flatten(encoder)
+  writable = [x for x in leaves if isinstance(x, np.ndarray) and x.flags.writeable]
+  for x in writable:
+    x.flags.writeable = False
+  try:
+    yield
+  finally:
+    for x in writable:
+      x.flags.writeable = True
+  after, after_treedef = jax.tree.flatten(encoder)
+  if (after_treedef != treedef or any(a is not b for a, b in zip(after, leaves))
+      or any(isinstance(x, jax.Array) and x.is_deleted() for x in leaves)):
     raise AssertionError(f'The encoder changed during {what}, a frozen evaluation: feature '
-                         'extraction and probes must not train or mutate it.')
+                         'extraction and probes must not train, replace or donate its arrays.')
 
 
 def extract(embed_fn: EmbedFn, params: Any, model_state: Any,

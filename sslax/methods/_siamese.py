@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from sslax import errors
 from sslax import methods
@@ -46,8 +47,9 @@ def cosine_momentum(step: jax.Array, *, base: float, total_steps: int) -> jax.Ar
 
 
 def ema(target, online, momentum: jax.Array):
-  """target <- momentum * target + (1 - momentum) * online, leaf by leaf (same pytrees)."""
-  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+  """target <- momentum * target + (1 - momentum) * online, leaf by leaf (same pytrees); optax
+  calls 1 - momentum the step size."""
+  return optax.incremental_update(online, target, step_size=1.0 - momentum)
 
 
 def check_momentum(section: str, base: float) -> None:

@@ -17,6 +17,7 @@ Where the state lives, and why:
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from sslax import errors
 from sslax import losses
@@ -95,7 +96,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
                              teacher_temperature=extra['teacher_temperature'])
     # Centring: EMA of the teacher's batch-mean output (over the global batch, both crops).
     batch_center_K = jnp.mean(teacher_GxNxK, axis=(0, 1))
-    new_center_K = cfg.center_momentum * center_K + (1 - cfg.center_momentum) * batch_center_K
+    new_center_K = optax.incremental_update(batch_center_K, center_K,
+                                            step_size=1.0 - cfg.center_momentum)
     new_state = {'net': dict(net_state), 'teacher': dict(teacher_state), 'center': new_center_K}
     probs_K = jnp.mean(jax.nn.softmax((teacher_GxNxK - center_K) / extra['teacher_temperature']),
                        axis=(0, 1))
