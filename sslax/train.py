@@ -114,10 +114,7 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
-  d = config.data
-  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
-                                 transform=pipeline.record_transform(d),
-                                 bad_files=d.get('bad_files', 'error'))
+  record = pipeline.first_train_record(config)
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 

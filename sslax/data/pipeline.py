@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from sslax import sharding
+from sslax.data import host_crops
 from sslax.data import sources
 from sslax.data import tokenizers
 from sslax.data import waveforms
@@ -85,12 +86,19 @@ class Records:
 
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
                transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error',
-               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0):
+               short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0,
+               image_size: int = 0):
     """`short_clips` = (config.data.short_clips, fewest real samples at `sample_rate`),
     see `waveforms.short_clip_policy`: audio clips with fewer are zero-padded ('pad'), stop
-    the run naming the first ('error'), or are left out and counted ('skip')."""
+    the run naming the first ('error'), or are left out and counted ('skip').
+
+    `image_size` > 0: images of a variable-size source become their evaluation view on read
+    (shorter side resized to image_size, centre square; host_crops.eval_view)."""
     self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
+    channels = host_channels(source, data_dir, bad_files)
+    if image_size and channels:
+      transform = _then(EvalView(image_size, channels, source), transform)
     self._transform = transform
     self._arrays = None
     self._keep = None   # indices of the records kept, when short clips are skipped
@@ -149,6 +157,101 @@ class Records:
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
 
 
+def host_channels(source: str, data_dir: str | None, bad_files: str = 'error') -> int:
+  """Channels of a source whose images vary in size (so are cropped on the host); 0 for a
+  source of fixed-size images or without images, which take the on-device path."""
+  shape = sources.info(source, data_dir=data_dir, bad_files=bad_files).image_shape
+  return int(shape[-1] or 3) if shape and None in shape[:2] else 0
+
+
+def _then(first, second):
+  if second is None:
+    return first
+  return lambda record: second(first(record))
+
+
+def _without_geometry(record: Mapping[str, Any]) -> dict[str, Any]:
+  """The record less its encoded image and what only decoding needs (size, file name)."""
+  return {k: v for k, v in record.items() if k not in ('image', 'height', 'width', 'file')}
+
+
+def _name(record: Mapping[str, Any], source: str) -> str:
+  """The file a record came from, for error messages (image folders store it)."""
+  name = record.get('file', b'')
+  name = name.decode() if isinstance(name, bytes) else str(name)
+  return f'{sources.parse(source)[1]}/{name}' if name else f'a record of {source}'
+
+
+class EvalView:
+  """Record transform: a variable-size image → its uint8 evaluation view (picklable)."""
+
+  def __init__(self, size: int, channels: int, source: str):
+    self.size, self.channels, self.source = size, channels, source
+
+  def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+      view = host_crops.eval_view(record, self.size, self.channels)
+    except ValueError as e:
+      raise ValueError(f'{_name(record, self.source)}: {e}') from None
+    return {**_without_geometry(record), 'image': view}
+
+
+class HostViews:
+  """grain map_with_index function: batch i of indices → a local batch of host-cut views.
+
+  Batch i of the stream that starts at `start_step` is step start_step + i; row r of this
+  process is global position row_offset + r, so every crop is a function of (seed, step,
+  position): the same on any process or worker count, and after a resume.
+  """
+
+  def __init__(self, src: sources.RandomAccess, specs: list, channels: int, seed: int,
+               start_step: int, row_offset: int, source: str, reduced: bool = True):
+    self.src, self.specs, self.channels, self.seed = src, specs, channels, seed
+    self.start_step, self.row_offset, self.source = start_step, row_offset, source
+    self.reduced = reduced
+
+  def __call__(self, i: int, idx: np.ndarray) -> dict[str, np.ndarray]:
+    step = self.start_step + int(i)
+    rows = []
+    getitems = getattr(self.src, '__getitems__', None)   # None: TFDS mocks, one at a time
+    records = getitems(list(map(int, idx))) if getitems else [self.src[int(j)] for j in idx]
+    for r, record in enumerate(records):
+      rng = host_crops.rng_for(self.seed, step, self.row_offset + r)
+      try:
+        views = host_crops.train_views(record, self.specs, self.channels, rng, self.reduced)
+      except ValueError as e:
+        raise ValueError(f'{_name(record, self.source)}: {e}') from None
+      rows.append({**_numeric(_without_geometry(record)), **views})
+    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def num_workers(data_config: ml_collections.ConfigDict) -> int:
+  """config.data.num_workers, -1 meaning every core (0: decode in the training process)."""
+  n = int(data_config.get('num_workers', -1))
+  return (os.cpu_count() or 1) if n < 0 else n
+
+
+def _host_crop_setup(config: ml_collections.ConfigDict):
+  """(channels, crop specs) for a variable-size image source; (0, None) otherwise."""
+  from sslax import methods   # pylint: disable=import-outside-toplevel
+  d = config.data
+  channels = host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error'))
+  return (channels, methods.host_crops(config)) if channels else (0, None)
+
+
+def first_train_record(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """One training record as batches hold it: host-cut views for variable-size images."""
+  d = config.data
+  channels, specs = _host_crop_setup(config)
+  if not channels:
+    return first_record(d.source, d.train_split, data_dir=d.data_dir or None,
+                        transform=record_transform(d), bad_files=d.get('bad_files', 'error'))
+  src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
+                           bad_files=d.get('bad_files', 'error'))
+  batch = HostViews(src, specs, channels, config.seed, 0, 0, d.source)(0, np.zeros(1, np.int64))
+  return {k: v[0] for k, v in batch.items()}
+
+
 def first_record(source: str, split: str, *, data_dir: str | None,
                  transform: tokenizers.RecordTransform | None = None,
                  bad_files: str = 'error') -> dict[str, np.ndarray]:
@@ -200,6 +303,10 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
                start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
   """Endless global training batches, starting at `start_step`."""
   d = config.data
+  channels, specs = _host_crop_setup(config)
+  if channels:
+    yield from _host_cropped_train(config, mesh, start_step, channels, specs)
+    return
   records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory,
                     transform=record_transform(d), bad_files=d.get('bad_files', 'error'),
                     short_clips=waveforms.short_clip_policy(config),
@@ -216,6 +323,32 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
   it = (index_batches.map(take)
         .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=d.prefetch)))
   for local in it:
+    yield sharding.to_global(local, mesh)
+
+
+def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_step: int,
+                        channels: int, specs: list) -> Iterator[dict[str, jax.Array]]:
+  """make_train for variable-size images: batches of indices are read, decoded and cut into
+  fixed-size views by `num_workers(config.data)` grain worker processes (host_crops.py)."""
+  d = config.data
+  src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
+                           bad_files=d.get('bad_files', 'error'))
+  b = local_batch_size(config.batch_size)
+  p, num_p = jax.process_index(), jax.process_count()
+  views = HostViews(src, specs, channels, config.seed, start_step, p * b, d.source)
+  # Only this process's batches are read: each host reads its own shard.
+  ds = (grain.MapDataset.range(len(src))
+        .shuffle(seed=config.seed)
+        .repeat(None)
+        .batch(b)
+        .slice(slice(start_step * num_p + p, None, num_p))
+        .map_with_index(views)
+        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=d.prefetch)))
+  workers = num_workers(d)
+  if workers:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                     per_worker_buffer_size=d.prefetch))
+  for local in ds:
     yield sharding.to_global(local, mesh)
 
 

@@ -184,7 +184,7 @@ class Suite:
                          'labelled source.')
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
-                                   bad_files=bad_files)
+                                   bad_files=bad_files, image_size=self.config.data.image_size)
                 for s in (e.train_split, e.test_split)}
       labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
       if not np.array_equal(labels[e.train_split], labels[e.test_split]):
