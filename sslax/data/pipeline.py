@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from absl import flags
 import grain
 import jax
 from jax.experimental import multihost_utils
@@ -179,7 +180,8 @@ def _name(record: Mapping[str, Any], source: str) -> str:
   """The file a record came from, for error messages (image folders store it)."""
   name = record.get('file', b'')
   name = name.decode() if isinstance(name, bytes) else str(name)
-  return f'{sources.parse(source)[1]}/{name}' if name else f'a record of {source}'
+  root = sources.parse(source)[1].partition('{split}')[0].rstrip('/')
+  return f'{root}/{name}' if name else f'a record of {source}'
 
 
 class EvalView:
@@ -346,6 +348,10 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
         .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=d.prefetch)))
   workers = num_workers(d)
   if workers:
+    # grain's worker pool reads its absl flags; a library caller (a notebook, a test) has
+    # parsed none, so they are parsed here with their defaults.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS(['sslax'], known_only=True)
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                      per_worker_buffer_size=d.prefetch))
   for local in ds:

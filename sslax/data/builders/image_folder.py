@@ -71,6 +71,12 @@ def config_name(root: str, bad_files: str) -> str:
   return name if bad_files == 'error' else f'{name}_{bad_files}'
 
 
+def base_dir(root: str) -> str:
+  """The folder that stored file names are relative to: `root`, or the part of it before
+  `{split}` (so a name starts with its split)."""
+  return root.partition(SPLIT_FIELD)[0].rstrip(os.sep) or os.sep if SPLIT_FIELD in root else root
+
+
 def _image_files(directory: str) -> list[str]:
   return class_folders.files(directory, IMAGE_EXTENSIONS)
 
@@ -232,7 +238,7 @@ class SslaxImageFolder(local.LocalBuilder):
       for i, ((path, label), (data, h, w)) in enumerate(
           zip(items, pixels.chunked_map(pixels.encoded_chunk, paths))):
         example = {'image': data, 'height': np.int32(h), 'width': np.int32(w),
-                   'file': os.path.relpath(path, config.path)}
+                   'file': os.path.relpath(path, base_dir(config.path))}
         yield i, {**example, 'label': label} if labelled else example
       return
     decoded = pixels.chunked_map(pixels.decode_chunk, paths, shape)
