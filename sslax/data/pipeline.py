@@ -328,6 +328,32 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
     yield sharding.to_global(local, mesh)
 
 
+def host_view_batches(src: sources.RandomAccess, views: HostViews, *, batch: int,
+                      seed: int, start_step: int, workers: int,
+                      prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+  """This process's local batches of host-cut views, batch i being step start_step + i: the
+  shuffled index stream of `make_train`, read, decoded and cut by `workers` grain worker
+  processes (0: in this process). The benchmark (experiments/benchmarks/input_pipeline.py)
+  times this iterator."""
+  p, num_p = jax.process_index(), jax.process_count()
+  # Only this process's batches are read: each host reads its own shard.
+  ds = (grain.MapDataset.range(len(src))
+        .shuffle(seed=seed)
+        .repeat(None)
+        .batch(batch)
+        .slice(slice(start_step * num_p + p, None, num_p))
+        .map_with_index(views)
+        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)))
+  if workers:
+    # grain's worker pool reads its absl flags; a library caller (a notebook, a test) has
+    # parsed none, so they are parsed here with their defaults.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS(['sslax'], known_only=True)
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                     per_worker_buffer_size=prefetch))
+  return iter(ds)
+
+
 def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_step: int,
                         channels: int, specs: list) -> Iterator[dict[str, jax.Array]]:
   """make_train for variable-size images: batches of indices are read, decoded and cut into
@@ -336,25 +362,10 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
   src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
                            bad_files=d.get('bad_files', 'error'))
   b = local_batch_size(config.batch_size)
-  p, num_p = jax.process_index(), jax.process_count()
-  views = HostViews(src, specs, channels, config.seed, start_step, p * b, d.source)
-  # Only this process's batches are read: each host reads its own shard.
-  ds = (grain.MapDataset.range(len(src))
-        .shuffle(seed=config.seed)
-        .repeat(None)
-        .batch(b)
-        .slice(slice(start_step * num_p + p, None, num_p))
-        .map_with_index(views)
-        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=d.prefetch)))
-  workers = num_workers(d)
-  if workers:
-    # grain's worker pool reads its absl flags; a library caller (a notebook, a test) has
-    # parsed none, so they are parsed here with their defaults.
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS(['sslax'], known_only=True)
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
-                                                     per_worker_buffer_size=d.prefetch))
-  for local in ds:
+  views = HostViews(src, specs, channels, config.seed, start_step, jax.process_index() * b,
+                    d.source)
+  for local in host_view_batches(src, views, batch=b, seed=config.seed, start_step=start_step,
+                                 workers=num_workers(d), prefetch=d.prefetch):
     yield sharding.to_global(local, mesh)
 
 
