@@ -175,3 +175,23 @@ def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeyp
     records = pipeline.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
                                in_memory=True, image_size=16)
     assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
+
+
+@pytest.mark.parametrize('method', ['dino', 'mae'])
+def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
+  """DINO's local crops come from the host as `image_local`; MAE asks for one view."""
+  import importlib
+  config = importlib.import_module(f'configs.{method}_images').get_config('smoke')
+  config.update_from_flattened_dict({
+      'data.source': f'folder:{folder}', 'eval.source': f'folder:{folder}',
+      'data.data_dir': str(tmp_path / 'tfds'), 'data.num_workers': 0, 'batch_size': 8,
+      'eval.batch_size': 8, 'evals.knn.k': 3, 'eval.raw_input': False, 'progress_bar': False})
+  record = pipeline.first_train_record(config)
+  if method == 'dino':
+    assert record['image'].shape[0] == config.dino.num_global
+    assert record['image_local'].shape == (config.dino.num_local, config.dino.local_size,
+                                           config.dino.local_size, 3)
+  else:
+    assert record['image'].shape == (1, config.data.image_size, config.data.image_size, 3)
+  results = train.run(config, str(tmp_path / 'run'))
+  assert results['step'] == config.total_steps and 0 <= results['knn/accuracy'] <= 1

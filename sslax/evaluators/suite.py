@@ -17,6 +17,7 @@ import jax
 from jax.sharding import Mesh
 import ml_collections
 import numpy as np
+import tqdm
 
 from sslax import reports
 from sslax import sharding
@@ -27,6 +28,9 @@ from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
+
+# Feature passes of at least this many batches show a progress bar (config.progress_bar).
+PROGRESS_MIN_BATCHES = 50
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 Encoder = tuple[Any, Any]   # (params, model_state)
@@ -198,9 +202,17 @@ class Suite:
 
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
     e = self.config.eval
-    return {s: extract(self._embed_fn, *encoder,
-                       pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh))
-            for s, r in self._open(source, key).items()}
+    out = {}
+    for s, r in self._open(source, key).items():
+      batches = pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh)
+      total = -(-len(r) // e.batch_size)
+      # Long feature passes (ImageNet-size splits) show where they are; short ones stay quiet.
+      show = (self.config.get('progress_bar', True) and jax.process_index() == 0
+              and total >= PROGRESS_MIN_BATCHES)
+      batches = tqdm.tqdm(batches, total=total, desc=f'features {s}', leave=False,
+                          dynamic_ncols=True, disable=not show)
+      out[s] = extract(self._embed_fn, *encoder, batches)
+    return out
 
   def _score(self, name: str, encoder: Encoder, feats: dict[str, tuple] | None,
              seed: int) -> dict[str, float]:
