@@ -6,6 +6,11 @@ stream, process p taking rows [p*B/P, (p+1)*B/P) (with data.pack_sequences=k,
 records [s*B*k, (s+1)*B*k), k per row). Resuming at step s is
 therefore exact with no iterator state beyond the step itself, on any
 process count.
+
+Images of varying size (folders stored encoded, tfds:imagenet2012) cannot be
+stacked, so their batches carry views cut on the host instead (`HostViews`,
+host_crops.py): grain worker processes read and decode batch s, each crop a
+function of (seed, s, position in the global batch), so resuming stays exact.
 """
 from collections.abc import Iterator, Mapping
 import logging
