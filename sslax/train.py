@@ -184,7 +184,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       json.dump(resolved, f, indent=2, sort_keys=True)
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
     with open(os.path.join(workdir, encoder_lib.INPUT_SPEC), 'w') as f:
-      json.dump(encoder_lib.spec_of(sample), f, indent=2)
+      json.dump(encoder_lib.spec_of(pipeline.encoder_inputs(config, sample)), f, indent=2)
 
   # ---- Train. ------------------------------------------------------------------------------
   grad_cache.check_method(method, config.method, config.grad_accum_steps)

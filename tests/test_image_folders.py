@@ -1,6 +1,7 @@
 """Variable-size image folders and catalog sets end to end: storage, bad files, layouts,
 host-cropped batches, a smoke run that resumes bit for bit."""
 import io
+import json
 import logging
 import os
 import pathlib
@@ -103,6 +104,12 @@ def test_mixed_folder_trains_and_resumes_bit_exact(folder, tmp_path, monkeypatch
   results = train.run(config, str(tmp_path / 'straight'))
   assert 0 <= results['knn/accuracy'] <= 1 and 0 <= results['linear_probe/accuracy'] <= 1
   straight, _ = test_train._params(tmp_path / 'straight', config)
+  # The encoder leaves the trainer taking eval views, not the training batch's host views.
+  from sslax import encoder as encoder_lib
+  spec = json.loads((tmp_path / 'straight' / encoder_lib.INPUT_SPEC).read_text())
+  assert spec['image'] == {'shape': [16, 16, 3], 'dtype': 'uint8'}
+  loaded = encoder_lib.load(str(tmp_path / 'straight'))
+  assert loaded.embed(list(np.full((2, 40, 30, 3), 90, np.uint8))).shape[0] == 2
   test_train.run_killed_after(config, tmp_path / 'resumed', monkeypatch, steps=2)
   train.run(config, str(tmp_path / 'resumed'))
   resumed, meta = test_train._params(tmp_path / 'resumed', config)

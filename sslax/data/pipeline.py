@@ -259,6 +259,18 @@ def first_train_record(config: ml_collections.ConfigDict) -> dict[str, np.ndarra
   return {k: v[0] for k, v in batch.items()}
 
 
+def encoder_inputs(config: ml_collections.ConfigDict, sample: Mapping[str, Any]) -> dict:
+  """The batch an encoder's `embed` reads, from the training batch `sample`: host-cut views
+  ([B, V, S, S, C], DINO's `image_local`) become one eval view [B, S, S, C], as evaluation and
+  sslax.load hand it over (what input_spec.json records)."""
+  if not _host_crop_setup(config)[0]:
+    return dict(sample)
+  out = {k: v for k, v in sample.items() if k not in ('image', 'image_local')}
+  image = sample['image']
+  out['image'] = jax.ShapeDtypeStruct((image.shape[0], *image.shape[2:]), image.dtype)
+  return out
+
+
 def first_record(source: str, split: str, *, data_dir: str | None,
                  transform: tokenizers.RecordTransform | None = None,
                  bad_files: str = 'error') -> dict[str, np.ndarray]:
