@@ -44,7 +44,13 @@ def base() -> ml_collections.ConfigDict:
   c.data.train_split = 'train'
   c.data.data_dir = ''           # where TFDS data sets live / local sources are built; '' = TFDS default
   c.data.in_memory = True        # decode the split once into host memory (small data sets)
-  c.data.prefetch = 2            # batches prepared ahead of the step
+  c.data.prefetch = 2            # batches prepared ahead of the step (per worker with num_workers)
+  # Variable-size images (data/host_crops.py): processes that decode and crop on the host;
+  # -1 = every core, 0 = in the training process. Fixed-size sets ignore it.
+  c.data.num_workers = -1
+  # An image file that cannot be decoded: 'error' stops the build naming it, 'skip' leaves
+  # it out (counted in the log). Audio folders read it too.
+  c.data.bad_files = 'error'
   c.data.image_size = 32         # model input side; views are cropped and resized to it
   c.data.tokenizer = ''          # text sources: 'byte' | 'sentencepiece' (sslax/data/tokenizers.py); '' = none
   c.data.seq_len = 128           # text sources: tokens per example (truncated / PAD-padded)

@@ -117,10 +117,7 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
-  d = config.data
-  record = pipeline.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
-                                 transform=pipeline.record_transform(d),
-                                 bad_files=d.get('bad_files', 'error'))
+  record = pipeline.first_train_record(config)
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 
@@ -188,7 +185,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if is_main:   # Written once the config is known to fit the workdir's checkpoint.
     config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
-    (root / encoder_lib.INPUT_SPEC).write_text(json.dumps(encoder_lib.spec_of(sample), indent=2))
+    (root / encoder_lib.INPUT_SPEC).write_text(
+        json.dumps(encoder_lib.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
   grad_cache.check_method(method, config.method, config.grad_accum_steps)

@@ -258,10 +258,6 @@ def test_folder_all_grey_and_worker_processes(tmp_path, data_dir, monkeypatch, c
   np.testing.assert_array_equal(last[..., 0], written['train/bee/2'])
 
 
-def _odd_size(root: pathlib.Path) -> None:
-  PIL.Image.fromarray(_pixels(0, (7, 5, 3))).save(root / 'test/bee/odd.png')
-
-
 def _truncated(root: pathlib.Path) -> None:
   (root / 'train/ant/cut.png').write_bytes((root / 'train/ant/0.png').read_bytes()[:60])
 
@@ -277,7 +273,6 @@ def _class_mismatch(root: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize('spoil, patterns', [
-    (_odd_size, ['test/bee/odd.png', '7x5', '6x5']),
     (lambda root: (root / 'train/ant/broken.jpg').write_bytes(b'not a jpeg'), ['broken.jpg']),
     (_truncated, ['cut.png']),
     (_empty_class, ['train/cat', 'no .jpg']),

@@ -7,7 +7,8 @@ from sslax import errors
 from sslax.augment import image
 
 
-def multi_crop_views(key: jax.Array, images_BxHxWxC: jax.Array, *, num_global: int,
+def multi_crop_views(key: jax.Array, images_BxHxWxC: jax.Array, *,
+                     local_images: jax.Array | None = None, num_global: int,
                      num_local: int, global_size: int, local_size: int,
                      global_scale: Sequence[float], local_scale: Sequence[float],
                      **view_kwargs) -> tuple[list[jax.Array], list[jax.Array]]:
@@ -16,6 +17,9 @@ def multi_crop_views(key: jax.Array, images_BxHxWxC: jax.Array, *, num_global: i
   ~U(local_scale), each with the rest of the SimCLR augmentation (`view_kwargs`).
 
   Global and local views draw from independent keys, per example as in `simclr_views`.
+  Images cropped on the host (variable-size sources, data/host_crops.py) arrive as
+  [B, num_global, S, S, C] global views and `local_images` [B, num_local, s, s, C]; only the
+  photometric part runs here then.
 
   Returns:
     (global views, local views): lists of float32 [B, size, size, C] in [0, 1].
@@ -28,6 +32,7 @@ def multi_crop_views(key: jax.Array, images_BxHxWxC: jax.Array, *, num_global: i
                               out_size=global_size, crop_scale=global_scale, **view_kwargs)
   local_views = []
   if num_local:
-    local_views = image.simclr_views(jax.random.fold_in(key, 1), images_BxHxWxC, num_views=num_local,
+    local = images_BxHxWxC if local_images is None else local_images
+    local_views = image.simclr_views(jax.random.fold_in(key, 1), local, num_views=num_local,
                                out_size=local_size, crop_scale=local_scale, **view_kwargs)
   return global_views, local_views

@@ -6,12 +6,18 @@ stream, process p taking rows [p*B/P, (p+1)*B/P) (with data.pack_sequences=k,
 records [s*B*k, (s+1)*B*k), k per row). Resuming at step s is
 therefore exact with no iterator state beyond the step itself, on any
 process count.
+
+Images of varying size (folders stored encoded, tfds:imagenet2012) cannot be
+stacked, so their batches carry views cut on the host instead (`HostViews`,
+host_crops.py): grain worker processes read and decode batch s, each crop a
+function of (seed, s, position in the global batch), so resuming stays exact.
 """
 from collections.abc import Iterator, Mapping
 import logging
 import os
 from typing import Any
 
+from absl import flags
 import grain
 import jax
 from jax.experimental import multihost_utils
@@ -21,6 +27,7 @@ import numpy as np
 
 from sslax import errors
 from sslax import sharding
+from sslax.data import host_crops
 from sslax.data import sources
 from sslax.data import tokenizers
 from sslax.data import waveforms
@@ -89,13 +96,19 @@ class Records:
   def __init__(self, source: str, split: str, *, data_dir: str | None, in_memory: bool,
                transform: tokenizers.RecordTransform | None = None, bad_files: str = 'error',
                short_clips: tuple[str, int] = ('pad', 0), sample_rate: int = 0,
-               max_examples: int = 0):
+               max_examples: int = 0, image_size: int = 0):
     """`short_clips` = (config.data.short_clips, fewest real samples at `sample_rate`),
     see `waveforms.short_clip_policy`: audio clips with fewer are zero-padded ('pad'), stop
     the run naming the first ('error'), or are left out and counted ('skip').
-    `max_examples` > 0 keeps at most that many records, evenly spaced over the split."""
+    `max_examples` > 0 keeps at most that many records, evenly spaced over the split.
+
+    `image_size` > 0: images of a variable-size source become their evaluation view on read
+    (shorter side resized to image_size, centre square; host_crops.eval_view)."""
     self._src = sources.open_split(source, split, data_dir=data_dir, bad_files=bad_files)
     self._source = source
+    channels = host_channels(source, data_dir, bad_files)
+    if image_size and channels:
+      transform = _then(EvalView(image_size, channels, source), transform)
     self._transform = transform
     self._arrays = None
     self._keep = None   # indices of the records kept, when short clips are skipped
@@ -160,6 +173,114 @@ class Records:
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
 
 
+def host_channels(source: str, data_dir: str | None, bad_files: str = 'error') -> int:
+  """Channels of a source whose images vary in size (so are cropped on the host); 0 for a
+  source of fixed-size images or without images, which take the on-device path."""
+  shape = sources.info(source, data_dir=data_dir, bad_files=bad_files).image_shape
+  return int(shape[-1] or 3) if shape and None in shape[:2] else 0
+
+
+def _then(first, second):
+  if second is None:
+    return first
+  return lambda record: second(first(record))
+
+
+def _without_geometry(record: Mapping[str, Any]) -> dict[str, Any]:
+  """The record less its encoded image and what only decoding needs (size, file name)."""
+  return {k: v for k, v in record.items() if k not in ('image', 'height', 'width', 'file')}
+
+
+def _name(record: Mapping[str, Any], source: str) -> str:
+  """The file a record came from, for error messages (image folders store it)."""
+  name = record.get('file', b'')
+  name = name.decode() if isinstance(name, bytes) else str(name)
+  root = sources.parse(source)[1].partition('{split}')[0].rstrip('/')
+  return f'{root}/{name}' if name else f'a record of {source}'
+
+
+class EvalView:
+  """Record transform: a variable-size image → its uint8 evaluation view (picklable)."""
+
+  def __init__(self, size: int, channels: int, source: str):
+    self.size, self.channels, self.source = size, channels, source
+
+  def __call__(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+      view = host_crops.eval_view(record, self.size, self.channels)
+    except ValueError as e:
+      raise errors.DataError(f'{_name(record, self.source)}: {e}') from None
+    return {**_without_geometry(record), 'image': view}
+
+
+class HostViews:
+  """grain map_with_index function: batch i of indices → a local batch of host-cut views.
+
+  Batch i of the stream that starts at `start_step` is step start_step + i; row r of this
+  process is global position row_offset + r, so every crop is a function of (seed, step,
+  position): the same on any process or worker count, and after a resume.
+  """
+
+  def __init__(self, src: sources.RandomAccess, specs: list, channels: int, seed: int,
+               start_step: int, row_offset: int, source: str, reduced: bool = True):
+    self.src, self.specs, self.channels, self.seed = src, specs, channels, seed
+    self.start_step, self.row_offset, self.source = start_step, row_offset, source
+    self.reduced = reduced
+
+  def __call__(self, i: int, idx: np.ndarray) -> dict[str, np.ndarray]:
+    step = self.start_step + int(i)
+    rows = []
+    getitems = getattr(self.src, '__getitems__', None)   # None: TFDS mocks, one at a time
+    records = getitems(list(map(int, idx))) if getitems else [self.src[int(j)] for j in idx]
+    for r, record in enumerate(records):
+      rng = host_crops.rng_for(self.seed, step, self.row_offset + r)
+      try:
+        views = host_crops.train_views(record, self.specs, self.channels, rng, self.reduced)
+      except ValueError as e:
+        raise errors.DataError(f'{_name(record, self.source)}: {e}') from None
+      rows.append({**_numeric(_without_geometry(record)), **views})
+    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def num_workers(data_config: ml_collections.ConfigDict) -> int:
+  """config.data.num_workers, -1 meaning every core (0: decode in the training process)."""
+  n = int(data_config.get('num_workers', -1))
+  return (os.cpu_count() or 1) if n < 0 else n
+
+
+def _host_crop_setup(config: ml_collections.ConfigDict):
+  """(channels, crop specs) for a variable-size image source; (0, None) otherwise."""
+  from sslax import methods   # pylint: disable=import-outside-toplevel
+  d = config.data
+  channels = host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error'))
+  return (channels, methods.host_crops(config)) if channels else (0, None)
+
+
+def first_train_record(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """One training record as batches hold it: host-cut views for variable-size images."""
+  d = config.data
+  channels, specs = _host_crop_setup(config)
+  if not channels:
+    return first_record(d.source, d.train_split, data_dir=d.data_dir or None,
+                        transform=record_transform(d), bad_files=d.get('bad_files', 'error'))
+  src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
+                           bad_files=d.get('bad_files', 'error'))
+  batch = HostViews(src, specs, channels, config.seed, 0, 0, d.source)(0, np.zeros(1, np.int64))
+  return {k: v[0] for k, v in batch.items()}
+
+
+def encoder_inputs(config: ml_collections.ConfigDict, sample: Mapping[str, Any]) -> dict:
+  """The batch an encoder's `embed` reads, from the training batch `sample`: host-cut views
+  ([B, V, S, S, C], DINO's `image_local`) become one eval view [B, S, S, C], as evaluation and
+  sslax.load hand it over (what input_spec.json records)."""
+  if not _host_crop_setup(config)[0]:
+    return dict(sample)
+  out = {k: v for k, v in sample.items() if k not in ('image', 'image_local')}
+  image = sample['image']
+  out['image'] = jax.ShapeDtypeStruct((image.shape[0], *image.shape[2:]), image.dtype)
+  return out
+
+
 def first_record(source: str, split: str, *, data_dir: str | None,
                  transform: tokenizers.RecordTransform | None = None,
                  bad_files: str = 'error') -> dict[str, np.ndarray]:
@@ -212,6 +333,10 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
                start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
   """Endless global training batches, starting at `start_step`."""
   d = config.data
+  channels, specs = _host_crop_setup(config)
+  if channels:
+    yield from _host_cropped_train(config, mesh, start_step, channels, specs)
+    return
   records = Records(d.source, d.train_split, data_dir=d.data_dir or None, in_memory=d.in_memory,
                     transform=record_transform(d), bad_files=d.get('bad_files', 'error'),
                     short_clips=waveforms.short_clip_policy(config),
@@ -228,6 +353,47 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
   it = (index_batches.map(take)
         .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=d.prefetch)))
   for local in it:
+    yield sharding.to_global(local, mesh)
+
+
+def host_view_batches(src: sources.RandomAccess, views: HostViews, *, batch: int,
+                      seed: int, start_step: int, workers: int,
+                      prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+  """This process's local batches of host-cut views, batch i being step start_step + i: the
+  shuffled index stream of `make_train`, read, decoded and cut by `workers` grain worker
+  processes (0: in this process). The benchmark (experiments/benchmarks/input_pipeline.py)
+  times this iterator."""
+  p, num_p = jax.process_index(), jax.process_count()
+  # Only this process's batches are read: each host reads its own shard.
+  ds = (grain.MapDataset.range(len(src))
+        .shuffle(seed=seed)
+        .repeat(None)
+        .batch(batch)
+        .slice(slice(start_step * num_p + p, None, num_p))
+        .map_with_index(views)
+        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)))
+  if workers:
+    # grain's worker pool reads its absl flags; a library caller (a notebook, a test) has
+    # parsed none, so they are parsed here with their defaults.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS(['sslax'], known_only=True)
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                     per_worker_buffer_size=prefetch))
+  return iter(ds)
+
+
+def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_step: int,
+                        channels: int, specs: list) -> Iterator[dict[str, jax.Array]]:
+  """make_train for variable-size images: batches of indices are read, decoded and cut into
+  fixed-size views by `num_workers(config.data)` grain worker processes (host_crops.py)."""
+  d = config.data
+  src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
+                           bad_files=d.get('bad_files', 'error'))
+  b = local_batch_size(config.batch_size)
+  views = HostViews(src, specs, channels, config.seed, start_step, jax.process_index() * b,
+                    d.source)
+  for local in host_view_batches(src, views, batch=b, seed=config.seed, start_step=start_step,
+                                 workers=num_workers(d), prefetch=d.prefetch):
     yield sharding.to_global(local, mesh)
 
 

@@ -3,7 +3,8 @@
 Forms (see `FORMS`):
   builtin:digits        scikit-learn's bundled handwritten digits (no network, real data)
   npz:PATH              .npz with `images` (+ `labels`); PATH may hold `{split}`
-  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png}, or audio folder
+  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png} (any sizes), unlabelled
+                        DIR/<split>/*.jpg or DIR/{split}/images/*.png, or audio folder
                         DIR/<split>/<class>/*.wav (told apart by the files it holds)
   text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
   tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
@@ -81,7 +82,8 @@ class SourceInfo:
       an `npz:` with float `labels`), for regression evaluators.
     split_sizes: examples per split ({} when TFDS does not know them, e.g. under mocking).
     image_shape: (H, W, C) of the `image` feature, None for sources without images; a
-      dimension that varies between examples (some catalog data sets) is None.
+      dimension that varies between examples (catalog data sets such as imagenet2012,
+      image folders stored encoded) is None: such sources are cropped on the host.
   """
   num_classes: int | None
   split_sizes: dict[str, int]
@@ -115,10 +117,13 @@ def check(source: str, *, key: str = 'data.source') -> None:
           'with "images" (and "labels"), or npz:DIR/name_{split}.npz for one file per split.')
   elif scheme == 'folder':
     path = os.path.abspath(os.path.expanduser(rest))
-    if not os.path.isdir(path):
+    # folder:DIR/{split}/images: the folder above the split names must exist.
+    existing = path.partition(image_folder.SPLIT_FIELD)[0].rstrip(os.sep) or os.sep
+    if not os.path.isdir(existing):
       raise errors.DataNotFoundError(
-          f'{key}={source!r}: folder {path} does not exist. Fix: set {key} to folder:DIR for '
-          'an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg).')
+          f'{key}={source!r}: folder {existing} does not exist. Fix: set {key} to folder:DIR '
+          'for an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg), '
+          'DIR/<split>/*.jpg (unlabelled), or a path with {split} (DIR/{split}/images).')
   elif scheme == 'text':
     if not text.list_files(rest):
       raise errors.DataNotFoundError(
@@ -157,9 +162,10 @@ def _builder(source: str, data_dir: str | None,
   data_dir = _data_dir(data_dir)
   if scheme != 'tfds' and '://' in data_dir:
     # Local builders lock and stamp their build with local files; it would land in ./gs:/...
-    raise ValueError(f'config.data.data_dir={data_dir!r}: {source!r} is built from local files '
-                     'into a local or shared-filesystem data_dir; a gs:// data_dir holds tfds: '
-                     'catalog data sets only. Set data.data_dir to a local folder for it.')
+    raise errors.ConfigError(
+        f'config.data.data_dir={data_dir!r}: {source!r} is built from local files into a local '
+        'or shared-filesystem data_dir; a gs:// data_dir holds tfds: catalog data sets only. Set '
+        'data.data_dir to a local folder for it.')
   if scheme == 'builtin':
     return BUILTINS[rest](data_dir)
   if scheme == 'npz':
@@ -167,7 +173,7 @@ def _builder(source: str, data_dir: str | None,
   if scheme == 'folder':
     if audio_folder.is_audio(rest):
       return audio_folder.prepare(rest, data_dir, bad_files)
-    return image_folder.prepare(rest, data_dir)
+    return image_folder.prepare(rest, data_dir, bad_files)
   if scheme == 'text':
     return text.prepare(rest, data_dir)
   if scheme == 'tsv':
@@ -228,6 +234,8 @@ def _to_numpy(example: Any, name: str = '') -> Any:
   """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
     return {k: _to_numpy(v, k) for k, v in example.items()}
+  if isinstance(example, bytes):
+    return example   # encoded images: np.asarray would strip trailing zero bytes
   value = np.asarray(example)
   if name == 'image' and value.ndim == 2:
     value = value[..., None]
@@ -316,6 +324,8 @@ def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') 
   image_shape = None
   if 'image' in features:
     image_shape = tuple(None if d is None else int(d) for d in features['image'].shape)
+    if not image_shape:   # encoded bytes of any size (image folders, see image_folder.py)
+      image_shape = (None, None, int(builder.info.metadata.get('channels', 3)))
     if len(image_shape) == 2:
       image_shape += (1,)
   split_sizes = {str(name): int(split.num_examples)

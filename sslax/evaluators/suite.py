@@ -16,6 +16,7 @@ import jax
 from jax.sharding import Mesh
 import ml_collections
 import numpy as np
+import tqdm
 
 from sslax import reports
 from sslax import errors
@@ -27,6 +28,9 @@ from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
+
+# Feature passes of at least this many batches show a progress bar (config.progress_bar).
+PROGRESS_MIN_BATCHES = 50
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 Encoder = tuple[Any, Any]   # (params, model_state)
@@ -208,7 +212,8 @@ class Suite:
                 e.test_split: int(e.get('max_test_examples', 0))}
       splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
                                    transform=pipeline.record_transform(self.config.data),
-                                   bad_files=bad_files, max_examples=limits[s])
+                                   bad_files=bad_files, max_examples=limits[s],
+                                   image_size=self.config.data.image_size)
                 for s in (e.train_split, e.test_split)}
       if not info.regression:
         labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
@@ -241,9 +246,17 @@ class Suite:
 
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
     e = self.config.eval
-    return {s: extract(self._embed_fn, *encoder,
-                       pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh))
-            for s, r in self._open(source, key).items()}
+    out = {}
+    for s, r in self._open(source, key).items():
+      batches = pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh)
+      total = -(-len(r) // e.batch_size)
+      # Long feature passes (ImageNet-size splits) show where they are; short ones stay quiet.
+      show = (self.config.get('progress_bar', True) and jax.process_index() == 0
+              and total >= PROGRESS_MIN_BATCHES)
+      batches = tqdm.tqdm(batches, total=total, desc=f'features {s}', leave=False,
+                          dynamic_ncols=True, disable=not show)
+      out[s] = extract(self._embed_fn, *encoder, batches)
+    return out
 
   def _score(self, name: str, encoder: Encoder, feats: dict[str, tuple] | None,
              seed: int) -> dict[str, float]:

@@ -71,3 +71,16 @@ def get(name: str) -> Callable[[ml_collections.ConfigDict], Method]:
   if name not in available():
     raise errors.ConfigError(f'config.method={name!r} is unknown; choose one of {available()}.')
   return importlib.import_module(f'{__name__}.{name}').make
+
+
+def host_crops(config: ml_collections.ConfigDict) -> list:
+  """The views a method wants cut on the host from variable-size images (data/host_crops.py):
+  its module's `host_crops(config)`, else two views at data.image_size with config.augment's
+  crop scale, ratio and flip (SimCLR, BYOL, MoCo v3, VICReg, Barlow Twins)."""
+  from sslax.data import host_crops as crops   # pylint: disable=import-outside-toplevel
+  module = importlib.import_module(f'{__name__}.{config.method}')
+  if hasattr(module, 'host_crops'):
+    return module.host_crops(config)
+  a = config.augment
+  return [crops.CropSpec('image', 2, config.data.image_size, tuple(a.crop_scale),
+                         tuple(a.crop_ratio), float(a.flip_prob))]

@@ -25,6 +25,7 @@ from sslax import methods
 from sslax import models
 from sslax.augment import image as image_aug
 from sslax.augment import multi_crop
+from sslax.data import host_crops as host_crops_lib
 from sslax.methods import _siamese
 from sslax.models import heads
 
@@ -34,6 +35,19 @@ def teacher_temperature(step: jax.Array, *, start: float, end: float,
   """Linear warmup of the teacher temperature from `start` to `end` (DINO sec. 3.1)."""
   progress = jnp.clip(jnp.asarray(step, jnp.float32) / max(warmup_steps, 1), 0.0, 1.0)
   return start + (end - start) * progress
+
+
+def host_crops(config: ml_collections.ConfigDict) -> list[host_crops_lib.CropSpec]:
+  """Global and local crops (methods.host_crops): local ones go to batch['image_local']."""
+  cfg, a = config.dino, config.augment
+  specs = [host_crops_lib.CropSpec('image', cfg.num_global, config.data.image_size,
+                                   tuple(cfg.global_scale), tuple(a.crop_ratio),
+                                   float(a.flip_prob))]
+  if cfg.num_local:
+    specs.append(host_crops_lib.CropSpec('image_local', cfg.num_local, cfg.local_size,
+                                         tuple(cfg.local_scale), tuple(a.crop_ratio),
+                                         float(a.flip_prob)))
+  return specs
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:
@@ -70,7 +84,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   def loss(params, model_state, extra, batch, rng):
     n = batch['image'].shape[0]
     global_views, local_views = multi_crop.multi_crop_views(
-        rng, batch['image'], num_global=cfg.num_global, num_local=cfg.num_local,
+        rng, batch['image'], local_images=batch.get('image_local'), num_global=cfg.num_global, num_local=cfg.num_local,
         global_size=size, local_size=cfg.local_size, global_scale=tuple(cfg.global_scale),
         local_scale=tuple(cfg.local_scale), **view_kwargs)
     x_global = image_aug.to_model_range(jnp.concatenate(global_views, axis=0))

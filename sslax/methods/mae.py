@@ -23,6 +23,7 @@ from sslax import methods
 from sslax import models
 from sslax.augment import image as image_aug
 from sslax.augment import masking
+from sslax.data import host_crops as host_crops_lib
 from sslax.models import vit
 
 
@@ -62,6 +63,13 @@ def _pixel_mask(keep_BxL: jax.Array, h: int, w: int, p: int) -> jax.Array:
   """Per-patch values [B, L] spread to pixels [B, H, W]."""
   grid_BxGxG = keep_BxL.reshape(keep_BxL.shape[0], h // p, w // p)
   return jnp.repeat(jnp.repeat(grid_BxGxG, p, axis=1), p, axis=2)
+
+
+def host_crops(config: ml_collections.ConfigDict) -> list[host_crops_lib.CropSpec]:
+  """One view per image (methods.host_crops): MAE's crop and flip."""
+  a = config.augment
+  return [host_crops_lib.CropSpec('image', 1, config.data.image_size, tuple(a.crop_scale),
+                                  tuple(a.crop_ratio), float(a.flip_prob))]
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:

@@ -1,0 +1,117 @@
+"""Host decode + crop (sslax/data/host_crops.py) against float64 references."""
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+import simplejpeg
+
+from sslax.data import host_crops
+
+
+def _weights_f64(start: float, length: float, in_size: int, out_size: int) -> np.ndarray:
+  """Antialiased bilinear weights [out, in] over pixels [start, start+length) only: the
+  triangle kernel widened by the downscale factor, half-pixel centres, normalised rows."""
+  inv_scale = length / out_size
+  centre = (np.arange(out_size) + 0.5) * inv_scale - 0.5
+  offset = np.arange(in_size) - start
+  w = np.maximum(0.0, 1.0 - np.abs(centre[:, None] - offset[None, :]) / max(inv_scale, 1.0))
+  w = np.where((offset >= 0) & (offset < length), w, 0.0)
+  return w / w.sum(axis=1, keepdims=True)
+
+
+def crop_resize_f64(image, top, left, height, width, size):
+  rows = _weights_f64(top, height, image.shape[0], size)
+  cols = _weights_f64(left, width, image.shape[1], size)
+  return np.einsum('oh,hwc,pw->opc', rows, image.astype(np.float64), cols)
+
+
+def smooth_image(height: int, width: int) -> np.ndarray:
+  """A photo-like (smooth) RGB image: what DCT-scaled decoding is meant for."""
+  y, x = np.mgrid[0:height, 0:width]
+  return np.stack([128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0),
+                   128 + 90 * np.sin((x + y) / 51.0), x * 255.0 / width],
+                  -1).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_crop_resize_matches_float64_reference(channels):
+  rng = np.random.default_rng(0)
+  for _ in range(30):
+    height, width = rng.integers(5, 160, 2)
+    image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    box = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
+    size = int(rng.integers(4, 96))   # down- and upsampling
+    got = host_crops.crop_resize(image, *box, size)
+    assert got.shape == (size, size, channels) and got.dtype == np.uint8
+    # Pillow works in fixed point and rounds to uint8 between its two passes.
+    np.testing.assert_allclose(got, crop_resize_f64(image, *box, size), atol=1.0 + 1e-9)
+
+
+def test_sample_box_follows_random_resized_crop():
+  rng = np.random.default_rng(1)
+  boxes = np.array([host_crops.sample_box(rng, 300, 400, (0.2, 0.6), (3 / 4, 4 / 3))
+                    for _ in range(2000)])
+  top, left, h, w = boxes.T
+  assert (top >= 0).all() and (left >= 0).all() and (top + h <= 300).all()
+  assert (left + w <= 400).all()
+  area = h * w / (300 * 400)
+  assert 0.19 < area.min() and area.max() < 0.61   # U(scale), up to rounding
+  assert abs(np.median(np.log(w / h))) < 0.05       # log-uniform aspect around 1
+  # A box that never fits (aspect range far from the image's) falls back to the centre.
+  assert host_crops.sample_box(rng, 10, 1000, (0.9, 1.0), (1.0, 1.0)) == (0, 495, 10, 10)
+
+
+def test_views_are_a_function_of_seed_step_and_position():
+  data = simplejpeg.encode_jpeg(smooth_image(120, 160), quality=90)
+  record = {'image': data, 'height': 120, 'width': 160}
+  spec = [host_crops.CropSpec('image', 2, 32, (0.08, 1.0))]
+  views = lambda *key: host_crops.train_views(record, spec, 3, host_crops.rng_for(*key))
+  np.testing.assert_array_equal(views(0, 5, 3)['image'], views(0, 5, 3)['image'])
+  for other in ((1, 5, 3), (0, 6, 3), (0, 5, 4)):
+    assert not np.array_equal(views(0, 5, 3)['image'], views(*other)['image'])
+  assert views(0, 5, 3)['image'].shape == (2, 32, 32, 3)
+
+
+def test_reduced_scale_decode_gives_the_full_decode_crop():
+  """A JPEG decoded at 1/2..1/8 DCT scale, cropped and resized, against a full decode.
+
+  Stated tolerance (smooth 960x720 image, quality 95, 64x64 views of crops >= 20% of the
+  area): mean absolute difference <= 1.5 of 255, no pixel off by more than 12.
+  """
+  data = simplejpeg.encode_jpeg(smooth_image(720, 960), quality=95)
+  record = {'image': data, 'height': 720, 'width': 960}
+  spec = [host_crops.CropSpec('image', 2, 64, (0.2, 1.0), flip_prob=0.5)]
+  for step in range(20):
+    fast = host_crops.train_views(record, spec, 3, host_crops.rng_for(0, step, 0))['image']
+    full = host_crops.train_views(record, spec, 3, host_crops.rng_for(0, step, 0),
+                                  reduced=False)['image']
+    diff = np.abs(fast.astype(np.float64) - full)
+    assert diff.mean() <= 1.5 and diff.max() <= 12, (step, diff.mean(), diff.max())
+  # The decode really was reduced: 20% of 960x720 is >= 383 px a side, so >= 1/4 scale.
+  assert host_crops.decode(data, 3, 180, 240).shape == (180, 240, 3)
+
+
+def test_eval_view_is_the_resized_centre_square():
+  image = smooth_image(90, 150)
+  png = io.BytesIO()
+  PIL.Image.fromarray(image).save(png, format='PNG')
+  view = host_crops.eval_view({'image': png.getvalue()}, 32, 3)
+  np.testing.assert_allclose(view, crop_resize_f64(image, 0, 30, 90, 90, 32), atol=1.0 + 1e-9)
+  # Decoded arrays (catalog data) take the same path.
+  np.testing.assert_array_equal(host_crops.eval_view({'image': image}, 32, 3), view)
+
+
+def test_tiny_and_grey_images_give_full_size_views():
+  """An image smaller than the view is upsampled; grey JPEGs become RGB where asked."""
+  grey = simplejpeg.encode_jpeg(np.full((6, 9, 1), 100, np.uint8), colorspace='GRAY')
+  spec = [host_crops.CropSpec('image', 2, 32, (0.08, 1.0))]
+  views = host_crops.train_views({'image': grey}, spec, 3, host_crops.rng_for(0, 0, 0))
+  assert views['image'].shape == (2, 32, 32, 3)
+  np.testing.assert_allclose(views['image'], 100, atol=2)
+  assert host_crops.eval_view({'image': grey}, 32, 1).shape == (32, 32, 1)
+
+
+def test_undecodable_bytes_raise_value_error():
+  with pytest.raises(ValueError, match='cannot decode'):
+    host_crops.decode(b'not an image', 3)
