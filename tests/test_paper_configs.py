@@ -38,6 +38,9 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
   config.data.data_dir = str(tmp_path / 'tfds')
   config.progress_bar = False
   config.evals.knn.k = 5
+  # TFDS's mock data lives in this process only: grain worker processes would reopen the
+  # (absent) catalog data set, so the host crops run in this process.
+  config.data.num_workers = 0
   if config.data.source == 'tfds:imagenet2012':
     # 48 mock images over 1000 random classes leave the probe no held-out examples to pick
     # its l2 with; kNN still evaluates the pretrained and the random-init encoder.

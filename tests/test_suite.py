@@ -105,7 +105,8 @@ def test_lp_ft_head_starts_at_sklearns_logistic_regression(monkeypatch):
   scores = fine_tune.fine_tune(_linear_embed, identity, {}, {'x': x, 'label': y},
                                {'x': x_test, 'label': y_test}, task='classification',
                                num_outputs=num_classes, steps=1, batch_size=64,
-                               learning_rate=0.0, head_init='probe', score_at=(0,))
+                               learning_rate=0.0, head_init='probe', score_at=(0,),
+                               val_fraction=0.0)   # the probe then fits all of x, as sklearn
   (fit,), (head,) = fits, heads
   w, b = np.asarray(head['w_DxL'], np.float64), np.asarray(head['b_L'], np.float64)
 

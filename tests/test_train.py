@@ -27,6 +27,7 @@ def smoke_config(data_dir, **overrides) -> ml_collections.ConfigDict:
   # All 360 test digits (smoke samples 128, two whole batches): scores are then checked to
   # count exactly 360 examples although the last batch of 64 is padded.
   c.eval.max_test_examples = 0
+  c.eval.max_train_examples = 0   # and the whole train split as the kNN bank and probe data
   for k, v in overrides.items():
     node = c
     *parents, leaf = k.split('.')

@@ -85,6 +85,18 @@ def _fetched(record: Mapping[str, Any], transform, source: str) -> dict[str, np.
   return _numeric(record)
 
 
+def spread(n: int, max_examples: int) -> np.ndarray:
+  """Indices of at most `max_examples` of n records, evenly spaced (all when 0 or n fewer).
+
+  Evenly spaced rather than the first N (which a split slice such as 'test[:128]' gives):
+  audio folders and text files are stored class by class, so the first N would hold one
+  class; a spread keeps every class in proportion.
+  """
+  if not max_examples or n <= max_examples:
+    return np.arange(n)
+  return np.linspace(0, n - 1, max_examples).round().astype(np.int64)
+
+
 class Records:
   """Random access to a split, optionally decoded once into memory.
 
@@ -116,10 +128,7 @@ class Records:
     if policy != 'pad' and min_samples:
       self._keep = self._long_enough(split, policy, min_samples, sample_rate)
     if max_examples and len(self) > max_examples:
-      # Evenly spaced rather than the first N (which a split slice such as 'test[:128]'
-      # gives): audio folders and text files are stored class by class, so the first N
-      # would hold one class; a spread keeps every class in proportion.
-      picked = np.linspace(0, len(self) - 1, max_examples).round().astype(np.int64)
+      picked = spread(len(self), max_examples)
       self._keep = picked if self._keep is None else self._keep[picked]
     if in_memory:
       self._arrays = self.take(np.arange(len(self)))

@@ -234,7 +234,7 @@ def _to_numpy(example: Any, name: str = '') -> Any:
   """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
     return {k: _to_numpy(v, k) for k, v in example.items()}
-  if isinstance(example, bytes):
+  if isinstance(example, bytes) and name == 'image':
     return example   # encoded images: np.asarray would strip trailing zero bytes
   value = np.asarray(example)
   if name == 'image' and value.ndim == 2:

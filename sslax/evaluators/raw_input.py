@@ -40,6 +40,7 @@ import threadpoolctl
 
 from sslax.augment import audio as audio_aug
 from sslax.augment import image as image_aug
+from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import linear_probe
 
@@ -161,12 +162,14 @@ def mean_log_mel(audio_NxT: np.ndarray, audio_len_N: np.ndarray,
                          for i in range(0, len(audio_NxT), _CHUNK)]).astype(np.float32)
 
 
-def raw_text(source: str, split: str, config: ml_collections.ConfigDict) -> list[str]:
-  """The stored text of every record of a split, in record order (as `pipeline.Records`)."""
+def raw_text(source: str, split: str, config: ml_collections.ConfigDict,
+             max_examples: int = 0) -> list[str]:
+  """The stored text of a split's records, in record order, sampled as `pipeline.Records`
+  samples them (`max_examples`, config.eval.max_*_examples)."""
   records = sources.open_split(source, split, data_dir=config.data.data_dir or None,
                                bad_files=config.data.get('bad_files', 'error'))
   texts = []
-  for i in range(len(records)):
+  for i in pipeline.spread(len(records), max_examples):
     text = np.asarray(records[i]['text']).item()
     texts.append(text.decode('utf-8', 'replace') if isinstance(text, bytes) else str(text))
   return texts
@@ -205,8 +208,10 @@ def baseline(config: ml_collections.ConfigDict, source: str,
   elif what == 'text':
     tfidf = feature_extraction.text.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
                                                     max_features=TFIDF_MAX_FEATURES)
-    x_train = tfidf.fit_transform(raw_text(source, e.train_split, config))
-    x_test = tfidf.transform(raw_text(source, e.test_split, config))
+    x_train = tfidf.fit_transform(raw_text(source, e.train_split, config,
+                                           int(e.get('max_train_examples', 0))))
+    x_test = tfidf.transform(raw_text(source, e.test_split, config,
+                                      int(e.get('max_test_examples', 0))))
     scores = model(x_train.tocsr(), train['label'], x_test, test['label'], standardize=False,
                    **options)
   else:
