@@ -103,4 +103,5 @@ def best_spans(start_WxL: np.ndarray, end_WxL: np.ndarray, windows: Windows,
         if value > best[q][0]:
           text = contexts[q][windows.begin_WxL[w, s]:windows.end_WxL[w, e]]
           best[q] = (value, text)
-  return [text for _, text in best]
+  # SentencePiece pieces carry the space before a word ('▁Fort'): strip it.
+  return [text.strip() for _, text in best]
