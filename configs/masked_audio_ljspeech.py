@@ -37,12 +37,13 @@ def get_config(arg: str = ''):
   del c.evals['knn'], c.evals['linear_probe'], c.evals['fine_tune']
   c.evals.asr = dict(type='asr', source='', every_steps=0, epochs=40.0, batch_size=16,
                      learning_rate=1e-3, weight_decay=0.01, warmup_steps=50, val_fraction=0.1,
-                     eval_every=0)
+                     eval_every=0, max_train=0, max_test=0)
   if arg == 'smoke':
     c.masked_audio.span = 3
     c.total_steps, c.batch_size = 4, 8
     c.data.clip_seconds = 10.1
     c.audio.update(crop_seconds=0.5, n_mels=16)
     c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_frames=512)
-    c.evals.asr.update(epochs=2.0, batch_size=64, warmup_steps=0, val_fraction=0.1)
+    c.evals.asr.update(epochs=2.0, batch_size=8, warmup_steps=0, val_fraction=0.25,
+                       max_train=24, max_test=8)
   return c

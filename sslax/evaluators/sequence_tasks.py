@@ -21,12 +21,13 @@ from sslax.evaluators import qa
 # Required options (besides type, source, every_steps) and optional ones with defaults.
 OPTIONS = {'qa': ('epochs', 'batch_size', 'learning_rate', 'weight_decay'),
            'asr': ('epochs', 'batch_size', 'learning_rate', 'weight_decay')}
-_SHARED = {'warmup_steps': 0, 'val_fraction': 0.1, 'eval_every': 0}
+# max_train/max_test: the first N questions or clips of a fixed shuffle (0: all), for CPU
+# budgets and smoke runs.
+_SHARED = {'warmup_steps': 0, 'val_fraction': 0.1, 'eval_every': 0, 'max_train': 0,
+           'max_test': 0}
 OPTIONAL = {
-    # doc_stride: context tokens between window starts; max_train/max_test: the first N
-    # questions of a seeded shuffle (0: all), for CPU budgets.
-    'qa': {**_SHARED, 'doc_stride': 128, 'max_query_tokens': 64, 'max_answer_tokens': 30,
-           'max_train': 0, 'max_test': 0},
+    # doc_stride: context tokens between window starts (BERT's document stride).
+    'qa': {**_SHARED, 'doc_stride': 128, 'max_query_tokens': 64, 'max_answer_tokens': 30},
     'asr': dict(_SHARED),
 }
 SCHEME = {'qa': 'squad', 'asr': 'asr'}
@@ -46,27 +47,33 @@ def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str)
                      f'{SCHEME[ev.type]}:PATH.')
 
 
-def _subset(items: list, limit: int, seed: int) -> list:
-  if not limit or limit >= len(items):
-    return items
-  keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:limit])
-  return [items[i] for i in keep]
+def _kept(n: int, limit: int) -> np.ndarray:
+  """Indices of the first `limit` of a fixed (seed 0) shuffle of n items, in stored order."""
+  if not limit or limit >= n:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(0).permutation(n)[:limit])
 
 
 def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
          source: str) -> dict[str, Any]:
   """The evaluator's data for both splits (read once per source by the Suite)."""
   e, path = config.eval, sources.parse(source)[1]
+  limits = {**OPTIONAL[ev.type], **ev.to_dict()}
+  roles = (('train', e.train_split, int(limits['max_train'])),
+           ('test', e.test_split, int(limits['max_test'])))
   if ev.type == 'qa':
-    limits = {**OPTIONAL['qa'], **ev.to_dict()}
-    return {'train': _subset(squad.questions(path, e.train_split), int(limits['max_train']), 0),
-            'test': _subset(squad.questions(path, e.test_split), int(limits['max_test']), 0)}
+    out = {}
+    for role, split, limit in roles:
+      questions = squad.questions(path, split)
+      out[role] = [questions[i] for i in _kept(len(questions), limit)]
+    return out
   data_dir = config.data.data_dir or None
   clip = float(config.data.get('clip_seconds', 0))
   out = {}
-  for role, split in (('train', e.train_split), ('test', e.test_split)):
+  for role, split, limit in roles:
     raw = sources.open_split(source, split, data_dir=data_dir)
-    for i in range(len(raw)):
+    kept = _kept(len(raw), limit)
+    for i in kept:
       record = raw[i]
       seconds = len(record['audio']) / int(record['sample_rate'])
       if seconds > clip + 1e-6:
@@ -75,9 +82,9 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
                          'audio but not from the transcript. Raise config.data.clip_seconds.')
     records = pipeline.Records(source, split, data_dir=data_dir, in_memory=True,
                                transform=pipeline.record_transform(config.data))
-    arrays = records.take(np.arange(len(records)))
-    out[role] = ({k: arrays[k] for k in ('audio', 'audio_len')},
-                 asr_data.transcripts(path, split))
+    arrays = records.take(kept)
+    texts = asr_data.transcripts(path, split)
+    out[role] = ({k: arrays[k] for k in ('audio', 'audio_len')}, [texts[i] for i in kept])
   return out
 
 
