@@ -10,8 +10,8 @@ evaluator fine-tunes encoder + span head on the 8,238 train questions less a hel
 (best epoch by held-out F1) and reports SQuAD v1.1 EM and F1 on the 1,142 test questions.
 Only `qa` runs: the source has no class labels for kNN, probes or the raw-input baseline.
 Model: a SentencePiece unigram vocabulary of 4,096 ids trained on the train paragraphs
-(contexts average ~190 pieces, so most fit one 256-token window; byte tokens would need ~5
-windows per question), 4 pre-LN blocks of width 128, BERT 15% masking.
+(contexts average 211 pieces, 22% over 256, so most fit one 256-token window; byte tokens
+would need ~5 windows per question), 4 pre-LN blocks of width 128, BERT 15% masking.
 Hardware and time: see README "SQuAD and LJSpeech" for what was measured.
 
 `configs/mlm_squad.py:smoke` trains 4 steps of a 1-block model and fine-tunes `qa` on 64
