@@ -7,7 +7,8 @@ source's train and test splits are extracted once per encoder with the method's 
 reads the raw examples instead, and the sequence tasks `qa` and `asr` (sequence_tasks.py)
 fine-tune a head per token or frame through the method's `embed_sequence`. Encoders are
 named by a prefix, so one call scores the pretrained encoder and its random initialisation
-side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and reported as mean (`<key>`) and std (`<key>_std`).
+side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
+reported as mean (`<key>`) and std (`<key>_std`).
 """
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
