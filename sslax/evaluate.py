@@ -116,13 +116,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
   if evals is not None:
     config = select(config, evals)
   config, method, mesh, state, random_init = restore(config, workdir, step)
-  evaluators = suite.Suite(config, method.embed, mesh)
+  evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
   results = train.evaluate(config, evaluators, state, random_init)
   output_dir = output_dir or workdir
   if jax.process_index() == 0:
     # reports.write creates output_dir (local or gs://). The curves come from the run's
     # metrics.jsonl, so plot them from the workdir's.
-    reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir)
+    reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir,
+                  samples=evaluators.samples)
     print(reports.table(results))
   return results
 

@@ -8,13 +8,15 @@
   baseline's number for the same metric (accuracy, or mse/mae/r2) as a third column.
 - `curves.png`: training loss, online-probe accuracy and periodic evaluations from
   metrics.jsonl, against the step.
+- `samples.md` (qa, asr): a few test predictions (answers, transcripts) next to the truth,
+  per encoder; also appended to results.md.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
   pretrained and the random-init encoder side by side.
 
 Every file goes through sslax/storage.py, so the workdir may be gs://; callers write reports
 from process 0 only.
 """
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import json
 import os
 from typing import Any
@@ -115,16 +117,36 @@ def plot_embedding(features: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
   plt.close(fig)
 
 
+def samples_markdown(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+  """Sections '## <encoder><evaluator>: test samples', one table row per sample."""
+  parts = []
+  for name, rows in samples.items():
+    if not rows:
+      continue
+    cols = list(rows[0])
+    cell = lambda v: (' / '.join(map(str, v)) if isinstance(v, (list, tuple))
+                      else str(v)).replace('|', '\\|').replace('\n', ' ')
+    parts.append(f'## {name}: test samples\n\n| {" | ".join(cols)} |\n|'
+                 + ' --- |' * len(cols) + '\n'
+                 + '\n'.join(f'| {" | ".join(cell(r[c]) for c in cols)} |' for r in rows))
+  return '\n\n'.join(parts)
+
+
 def write(workdir: str, results: Mapping[str, Any],
           test_features: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
-          metrics_dir: str | None = None) -> None:
+          metrics_dir: str | None = None,
+          samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
   """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
-  `workdir`) and, given features, embedding.png in `workdir`."""
+  `workdir`), given features embedding.png, and given samples samples.md in `workdir`."""
   root = storage.path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   (root / 'results.json').write_text(json.dumps(dict(results), indent=2, sort_keys=True))
+  shown = samples_markdown(samples or {})
   (root / 'results.md').write_text(
-      f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n")
+      f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n"
+      + (f'\n{shown}\n' if shown else ''))
+  if shown:
+    (root / 'samples.md').write_text(shown + '\n')
   rows = _read_metrics(metrics_dir or workdir)
   if rows:
     plot_curves(rows, root / 'curves.png')

@@ -197,7 +197,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)
-  evaluators = suite.Suite(config, method.embed, mesh)
+  evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
   meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
                        'skipped_steps': skipped_steps}
   preempted = False
@@ -262,7 +262,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
-    reports.write(workdir, results, evaluators.test_features)
+    reports.write(workdir, results, evaluators.test_features, samples=evaluators.samples)
     print(reports.table(results))
   return results
 

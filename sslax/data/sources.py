@@ -8,6 +8,10 @@ Forms (see `FORMS`):
                         DIR/<split>/<class>/*.wav (told apart by the files it holds)
   text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
   tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
+  squad:PATH            SQuAD v1.1 JSON (one file, a {split} path, or a folder of
+                        <split>.json): context paragraphs as text; questions for `qa`
+  asr:DIR               speech: DIR/<split>.tsv (header path<TAB>text) + WAVs; audio as an
+                        audio folder's, transcripts for `asr`
   tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed);
                         catalog audio (e.g. tfds:speech_commands) is read like an audio folder
 
@@ -31,10 +35,12 @@ from tensorflow_datasets.core.features import audio_feature
 from sslax import errors
 from sslax.data import waveforms
 from sslax.data.builders import arrays
+from sslax.data.builders import asr
 from sslax.data.builders import audio_folder
 from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
+from sslax.data.builders import squad
 from sslax.data.builders import text
 from sslax.data.builders import tsv
 
@@ -42,8 +48,10 @@ FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
          'folder:DIR (DIR/<split>/<class>/*.jpg|png|wav)',
          'text:PATH (a UTF-8 file, a folder of .txt files, or a glob)',
          'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
+         'squad:PATH (SQuAD v1.1 JSON; PATH may contain {split} or be a folder)',
+         'asr:DIR (DIR/<split>.tsv with header path<TAB>text, WAV paths relative to DIR)',
          'tfds:NAME[/CONFIG][:VERSION]')
-SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'tfds')
+SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
@@ -136,6 +144,18 @@ def check(source: str, *, key: str = 'data.source') -> None:
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .tsv file. '
           f'Fix: set {key} to tsv:FILE.tsv, tsv:DIR/{{split}}.tsv, or tsv:DIR holding '
           'train.tsv/test.tsv, each with the header "sentence<TAB>label".')
+  elif scheme == 'squad':
+    if not squad.split_files(rest):
+      raise FileNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .json file. '
+          f'Fix: set {key} to squad:FILE.json, squad:DIR/{{split}}.json, or squad:DIR holding '
+          'train.json/test.json in the SQuAD v1.1 format.')
+  elif scheme == 'asr':
+    if not asr.split_files(rest):
+      raise FileNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.tsv. '
+          f'Fix: set {key} to asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
+          '"path<TAB>text", WAV paths relative to DIR).')
   else:
     name = rest.split('/')[0].split(':')[0]
     try:
@@ -178,6 +198,10 @@ def _builder(source: str, data_dir: str | None,
     return text.prepare(rest, data_dir)
   if scheme == 'tsv':
     return tsv.prepare(rest, data_dir)
+  if scheme == 'squad':
+    return squad.prepare(rest, data_dir)
+  if scheme == 'asr':
+    return asr.prepare(rest, data_dir)
   # What tfds.data_source does, split in two so the split can be checked before reading.
   builder = tfds.builder(rest, data_dir=data_dir)
   builder.download_and_prepare(file_format='array_record')

@@ -73,6 +73,14 @@ class ByteTokenizer(_Specials):
     # A truncated sequence can end mid-character; 'replace' shows it instead of failing.
     return data.decode('utf-8', errors='replace')
 
+  def encode_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids [n], begin [n], end [n]): each byte token with the character span [begin, end) of
+    the character it is part of, so a span of tokens maps back to a span of `text` (QA)."""
+    ids = self.encode(text)
+    widths = np.array([len(c.encode('utf-8')) for c in text], np.int64)
+    char_of_byte = np.repeat(np.arange(len(text)), widths)
+    return ids, char_of_byte, char_of_byte + 1
+
 
 class SentencePieceTokenizer(_Specials):
   """A trained SentencePiece model; its piece i is token id NUM_SPECIAL + i."""
@@ -92,6 +100,27 @@ class SentencePieceTokenizer(_Specials):
     """Text of the piece tokens in `ids`; special tokens are dropped."""
     ids = np.asarray(ids)
     return self._sp.decode((ids[ids >= self.NUM_SPECIAL] - self.NUM_SPECIAL).tolist())
+
+  def encode_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids [n], begin [n], end [n]) with the character span [begin, end) of each piece.
+
+    The Python wrapper's `immutable_proto` pieces carry begin/end in characters of the str
+    passed in (checked on accented and CJK text; the C++ API counts bytes). Two kinds of
+    piece cover no character: the dummy-prefix '▁' (0, 0), and all but the last byte-fallback
+    piece of a multi-byte character; each takes the span of the next piece that does cover
+    one, so every token points at real text.
+    """
+    pieces = self._sp.encode(text, out_type='immutable_proto').pieces
+    ids = np.array([p.id for p in pieces], np.int32) + self.NUM_SPECIAL
+    begin = np.array([p.begin for p in pieces], np.int64)
+    end = np.array([p.end for p in pieces], np.int64)
+    following = (len(text), len(text))
+    for i in range(len(pieces) - 1, -1, -1):
+      if end[i] > begin[i]:
+        following = (begin[i], end[i])
+      else:
+        begin[i], end[i] = following
+    return ids, begin, end
 
   def piece(self, token_id: int) -> str:
     return (SPECIALS[token_id] if token_id < self.NUM_SPECIAL

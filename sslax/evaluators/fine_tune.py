@@ -121,7 +121,7 @@ def num_steps(epochs: float, num_fit: int, batch_size: int) -> int:
   return max(1, math.ceil(epochs * num_fit / batch_size))
 
 
-def _order(n: int, batch_size: int, rng: np.random.Generator):
+def batch_order(n: int, batch_size: int, rng: np.random.Generator):
   """Index batches of one stream of per-epoch permutations: every example once per epoch,
   fixed-size batches (one compilation) that may straddle two epochs."""
   stream = np.zeros(0, np.int64)
@@ -209,7 +209,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   if head_init == 'probe':
     head = _probe_head(embed_fn, params, model_state, train, batch_size, num_outputs, seed)
   variables = {'encoder': params, 'head': head}
-  batches = _order(len(fit_idx), batch_size, np.random.default_rng(seed))
+  batches = batch_order(len(fit_idx), batch_size, np.random.default_rng(seed))
   opt_state = tx.init(variables)
   score = lambda weights, data: _score(predict, weights, model_state, data, task, batch_size)
   # The validation metric, higher is better.

@@ -4,9 +4,11 @@ Each `config.evals.<name>` has a `type` (one of TYPES), a `source` ('' = `config
 `every_steps` (> 0: also during pretraining) and the options of its type. Features of a
 source's train and test splits are extracted once per encoder with the method's `embed`
 (jitted over sharded batches) and shared by all frozen evaluators of that source; fine-tuning
-reads the raw examples instead. Encoders are named by a prefix, so one call scores the
-pretrained encoder and its random initialisation side by side; with `config.eval.num_seeds`
-> 1 each prefix is scored once per seed and reported as mean (`<key>`) and std (`<key>_std`).
+reads the raw examples instead, and the sequence tasks `qa` and `asr` (sequence_tasks.py)
+fine-tune a head per token or frame through the method's `embed_sequence`. Encoders are
+named by a prefix, so one call scores the pretrained encoder and its random initialisation
+side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
+reported as mean (`<key>`) and std (`<key>_std`).
 """
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
@@ -28,6 +30,7 @@ from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
+from sslax.evaluators import sequence_tasks
 
 # Feature passes of at least this many batches show a progress bar (config.progress_bar).
 PROGRESS_MIN_BATCHES = 50
@@ -42,7 +45,10 @@ OPTIONS = {
     'ridge': ('l2',),
     'clustering': ('n_init',),
     'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
+    **sequence_tasks.OPTIONS,
 }
+# Types that fine-tune a head per token or frame and read their own sources (squad:, asr:).
+SEQUENCE_TYPES = tuple(sequence_tasks.OPTIONS)
 TYPES = tuple(OPTIONS)
 # Types that score float targets (regression sources): ridge -> mse/mae/r2, fine_tune with
 # task='regression'.
@@ -57,7 +63,8 @@ COMMON = ('type', 'source', 'every_steps')
 # `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
 OPTIONAL = {'enabled': True}
 OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
-                                  'eval_every': 0, 'layer_decay': 1.0}}
+                                  'eval_every': 0, 'layer_decay': 1.0},
+                    **sequence_tasks.OPTIONAL}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -120,6 +127,9 @@ def check(config: ml_collections.ConfigDict) -> None:
                                f'got {ev.task!r}. Use head_init=\'zeros\' for regression.')
     if ev.source:
       sources.check(ev.source, key=f'evals.{name}.source')
+    if ev.type in SEQUENCE_TYPES:
+      sequence_tasks.check(key, ev, ev.source or config.eval.source,
+                           f'{key}.source' if ev.source else 'config.eval.source')
   for limit in ('max_train_examples', 'max_test_examples'):
     if int(config.eval.get(limit, 0)) < 0:
       raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
@@ -179,8 +189,13 @@ def extract(embed_fn: EmbedFn, params: Any, model_state: Any,
 class Suite:
   """The evaluators of one config, with the data they read opened once and kept."""
 
-  def __init__(self, config: ml_collections.ConfigDict, embed: EmbedFn, mesh: Mesh):
+  def __init__(self, config: ml_collections.ConfigDict, embed: EmbedFn, mesh: Mesh, *,
+               embed_sequence: Callable | None = None):
     self.config, self.mesh = config, mesh
+    self._embed_sequence = embed_sequence   # the method's, for qa and asr
+    self._sequence_data: dict[tuple[str, str], dict] = {}
+    # A few test predictions of qa/asr next to the truth, per '<prefix><name>' (reports).
+    self.samples: dict[str, list[dict[str, Any]]] = {}
     replicated = sharding.replicated(mesh)
     self._embed = embed
     self._embed_fn = jax.jit(embed, in_shardings=(replicated, replicated,
@@ -226,6 +241,19 @@ class Suite:
       self._records[source], self._num_classes[source] = splits, info.num_classes
       self._regression[source] = info.regression
     return self._records[source]
+
+  def _open_sequence(self, name: str) -> dict:
+    """The data of qa/asr evaluator `name`, read once per (type, source)."""
+    ev = self.config.evals[name]
+    if self._embed_sequence is None:
+      raise ValueError(f'config.evals.{name} (type {ev.type!r}) fine-tunes a head on per-token '
+                       f'or per-frame features, which config.method={self.config.method!r} '
+                       'does not give (no embed_sequence); use mlm/lm for qa, an audio method '
+                       'for asr.')
+    source = self._source(name)[0]
+    if (ev.type, source) not in self._sequence_data:
+      self._sequence_data[ev.type, source] = sequence_tasks.load(self.config, ev, source)
+    return self._sequence_data[ev.type, source]
 
   def _check_task(self, name: str) -> None:
     """Each evaluator's type against its source's labels (classes or float targets)."""
@@ -302,6 +330,8 @@ class Suite:
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
+    if sources.parse(e.source, key='config.eval.source')[0] in sequence_tasks.SCHEME.values():
+      return {}   # squad:/asr: have no class labels or targets for a linear baseline
     records = self._open(e.source, 'config.eval.source')
     splits = {role: records[s].take(np.arange(len(records[s])))
               for role, s in (('train', e.train_split), ('test', e.test_split))}
@@ -318,6 +348,9 @@ class Suite:
     """
     names = enabled(self.config) if names is None else list(names)
     for name in names:
+      if self.config.evals[name].type in SEQUENCE_TYPES:
+        self._open_sequence(name)
+        continue
       self._open(*self._source(name))
       self._check_task(name)
     results = {}
@@ -329,7 +362,7 @@ class Suite:
           cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
         with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
           for name in names:
-            if self.config.evals[name].type == 'fine_tune':
+            if self.config.evals[name].type in ('fine_tune',) + SEQUENCE_TYPES:
               continue
             source, key = self._source(name)
             if source not in cache:
@@ -340,6 +373,13 @@ class Suite:
           if self.config.evals[name].type == 'fine_tune':
             scores.update({f'{name}/{m}': v for m, v in
                            self._score(name, encoder, None, self.config.seed + i).items()})
+          elif self.config.evals[name].type in SEQUENCE_TYPES:
+            metrics, samples = sequence_tasks.score(
+                self.config, self.config.evals[name], self._open_sequence(name),
+                self._embed_sequence, encoder, self.config.seed + i)
+            scores.update({f'{name}/{m}': v for m, v in metrics.items()})
+            if i == 0:
+              self.samples[prefix + name] = samples
         if self.config.eval.source in cache:
           self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]
         per_seed.append(scores)

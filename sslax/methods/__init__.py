@@ -36,6 +36,10 @@ class Method(NamedTuple):
   embed_inputs: Callable[[Batch, jax.Array], Any] | None = None
   forward: Callable[[Any, Any, Any], tuple[jax.Array, Any]] | None = None
   loss_from_embeddings: Callable[[jax.Array], tuple[jax.Array, Metrics]] | None = None
+  # Optional, for evaluators with a head per token or frame (qa, asr):
+  # embed_sequence(params, model_state, batch) -> (features [B, L, D], mask [B, L] bool),
+  # the encoder's last hidden states before pooling and which positions are real.
+  embed_sequence: Callable[[Any, Any, Batch], tuple[jax.Array, jax.Array]] | None = None
 
 
 # The methods whose contrastive loss has a chunked (shard_map) form, and the name validate.py

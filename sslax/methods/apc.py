@@ -96,6 +96,15 @@ def make_embed(model, front):
   return embed
 
 
+def make_embed_sequence(model, front):
+  """embed_sequence(): the contextual features of every frame and the real-frame mask."""
+  def embed_sequence(params, model_state, batch):
+    del model_state
+    x_BxFxM, mask_BxF = front.features(batch['audio'], batch['audio_len'])
+    return model.apply({'params': params}, x_BxFxM, mask_BxF)[0], mask_BxF
+  return embed_sequence
+
+
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   front = front_end(config)
   steps = tuple(config.apc.steps_ahead)
@@ -113,4 +122,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return jnp.mean(jnp.stack(per_k)), (model_state, metrics)
 
   return methods.Method(init=make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=make_embed(model, front))
+                        update_extra=methods.no_extra, embed=make_embed(model, front),
+                        embed_sequence=make_embed_sequence(model, front))

@@ -73,4 +73,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   return methods.Method(init=apc.make_init(model, front), loss=loss,
                         update_extra=methods.no_extra, embed=apc.make_embed(model, front),
                         embed_inputs=embed_inputs, forward=forward,
-                        loss_from_embeddings=loss_from_embeddings)
+                        loss_from_embeddings=loss_from_embeddings,
+                        embed_sequence=apc.make_embed_sequence(model, front))

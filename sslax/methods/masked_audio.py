@@ -38,4 +38,5 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return value, (model_state, metrics)
 
   return methods.Method(init=apc.make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=apc.make_embed(model, front))
+                        update_extra=methods.no_extra, embed=apc.make_embed(model, front),
+                        embed_sequence=apc.make_embed_sequence(model, front))

@@ -68,4 +68,9 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     h_BxLxD = model.apply({'params': params}, batch['tokens'])
     return text.mean_pool(h_BxLxD, batch['tokens'])
 
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed)
+  def embed_sequence(params, model_state, batch):
+    del model_state
+    return model.apply({'params': params}, batch['tokens']), batch['tokens'] != text.PAD_ID
+
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed,
+                        embed_sequence=embed_sequence)

@@ -1,0 +1,49 @@
+"""Masked-segment pretraining on LJSpeech's training audio, then `asr`: a CTC character
+head fine-tuned from the pretrained vs the random-init encoder.
+
+  python -m sslax.main --config configs/masked_audio_ljspeech.py --workdir /tmp/sslax-ljspeech
+
+Data: `asr:../shared/data/ljspeech` (the first 325 LJ Speech clips, one speaker: 265 train /
+60 test, 16 kHz; see ../shared/data/README.md), resampled to 8 kHz at fetch and zero-padded
+to 10.1 s (the longest clip is 10.04 s; `asr` refuses a clip that would be cut). Pretraining
+reads the train audio only (transcripts unused): random 2 s crops, spans of 5 frames (100 ms)
+hidden and reconstructed (configs/masked_audio.py's method). Front end: 25 ms windows, 20 ms
+hop (50 frames/s, ~3x the ~15 characters/s of read speech, room for CTC's blanks), 40 mel
+bins. Model: conv front end + 3 bidirectional pre-LN blocks of width 128.
+Downstream: `asr` fine-tunes encoder + CTC head on the train clips less a held-out 10% (the
+best epoch by held-out CER) and reports WER and CER on the 60 test clips, greedy decoding.
+Hardware and time: see README "SQuAD and LJSpeech" for what was measured.
+
+`configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2 CTC epochs, in
+seconds.
+"""
+from configs import apc_audio
+
+LJSPEECH = 'asr:../shared/data/ljspeech'
+
+
+def get_config(arg: str = ''):
+  c = apc_audio.audio_config('masked_audio', arg, 'configs/masked_audio_ljspeech.py')
+  c.masked_audio = dict(start_prob=0.065, span=5)
+  c.data.source = c.eval.source = LJSPEECH
+  c.data.sample_rate = 8000
+  c.data.clip_seconds = 10.1
+  c.total_steps = 1500
+  c.batch_size = 32
+  c.audio.update(crop_seconds=2.0, n_fft=200, hop=160, n_mels=40, fmax=4000.0)
+  c.model.update(width=128, depth=3, num_heads=4, mlp_dim=256, max_frames=512)
+  c.eval.raw_input = False   # no class labels
+  c.eval.batch_size = 32
+  del c.evals['knn'], c.evals['linear_probe'], c.evals['fine_tune']
+  c.evals.asr = dict(type='asr', source='', every_steps=0, epochs=40.0, batch_size=16,
+                     learning_rate=1e-3, weight_decay=0.01, warmup_steps=50, val_fraction=0.1,
+                     eval_every=0, max_train=0, max_test=0)
+  if arg == 'smoke':
+    c.masked_audio.span = 3
+    c.total_steps, c.batch_size = 4, 8
+    c.data.clip_seconds = 10.1
+    c.audio.update(crop_seconds=0.5, n_mels=16)
+    c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_frames=512)
+    c.evals.asr.update(epochs=2.0, batch_size=8, warmup_steps=0, val_fraction=0.25,
+                       max_train=24, max_test=8)
+  return c

@@ -1,0 +1,155 @@
+"""`squad:PATH`: extractive question answering in the SQuAD v1.1 JSON format.
+
+PATH is one file (the `train` split), a path with `{split}` (`squad/{split}.json`), or a
+folder whose *.json files are the splits (`squad/` → train.json, test.json).
+
+Two readers of one parse:
+- pretraining reads the TFDS data set built here: one record per distinct paragraph
+  (`text`, raw UTF-8), unlabelled, so an MLM can pretrain on the contexts alone;
+- the `qa` evaluator reads `questions(path, split)`: every question with its context and
+  gold answers (text and character start).
+
+Every answer is checked when the source is first read: `context[answer_start:]` must begin
+with the answer text, else the error names the file, the line and the question id. (SQuAD
+files are often one line; the line is still right, and the id finds the question.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+from typing import Iterator
+
+import tensorflow_datasets as tfds
+
+from sslax import errors
+from sslax.data.builders import arrays
+from sslax.data.builders import local
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+  id: str
+  question: str
+  context: str
+  answers: tuple[tuple[str, int], ...]   # (text, character start in context), >= 1
+
+
+def split_files(path: str) -> dict[str, str]:
+  """{split: absolute file} for a file, a `{split}` pattern or a folder of <split>.json."""
+  absolute = os.path.abspath(os.path.expanduser(path))
+  if arrays.SPLIT_FIELD not in path and os.path.isdir(absolute):
+    return {os.path.splitext(os.path.basename(p))[0]: p
+            for p in sorted(glob.glob(os.path.join(glob.escape(absolute), '*.json')))}
+  return arrays.split_files(path)
+
+
+def fingerprint(path: str) -> str:
+  return local.fingerprint([local.stat_entry(p, s) for s, p in split_files(path).items()])
+
+
+def _line_of(raw: str, qid: str) -> int:
+  """The 1-based line of question `qid`'s id in the file's text (1 if it is not found)."""
+  at = raw.find(json.dumps(qid))
+  return raw.count('\n', 0, at) + 1 if at >= 0 else 1
+
+
+def read(path: str) -> list[Question]:
+  """Every question of one SQuAD v1.1 file; errors name the file, line, question and fix."""
+  with open(path, 'rb') as f:
+    data = f.read()
+  try:
+    raw = data.decode('utf-8')
+    doc = json.loads(raw)
+  except UnicodeDecodeError as e:
+    raise errors.DataError(
+        f'{path} is not UTF-8 (byte {e.start}). Fix: convert it to UTF-8.') from None
+  except json.JSONDecodeError as e:
+    raise errors.DataError(f'{path}:{e.lineno}: not JSON ({e.msg}, column {e.colno}). Fix: a SQuAD '
+                           'v1.1 file is one JSON object {"data": [...]}.') from None
+  if not isinstance(doc, dict) or not isinstance(doc.get('data'), list):
+    raise errors.DataError(f'{path}:1: no top-level "data" list; expected SQuAD v1.1 JSON '
+                           '{"version": "1.1", "data": [{"title", "paragraphs": [...]}]}.')
+  out = []
+  for i, article in enumerate(doc['data']):
+    for j, paragraph in enumerate(article.get('paragraphs', [])):
+      context = paragraph.get('context', '')
+      for k, qa in enumerate(paragraph.get('qas', [])):
+        qid = str(qa.get('id', f'data[{i}].paragraphs[{j}].qas[{k}]'))
+        where = f'{path}:{_line_of(raw, qid)}: question {qid!r}'
+        if not context.strip():
+          raise errors.DataError(
+              f'{where} has an empty context. Fix: give its paragraph a context.')
+        if not qa.get('answers'):
+          raise errors.DataError(f'{where} has no answers; SQuAD v1.1 questions need at least one '
+                                 '(v2.0 unanswerable questions are not supported).')
+        answers = []
+        for a, answer in enumerate(qa['answers']):
+          text, start = answer.get('text', ''), answer.get('answer_start', -1)
+          if not text or not isinstance(start, int) or context[start:start + len(text)] != text:
+            found = context[start:start + len(text)] if isinstance(start, int) else None
+            raise errors.DataError(
+                f'{where}, answer {a}: answer_start={start!r} points at {found!r} in the '
+                f'context, not at the answer text {text!r}. Fix: answer_start must be the '
+                'character offset (not byte, not token) of the answer in its context.')
+          answers.append((text, start))
+        out.append(Question(qid, str(qa.get('question', '')), context, tuple(answers)))
+  if not out:
+    raise errors.DataError(f'{path} holds no questions.')
+  return out
+
+
+def questions(path: str, split: str) -> list[Question]:
+  """The questions of `split` of `squad:path` (what the qa evaluator scores)."""
+  files = split_files(path)
+  if split not in files:
+    raise errors.DataError(f'squad:{path} has no split {split!r}; available: {", ".join(files)}.')
+  return read(files[split])
+
+
+def make_config(path: str) -> local.PathConfig:
+  files = split_files(path)
+  if not files:
+    raise errors.DataNotFoundError(
+        f'squad:{path} names no file: expected a .json file, a path with {{split}}, or a '
+        'folder of <split>.json files.')
+  # Distinct paragraphs in file order: several questions share one context.
+  items = {split: list(dict.fromkeys(q.context for q in read(file)))
+           for split, file in files.items()}
+  return local.PathConfig(name=local.config_name(path), description=f'SQuAD contexts from {path}',
+                          path=os.path.abspath(os.path.expanduser(path)), num_classes=None,
+                          payload={'items': items})
+
+
+class SslaxSquad(local.LocalBuilder):
+  """The distinct context paragraphs of SQuAD files (raw UTF-8), unlabelled."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'text: one record per distinct context paragraph.'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description=self.builder_config.description,
+        features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
+        disable_shuffling=True)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Local files only.
+    return {split: self._generate_examples(texts)
+            for split, texts in self.builder_config.payload['items'].items()}
+
+  def _generate_examples(self, texts: list[str]) -> Iterator:
+    for i, text in enumerate(texts):
+      yield i, {'text': text}
+
+
+def prepare(path: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """Builds (once per version of the files) and returns a read-only builder for `squad:path`."""
+  return local.ensure_built(
+      builder_cls=SslaxSquad,
+      config=local.config_name(path),
+      source_fingerprint=lambda: fingerprint(path),
+      make_builder=lambda root: SslaxSquad(data_dir=root, config=make_config(path)),
+      data_dir=data_dir,
+  )

@@ -1,0 +1,151 @@
+"""`asr`: speech recognition, fine-tuning an audio encoder with a CTC head on its frames.
+
+A linear head maps each frame's contextual features (`embed_sequence` of apc, cpc,
+masked_audio, clip_contrast) to logits over the blank (id 0) and the characters of
+`builders.asr.ALPHABET` (ids 1..); the loss is CTC (Graves et al. 2006; `optax.ctc_loss`)
+over the clip's real frames, summed over the batch and divided by its number of characters,
+so long and short transcripts weigh by their length. Decoding is greedy: the best label of
+each real frame, repeats collapsed, blanks dropped. WER and CER come from jiwer (a maintained
+implementation, not ours) on the normalised transcripts (`builders/asr.py`).
+
+Encoder and head train on the training clips less a held-out `val_fraction`; held-out CER is
+measured every `eval_every` steps (0: each epoch) and the test split is scored once with the
+weights of the lowest (`best_step.py`).
+
+Shape suffixes: B = batch, F = frames, D = width, V = 1 + alphabet, S = transcript length.
+"""
+from collections.abc import Callable, Sequence
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jiwer
+import numpy as np
+import optax
+
+from sslax.data.builders import asr as asr_data
+from sslax.evaluators import best_step
+from sslax.evaluators import fine_tune
+
+BLANK = 0
+VOCAB = BLANK + 1 + len(asr_data.ALPHABET)
+NUM_SAMPLES = 5   # transcripts shown next to the truth in the report
+
+
+def encode(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+  """(labels [N, S] int32, paddings [N, S] float32: 1 past each transcript's end)."""
+  length = max(len(t) for t in texts)
+  labels = np.zeros((len(texts), length), np.int32)
+  for i, t in enumerate(texts):
+    labels[i, :len(t)] = [1 + asr_data.ALPHABET.index(c) for c in t]
+  paddings = (np.arange(length)[None] >= np.array([len(t) for t in texts])[:, None])
+  return labels, paddings.astype(np.float32)
+
+
+def greedy_decode(logits_BxFxV: np.ndarray, mask_BxF: np.ndarray) -> list[str]:
+  """Best label per real frame, repeats collapsed, then blanks dropped."""
+  out = []
+  for best_F, mask_F in zip(np.asarray(logits_BxFxV).argmax(-1), np.asarray(mask_BxF)):
+    best_F = best_F[mask_F.astype(bool)]
+    keep = np.ones(len(best_F), bool)
+    keep[1:] = best_F[1:] != best_F[:-1]
+    out.append(''.join(asr_data.ALPHABET[i - 1] for i in best_F[keep] if i != BLANK))
+  return out
+
+
+def frame_logits(variables: Any, model_state: Any, batch: dict[str, jax.Array],
+                 embed_sequence: Callable) -> tuple[jax.Array, jax.Array]:
+  """(logits [B, F, V] float32, real-frame mask [B, F])."""
+  h_BxFxD, mask_BxF = embed_sequence(variables['encoder'], model_state, batch)
+  head = variables['head']
+  return h_BxFxD.astype(jnp.float32) @ head['w_DxV'] + head['b_V'], mask_BxF
+
+
+def ctc_loss(logits_BxFxV: jax.Array, mask_BxF: jax.Array, labels_BxS: jax.Array,
+             paddings_BxS: jax.Array) -> jax.Array:
+  """CTC negative log-likelihood per character of the batch."""
+  per_clip_B = optax.ctc_loss(logits_BxFxV, 1.0 - mask_BxF.astype(jnp.float32), labels_BxS,
+                              paddings_BxS, blank_id=BLANK)
+  return per_clip_B.sum() / jnp.maximum((1.0 - paddings_BxS).sum(), 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(embed_sequence: Callable, learning_rate: float, weight_decay: float, steps: int,
+              warmup_steps: int):
+  """(optimiser, jitted step, jitted logits), shared by the encoders of a run."""
+  tx = optax.adamw(fine_tune.schedule(learning_rate, steps, warmup_steps),
+                   weight_decay=weight_decay)
+
+  def loss_fn(variables, model_state, batch):
+    logits, mask = frame_logits(variables, model_state, batch, embed_sequence)
+    return ctc_loss(logits, mask, batch['labels'], batch['paddings'])
+
+  @jax.jit
+  def step(variables, opt_state, model_state, batch):
+    loss, grads = jax.value_and_grad(loss_fn)(variables, model_state, batch)
+    updates, opt_state = tx.update(grads, opt_state, variables)
+    return optax.apply_updates(variables, updates), opt_state, loss
+
+  return tx, step, jax.jit(lambda v, s, b: frame_logits(v, s, b, embed_sequence))
+
+
+def transcribe(logits_fn, variables, model_state, audio: dict[str, np.ndarray],
+               batch_size: int) -> list[str]:
+  n = len(audio['audio'])
+  out = []
+  for lo in range(0, n, batch_size):
+    idx = np.minimum(np.arange(lo, lo + batch_size), n - 1)   # fixed shape: one compilation
+    logits, mask = logits_fn(variables, model_state, {k: v[idx] for k, v in audio.items()})
+    out += greedy_decode(logits, mask)[:min(batch_size, n - lo)]
+  return out
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+  """{'wer', 'cer'} over the whole split (errors summed over clips / reference length)."""
+  return {'wer': float(jiwer.wer(list(references), list(hypotheses))),
+          'cer': float(jiwer.cer(list(references), list(hypotheses)))}
+
+
+def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
+             train: dict[str, np.ndarray], train_text: Sequence[str],
+             test: dict[str, np.ndarray], test_text: Sequence[str], *, epochs: float,
+             batch_size: int, learning_rate: float, weight_decay: float = 0.0,
+             warmup_steps: int = 0, val_fraction: float = 0.1, eval_every: int = 0,
+             seed: int = 0) -> tuple[dict[str, float], list[dict[str, str]]]:
+  """Fine-tunes `params` + a CTC head on `train` ('audio', 'audio_len' and transcripts);
+  ({'wer', 'cer', 'val_cer', 'best_step'} on `test` at the best held-out step, samples)."""
+  if not epochs > 0 or not 0 < val_fraction < 1:
+    raise ValueError(f'asr needs epochs > 0 and val_fraction in (0, 1); got {epochs}, '
+                     f'{val_fraction}.')
+  order = np.random.default_rng(seed).permutation(len(train_text))
+  num_val = max(1, int(round(val_fraction * len(train_text))))
+  val_idx, fit_idx = np.sort(order[:num_val]), np.sort(order[num_val:])
+  audio_keys = ('audio', 'audio_len')
+  fit = {k: train[k][fit_idx] for k in audio_keys}
+  fit['labels'], fit['paddings'] = encode([train_text[i] for i in fit_idx])
+  val = {k: train[k][val_idx] for k in audio_keys}
+  val_text = [train_text[i] for i in val_idx]
+  per_epoch = math.ceil(len(fit_idx) / batch_size)
+  steps = max(1, math.ceil(epochs * per_epoch))
+  if not 0 <= warmup_steps < steps:
+    raise ValueError(f'asr warmup_steps={warmup_steps} must be in [0, {steps}) (the steps of '
+                     f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
+  tx, step, logits_fn = _compiled(embed_sequence, learning_rate, weight_decay, steps,
+                                  warmup_steps)
+  feat_dim = jax.eval_shape(embed_sequence, params, model_state,
+                            {k: v[:1] for k, v in fit.items()})[0].shape[-1]
+  variables = {'encoder': params, 'head': {'w_DxV': jnp.zeros((feat_dim, VOCAB), jnp.float32),
+                                           'b_V': jnp.zeros((VOCAB,), jnp.float32)}}
+  run = functools.partial(transcribe, logits_fn, batch_size=batch_size)
+  validate = lambda v: -error_rates(val_text, run(v, model_state, val))['cer']
+  best, best_t, neg_cer, _ = best_step.train(
+      lambda v, o, b: step(v, o, model_state, b), variables, tx.init(variables), fit,
+      batch_size=batch_size, steps=steps, every=eval_every or per_epoch, validate=validate,
+      seed=seed)
+  hypotheses = run(best, model_state, {k: test[k] for k in audio_keys})
+  samples = [{'reference': r, 'predicted': h}
+             for r, h in zip(test_text[:NUM_SAMPLES], hypotheses)]
+  return ({**error_rates(test_text, hypotheses), 'val_cer': -neg_cer,
+           'best_step': float(best_t)}, samples)

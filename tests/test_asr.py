@@ -1,0 +1,124 @@
+"""asr: transcript normalisation and bad asr: inputs, greedy CTC decoding, the CTC head's
+loss falling on one batch, jiwer's WER/CER, and 8-device == 1-device CTC loss."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sslax import methods
+from sslax import sharding
+from sslax.data.builders import asr as asr_data
+from sslax.evaluators import asr
+from tests.test_audio_data import write_wav
+
+
+def _corpus(tmp_path, lines, seconds=0.5, missing=()):
+  rows = ['path\ttext']
+  for i, text in enumerate(lines):
+    name = f'train/c{i}.wav'
+    if name not in missing:
+      (tmp_path / 'train').mkdir(exist_ok=True)
+      t = np.arange(int(16000 * seconds)) / 16000
+      write_wav(tmp_path / name, (9000 * np.sin(2 * np.pi * (200 + 50 * i) * t))[:, None],
+                16000, 2)
+    rows.append(f'{name}\t{text}')
+  (tmp_path / 'train.tsv').write_text('\n'.join(rows) + '\n')
+  return tmp_path / 'train.tsv'
+
+
+def test_transcripts_are_normalised_to_the_alphabet():
+  assert asr_data.normalize('Well-known, "A" (it\'s)  so.', 'x') == "well known a it's so"
+
+
+@pytest.mark.parametrize('lines, missing, error, match', [
+    (['hello', ' .,; '], (), ValueError, r'train.tsv:3: the transcript is empty'),
+    (['hello', 'in 1984'], (), ValueError,
+     r"train.tsv:3: character '1' \(U\+0031\) is outside the output alphabet"),
+    (['café'], (), ValueError, r"train.tsv:2: character 'é'"),
+    (['hello', 'world'], ('train/c1.wav',), FileNotFoundError,
+     r"train.tsv:3: WAV 'train/c1.wav' not found"),
+])
+def test_bad_asr_inputs_name_file_and_line(tmp_path, lines, missing, error, match):
+  tsv = _corpus(tmp_path, lines, missing=missing)
+  with pytest.raises(error, match=match):
+    asr_data.read_tsv(str(tsv))
+
+
+def test_asr_source_stores_audio_at_its_rate_and_transcripts(tmp_path):
+  from sslax.data import sources
+  _corpus(tmp_path, ['Hello there.', 'World'])
+  split = sources.open_split(f'asr:{tmp_path}', 'train', data_dir=str(tmp_path / 'tfds'))
+  assert len(split) == 2 and int(split[1]['sample_rate']) == 16000
+  assert split[1]['audio'].shape == (8000,)
+  assert asr_data.transcripts(str(tmp_path), 'train') == ['hello there', 'world']
+
+
+def test_greedy_decoding_collapses_repeats_then_drops_blanks():
+  a, b, c = (1 + asr_data.ALPHABET.index(x) for x in 'abc')
+  path = [a, a, 0, a, b, b, 0, 0, c, c, a]
+  logits = np.eye(asr.VOCAB)[path][None]
+  mask = np.ones((1, len(path)), bool)
+  mask[0, -1] = False   # a padded frame is never decoded
+  assert asr.greedy_decode(logits, mask) == ['aabc']
+
+
+def test_error_rates_come_from_jiwer():
+  rates = asr.error_rates(['the cat sat', 'on'], ['the bat sat', ''])
+  assert rates['wer'] == pytest.approx(2 / 4)   # one substitution, one deletion, 4 words
+  assert rates['cer'] == pytest.approx(3 / 13)  # 1 substitution + 2 deletions, 13 characters
+
+
+def _method_and_batch():
+  from configs import masked_audio_ljspeech
+  config = masked_audio_ljspeech.get_config('smoke')
+  config.data.clip_seconds = 1.0
+  config.model.max_frames = 64
+  method = methods.get('masked_audio')(config)
+  rng = np.random.default_rng(0)
+  audio = rng.normal(0, 0.1, (8, 8000)).astype(np.float32)
+  audio_len = np.array([8000, 7000, 6000, 5000, 8000, 4000, 7500, 6500], np.int32)
+  labels, paddings = asr.encode(['hello', 'ab', 'ctc', 'a b', 'loss', 'x', 'yes', 'no'])
+  batch = {'audio': audio, 'audio_len': audio_len, 'labels': labels, 'paddings': paddings}
+  params = method.init(jax.random.PRNGKey(0), batch)[0]
+  params = jax.tree.map(lambda x: getattr(x, 'value', x), params,
+                        is_leaf=lambda x: hasattr(x, 'value'))
+  head = {'w_DxV': 0.1 * jax.random.normal(jax.random.PRNGKey(1), (32, asr.VOCAB)),
+          'b_V': jnp.zeros(asr.VOCAB)}
+  return config, method, {'encoder': params, 'head': head}, batch
+
+
+def _loss(method):
+  def loss(variables, batch):
+    logits, mask = asr.frame_logits(variables, {}, batch, method.embed_sequence)
+    return asr.ctc_loss(logits, mask, batch['labels'], batch['paddings'])
+  return loss
+
+
+def test_ctc_head_loss_decreases_on_one_batch():
+  _, method, variables, batch = _method_and_batch()
+  loss = jax.jit(jax.value_and_grad(_loss(method)))
+  tx = optax.adam(3e-3)
+  opt_state = tx.init(variables)
+  values = []
+  for _ in range(30):
+    value, grads = loss(variables, batch)
+    updates, opt_state = tx.update(grads, opt_state)
+    variables = optax.apply_updates(variables, updates)
+    values.append(float(value))
+  assert np.isfinite(values).all() and values[-1] < 0.5 * values[0]
+
+
+def test_ctc_loss_on_eight_devices_equals_one():
+  config, method, variables, batch = _method_and_batch()
+  out = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = sharding.make_mesh(config.mesh, devices)
+    fn = jax.jit(jax.value_and_grad(_loss(method)),
+                 in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)))
+    out.append(jax.device_get(fn(variables, sharding.to_global(batch, mesh))))
+  (l1, g1), (l8, g8) = out
+  assert len(jax.devices()) == 8 and np.isfinite(l1)
+  np.testing.assert_allclose(l8, l1, rtol=1e-5)
+  # Gradients up to ~0.5 summed over 8 shards in another order: float32 noise ~1e-6 absolute.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g8, g1)

@@ -1,0 +1,57 @@
+"""The pretraining configs for qa and asr end to end on the real data: configs/mlm_squad.py
+and configs/masked_audio_ljspeech.py at :smoke, then `python -m sslax.evaluate --evals NAME`
+with the evaluator's source set on the command line."""
+import subprocess
+import sys
+
+import pytest
+
+from sslax import train
+from tests.conftest import REPO, shared_data
+
+
+def _config(module, data_dir):
+  import importlib
+  c = importlib.import_module(f'configs.{module}').get_config('smoke')
+  c.data.data_dir = str(data_dir)
+  c.progress_bar = False
+  return c
+
+
+# asr's smoke skips the second, command-line pass: its 10 s clips make each compilation slow
+# on a shared CPU, and the command-line path is the same for both (qa covers it).
+@pytest.mark.parametrize('module, name, metrics, data, cli', [
+    ('mlm_squad', 'qa', ('exact_match', 'f1', 'val_f1'), 'squad', True),
+    ('masked_audio_ljspeech', 'asr', ('wer', 'cer', 'val_cer'), 'ljspeech', False),
+])
+def test_smoke_pretraining_then_evaluate_by_name(tmp_path, module, name, metrics, data, cli):
+  source = shared_data(data)
+  config = _config(module, tmp_path / 'tfds')
+  results = train.run(config, str(tmp_path / 'run'))
+  for m in metrics:
+    for prefix in ('', 'random_init/'):
+      assert results[f'{prefix}{name}/{m}'] >= 0.0, (prefix, m)
+  assert 'raw_input/logistic/accuracy' not in results   # no labels: no raw-input baseline
+  samples = (tmp_path / 'run' / 'samples.md').read_text()
+  assert f'## {name}: test samples' in samples and f'## random_init/{name}' in samples
+  if not cli:
+    return
+  # The same evaluator from the command line, its source named explicitly.
+  scheme = {'qa': 'squad', 'asr': 'asr'}[name]
+  out = subprocess.run(
+      [sys.executable, '-m', 'sslax.evaluate', '--workdir', str(tmp_path / 'run'),
+       '--evals', name, f'--config.evals.{name}.source={scheme}:{source}',
+       '--output_dir', str(tmp_path / 'eval')],
+      cwd=REPO, capture_output=True, text=True, timeout=1200)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'| {name}/{metrics[0]} |' in out.stdout
+  assert (tmp_path / 'eval' / 'samples.md').exists()
+
+
+def test_qa_on_an_audio_method_says_what_is_missing(tmp_path):
+  config = _config('mlm_squad', tmp_path / 'tfds')
+  (tmp_path / 'train.tsv').write_text('path\ttext\n')
+  config.evals.qa.source = f'asr:{tmp_path}'
+  with pytest.raises(ValueError, match=r"config.evals.qa \(type 'qa'\) reads a squad: source"):
+    from sslax.evaluators import suite
+    suite.check(config)
