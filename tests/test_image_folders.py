@@ -65,7 +65,7 @@ def test_mixed_folder_is_stored_encoded(folder, tmp_path):
   train_split = sources.open_split(f'folder:{folder}', 'train', data_dir=str(tmp_path))
   for i in range(len(train_split)):
     record = train_split[i]
-    path = folder / record['file'].decode()
+    path = folder / np.asarray(record['file']).item().decode()   # a TFDS Text feature
     assert isinstance(record['image'], bytes)
     with PIL.Image.open(path) as image:
       assert (record['height'], record['width']) == (image.height, image.width)

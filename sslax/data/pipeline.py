@@ -203,6 +203,7 @@ def _without_geometry(record: Mapping[str, Any]) -> dict[str, Any]:
 def _name(record: Mapping[str, Any], source: str) -> str:
   """The file a record came from, for error messages (image folders store it)."""
   name = record.get('file', b'')
+  name = np.asarray(name).item() if isinstance(name, np.ndarray) else name   # TFDS Text
   name = name.decode() if isinstance(name, bytes) else str(name)
   root = sources.parse(source)[1].partition('{split}')[0].rstrip('/')
   return f'{root}/{name}' if name else f'a record of {source}'
