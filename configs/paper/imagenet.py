@@ -1,19 +1,18 @@
 """ImageNet-1k settings the paper-scale image configs share, and their `smoke` variant.
 
 Not an experiment itself: configs/paper/{simclr_r50,byol_r50,mae_vitb16}.py start from
-`imagenet(method, arg)`.
+`imagenet(method, arg)`; the ViT-S/16 configs take its data facts (`TRAIN_IMAGES`).
 
 Data: `tfds:imagenet2012` (1,281,167 train / 50,000 validation images). TFDS cannot download
 it: fetch ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org into
 DATA_DIR/downloads/manual/, then build it once, e.g.
 `python -c "import tensorflow_datasets as tfds; tfds.data_source('imagenet2012',
 data_dir='gs://BUCKET/tfds')"` (experiments/tpu_vm.sh names the step).
-Known gap until issue #16 lands: sslax's pipeline stacks records of one shape, and ImageNet's
-JPEGs have many sizes. Until then the real run needs a copy resized to one shape (e.g. every
-image centre-cropped and resized to 256x256 and stored as a `folder:` or `npz:` source, or a
-resized TFDS build such as `imagenet_resized/64x64` for a low-resolution run); point
-`config.data.source` and `config.eval.source` at it. The `smoke` variant runs on TFDS mock data
-of one size (tests/test_paper_configs.py), which is why it passes today.
+ImageNet's JPEGs have many sizes: variable-size sources take the host path (data/host_crops.py:
+decode, random-resized-crop and flip in grain worker processes, `data.num_workers`). TFDS hands
+over decoded images, so `tfds:imagenet2012` gets no reduced-scale JPEG decode; an ImageNet
+folder (`folder:DIR` with DIR/<split>/<class>/*.JPEG) does. The `smoke` variant runs on TFDS
+mock data in this process (tests/test_paper_configs.py).
 """
 import ml_collections
 
@@ -28,8 +27,7 @@ def steps_for(epochs: int, batch_size: int) -> int:
 
 
 def imagenet(method: str, arg: str, config_file: str) -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"{config_file}: unknown argument {arg!r}; use '' or 'smoke'.")
+  config_base.check_arg(config_file, arg)
   c = config_base.base()
   c.method = method
   c.seed = 0

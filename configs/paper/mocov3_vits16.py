@@ -24,16 +24,15 @@ bound, ~1 day input-bound.
 import ml_collections
 
 from configs import common_images
+from configs.paper import imagenet
 from sslax import config_base
-
-IMAGENET_TRAIN = 1_281_167
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config_base.check_arg('configs/paper/mocov3_vits16.py', arg)
   c = common_images.images('mocov3', '')
   c.batch_size = 4096
-  steps_per_epoch = IMAGENET_TRAIN / c.batch_size
+  steps_per_epoch = imagenet.TRAIN_IMAGES / c.batch_size
   c.total_steps = int(300 * steps_per_epoch)
   c.log_every = 100
   c.data.source = c.eval.source = 'tfds:imagenet2012'
