@@ -29,7 +29,6 @@ import importlib
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from unittest import mock
@@ -107,23 +106,13 @@ def check(config, steps: int, workdir: str) -> dict:
   abstract = jax.eval_shape(init_fn)
   state_sharding = train.state_shardings(config, method, sample, abstract, mesh)
   state = jax.jit(init_fn, out_shardings=state_sharding)()
-  step = jax.jit(train.make_train_step(method, tx, lr, config.nan_policy,
-                                       config.grad_accum_steps),
-                 donate_argnums=0, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
-                 out_shardings=(state_sharding, sharding.replicated(mesh)))
-
+  step = train.make_train_step(method, tx, lr, config.nan_policy, config.grad_accum_steps)
   batches = pipeline.make_train(config, mesh, start_step=0)
-  batch = next(batches)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - start
-  holder = [state]
-
-  def one():
-    holder[0], metrics = compiled(holder[0], batch)
-    jax.block_until_ready(metrics)
-  times = bench_lib.time_calls(one, warmup=2, repeats=steps)
-  step_s = statistics.median(times)
+  timed = bench_lib.bench_step(
+      step, state, next(batches), warmup=2, repeats=steps,
+      in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+      out_shardings=(state_sharding, sharding.replicated(mesh)))
+  step_s = timed['step_s']
 
   # The input pipeline alone: batches as train.run receives them, on the mesh.
   jax.block_until_ready(next(batches))
@@ -132,12 +121,12 @@ def check(config, steps: int, workdir: str) -> dict:
     jax.block_until_ready(next(batches))
   pipeline_s = (time.perf_counter() - start) / steps
 
-  flops = bench_lib.cost_flops(compiled)
+  flops = timed['flops_per_step']
   params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  return {'batch_size': config.batch_size, 'params': int(params), 'compile_s': compile_s,
-          'step_s': step_s, 'step_s_min': min(times), 'step_s_max': max(times),
-          'examples_per_s': config.batch_size / step_s, 'flops_per_step': flops,
-          'flops_per_s': flops / step_s, 'peak_bytes': bench_lib.peak_bytes(compiled),
+  return {'batch_size': config.batch_size, 'params': int(params),
+          **{k: timed[k] for k in ('compile_s', 'step_s', 'step_s_min', 'step_s_max',
+                                   'flops_per_step', 'peak_bytes')},
+          'examples_per_s': config.batch_size / step_s, 'flops_per_s': flops / step_s,
           'pipeline_examples_per_s': config.batch_size / pipeline_s,
           'headroom': step_s / pipeline_s}
 

@@ -45,13 +45,15 @@ def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
   return times
 
 
-def bench_step(step, state, batch, *, warmup: int, repeats: int) -> dict[str, float]:
+def bench_step(step, state, batch, *, warmup: int, repeats: int,
+               **jit_kwargs) -> dict[str, float]:
   """Compiles `step(state, batch) -> (state, metrics)` (state donated) and times it.
 
   The state is threaded through the calls, as in training, so donation and the optimiser's
-  in-place updates are what a real run sees.
+  in-place updates are what a real run sees. `jit_kwargs` (e.g. in_shardings/out_shardings)
+  go to jax.jit, so a sharded step is timed as train.run compiles it.
   """
-  jitted = jax.jit(step, donate_argnums=0)
+  jitted = jax.jit(step, donate_argnums=0, **jit_kwargs)
   start = time.perf_counter()
   compiled = jitted.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
