@@ -38,8 +38,8 @@ from sslax import errors
 #             convolutions are cuDNN's / the TPU's own; no measurement here says to replace
 #             them). On the 2-core CPU the whole SimCLR ResNet-18 step took 0.78x / 0.72x /
 #             0.56x of 'xla''s time at batch 16 / 32 / 64 ('im2col': 0.89x / 0.61x / 0.56x),
-#             with the forward pass unchanged; the cost is memory (peak 1514 vs 618 MiB at
-#             batch 32, XLA's buffer assignment).
+#             with the forward pass unchanged, at 1.13x 'xla''s peak memory (699 vs 618 MiB at
+#             batch 32, XLA's buffer assignment; see _conv_wgrad_gemm_bwd).
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed', 'wgrad_gemm')
 MIXED_MAX_PIXELS = 16 * 16
 
@@ -76,11 +76,22 @@ def _conv_wgrad_gemm_bwd(strides, padding, residuals, dy_BxHoxWoxO):
   (sh, sw), (_, ho, wo, _) = strides, dy_BxHoxWoxO.shape
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   dy_NxO = dy_BxHoxWoxO.reshape(-1, o)
-  # One [C, N] @ [N, O] GEMM per kernel offset (N = B*Ho*Wo), accumulated in float32.
-  dw = [jnp.dot(xp[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
-                .reshape(-1, c).T, dy_NxO, preferred_element_type=jnp.float32)
-        for i in range(kh) for j in range(kw)]
-  return dx, jnp.stack(dw).reshape(kh, kw, c, o).astype(kernel.dtype)
+  window = (xp.shape[0], (ho - 1) * sh + 1, (wo - 1) * sw + 1, c)
+
+  def offset_gemm(carry, ij):
+    # One [N, C]^T @ [N, O] GEMM for kernel offset (i, j) (N = B*Ho*Wo), accumulated in
+    # float32. A scan, not a Python loop: unrolled, XLA computed all k*k shifted slices of
+    # the input before their GEMMs (and could hoist them into the forward pass), which made
+    # the SimCLR ResNet-18 step peak at 1514 MiB against XLA convolutions' 618 at batch 32;
+    # in a scan one slice is live at a time: 699 MiB, and no slower (measured, see
+    # docs/performance.md).
+    i, j = ij // kw, ij % kw
+    x_NxC = jax.lax.dynamic_slice(xp, (0, i, j, 0), window)[:, ::sh, ::sw, :].reshape(-1, c)
+    return carry, jax.lax.dot_general(x_NxC, dy_NxO, (((0,), (0,)), ((), ())),
+                                      preferred_element_type=jnp.float32)
+
+  _, dw_KxCxO = jax.lax.scan(offset_gemm, None, jnp.arange(kh * kw))
+  return dx, dw_KxCxO.reshape(kh, kw, c, o).astype(kernel.dtype)
 
 
 conv_wgrad_gemm.defvjp(_conv_wgrad_gemm_fwd, _conv_wgrad_gemm_bwd)
