@@ -131,8 +131,26 @@ class Records:
       picked = spread(len(self), max_examples)
       self._keep = picked if self._keep is None else self._keep[picked]
     if in_memory:
+      self.load()
+
+  @property
+  def in_memory(self) -> bool:
+    return self._arrays is not None
+
+  def load(self) -> None:
+    """Decodes every kept record into host memory (one array per feature)."""
+    if self._arrays is None:
       self._arrays = self.take(np.arange(len(self)))
       self._src = self._keep = None
+
+  def estimated_bytes(self) -> int:
+    """Host bytes the split would take in memory: its first record's arrays times its
+    length (records of one split share their shapes once transformed)."""
+    if self._arrays is not None:
+      return sum(v.nbytes for v in self._arrays.values())
+    if not len(self):
+      return 0
+    return len(self) * sum(v.nbytes for v in self.take(np.zeros(1, np.int64)).values())
 
   def _long_enough(self, split: str, policy: str, min_samples: int,
                    rate: int) -> np.ndarray | None:

@@ -26,9 +26,11 @@ from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import clustering
+from sslax.evaluators import features as features_lib
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
+from sslax.evaluators import streamed_probes
 from sslax.evaluators import raw_input
 from sslax.evaluators import sequence_tasks
 
@@ -62,7 +64,12 @@ COMMON = ('type', 'source', 'every_steps')
 # pick the step whose test score is reported (0: no held-out part, the last step); its
 # `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
 OPTIONAL = {'enabled': True}
-OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
+# linear_probe's `minibatch_*` options drive the mini-batch probe (streamed_probes.py), used
+# when a split's features exceed config.eval.max_host_bytes: Adam with a cosine rate for
+# `minibatch_epochs` over the training features in batches of `minibatch_batch_size`.
+OPTIONAL_BY_TYPE = {'linear_probe': {'minibatch_epochs': 10.0, 'minibatch_batch_size': 1024,
+                                     'minibatch_learning_rate': 1e-3},
+                    'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
                                   'eval_every': 0, 'layer_decay': 1.0},
                     **sequence_tasks.OPTIONAL}
 
@@ -134,6 +141,10 @@ def check(config: ml_collections.ConfigDict) -> None:
     if int(config.eval.get(limit, 0)) < 0:
       raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
                                '(0: the whole split).')
+  if int(config.eval.get('max_host_bytes', 0)) < 0:
+    raise errors.ConfigError(f'config.eval.max_host_bytes={config.eval.max_host_bytes} must be '
+                             '>= 0 (bytes of one split\'s records or features held on the '
+                             'host; 0: always stream).')
   if int(config.eval.num_seeds) < 1:
     raise errors.ConfigError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 
@@ -175,17 +186,6 @@ def frozen(encoder: Any, what: str) -> Iterator[None]:
                          'extraction and probes must not train, replace or donate its arrays.')
 
 
-def extract(embed_fn: EmbedFn, params: Any, model_state: Any,
-            batches) -> tuple[np.ndarray, np.ndarray]:
-  """Features [N, D] float32 and labels [N] of one pass over a split (padding dropped)."""
-  feats, labels = [], []
-  for batch in batches:
-    mask = pipeline.gather(batch['mask'])
-    feats.append(pipeline.gather(embed_fn(params, model_state, batch))[mask])
-    labels.append(pipeline.gather(batch['label'])[mask])
-  return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
-
-
 class Suite:
   """The evaluators of one config, with the data they read opened once and kept."""
 
@@ -225,22 +225,39 @@ class Suite:
       # config.json of runs older than the max_*_examples keys lacks them: whole splits.
       limits = {e.train_split: int(e.get('max_train_examples', 0)),
                 e.test_split: int(e.get('max_test_examples', 0))}
-      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=True,
+      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=False,
                                    transform=pipeline.record_transform(self.config.data),
                                    bad_files=bad_files, max_examples=limits[s],
                                    image_size=self.config.data.image_size)
                 for s in (e.train_split, e.test_split)}
-      if not info.regression:
-        labels = {s: np.unique(r.take(np.arange(len(r)))['label']) for s, r in splits.items()}
-        if not np.array_equal(labels[e.train_split], labels[e.test_split]):
-          raise errors.ConfigError(
-              f'{key}={source!r}: the classes of split config.eval.train_split='
-              f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
-              f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
-              'every class must appear in both splits.')
+      # Small splits of fixed-size records are decoded once (a batch is then one fancy
+      # index, STACK.md); variable-size images and splits over the budget are read per batch.
+      host_cropped = pipeline.host_channels(source, data_dir, bad_files)
+      for r in splits.values():
+        if not host_cropped and r.estimated_bytes() <= self._max_host_bytes:
+          r.load()
       self._records[source], self._num_classes[source] = splits, info.num_classes
       self._regression[source] = info.regression
+      if not info.regression and all(r.in_memory for r in splits.values()):
+        self._check_classes(source, key, {s: r.take(np.arange(len(r)))['label']
+                                          for s, r in splits.items()})
     return self._records[source]
+
+  @property
+  def _max_host_bytes(self) -> int:
+    return int(self.config.eval.max_host_bytes)
+
+  def _check_classes(self, source: str, key: str, labels: Mapping[str, np.ndarray]) -> None:
+    """Every class of the train split appears in the test split and vice versa (streamed
+    splits are checked once their labels are read, with their features)."""
+    e = self.config.eval
+    labels = {s: np.unique(y) for s, y in labels.items()}
+    if not np.array_equal(labels[e.train_split], labels[e.test_split]):
+      raise errors.ConfigError(
+          f'{key}={source!r}: the classes of split config.eval.train_split='
+          f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
+          f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
+          'every class must appear in both splits.')
 
   def _open_sequence(self, name: str) -> dict:
     """The data of qa/asr evaluator `name`, read once per (type, source)."""
@@ -272,7 +289,9 @@ class Suite:
                                f'off (--config.evals.{name}.enabled=False) and use a type of '
                                f'{REGRESSION_TYPES}.')
 
-  def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, tuple]:
+  def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, Any]:
+    """{split: features}: (feats [n, D], labels [n]) host arrays in record order when the
+    split's features fit config.eval.max_host_bytes, else a features.Bank on the mesh."""
     e = self.config.eval
     out = {}
     for s, r in self._open(source, key).items():
@@ -283,7 +302,13 @@ class Suite:
               and total >= PROGRESS_MIN_BATCHES)
       batches = tqdm.tqdm(batches, total=total, desc=f'features {s}', leave=False,
                           dynamic_ncols=True, disable=not show)
-      out[s] = extract(self._embed_fn, *encoder, batches)
+      bank = features_lib.extract(self._embed_fn, *encoder, batches, num_examples=len(r),
+                                  batch_size=e.batch_size, mesh=self.mesh)
+      out[s] = bank.to_host() if bank.nbytes <= self._max_host_bytes else bank
+    if not self._regression[source] and not all(rec.in_memory for rec in
+                                                self._records[source].values()):
+      self._check_classes(source, key, {s: f.labels_N[f.valid_N] if isinstance(
+          f, features_lib.Bank) else f[1] for s, f in out.items()})
     return out
 
   def _score(self, name: str, encoder: Encoder, feats: dict[str, tuple] | None,
@@ -307,6 +332,8 @@ class Suite:
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
           eval_every=int(ev.get('eval_every', 0)), seed=seed,
           layer_decay=float(ev.get('layer_decay', 1.0)))
+    if any(isinstance(f, features_lib.Bank) for f in feats.values()):
+      return self._score_streamed(name, feats, seed)
     (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
@@ -325,6 +352,48 @@ class Suite:
     return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
                              n_init=ev.n_init)
 
+  def _score_streamed(self, name: str, feats: dict[str, Any], seed: int) -> dict[str, float]:
+    """`_score` when a split's features stay on the mesh (over config.eval.max_host_bytes)."""
+    ev, e = self.config.evals[name], self.config.eval
+    source = self._source(name)[0]
+    num_classes = self._num_classes[source]
+    train, test = (f if isinstance(f, features_lib.Bank) else self._bank(*f)
+                   for f in (feats[e.train_split], feats[e.test_split]))
+    if ev.type == 'knn':
+      predicted = np.asarray(knn.knn_predict(
+          train.feats_NxD, train.labels_N, test.feats_NxD, num_classes=num_classes, k=ev.k,
+          temperature=ev.temperature, bank_valid_N=train.valid_N))
+      return {'accuracy': float(np.mean((predicted == test.labels_N)[test.valid_N]))}
+    if ev.type == 'linear_probe':
+      defaults = OPTIONAL_BY_TYPE['linear_probe']
+      option = lambda k: ev.get(k, defaults[k])
+      probe = streamed_probes.logistic_probe(
+          train, test, num_classes=num_classes, l2_grid=tuple(ev.l2_grid),
+          epochs=float(option('minibatch_epochs')),
+          batch_size=int(option('minibatch_batch_size')),
+          learning_rate=float(option('minibatch_learning_rate')), seed=seed, mesh=self.mesh)
+      return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
+    if ev.type == 'ridge':
+      return streamed_probes.ridge_probe(
+          train, test, num_classes=None if self._regression[source] else num_classes, l2=ev.l2,
+          mesh=self.mesh)
+    if ev.type == 'clustering':
+      return clustering.kmeans_on_device(test.feats_NxD, test.valid_N, test.labels_N,
+                                         num_clusters=num_classes, seed=seed, n_init=ev.n_init)
+    raise ValueError(f'config.evals.{name}: type {ev.type!r} has no streamed form.')
+
+  def _bank(self, feats: np.ndarray, labels: np.ndarray) -> features_lib.Bank:
+    """Host features as a Bank (the other split of a source is streamed), padded to rows
+    the mesh divides."""
+    n, devices = len(feats), self.mesh.size
+    size = -(-n // devices) * devices
+    padded = np.zeros((size, feats.shape[1]), np.float32)
+    padded[:n] = feats
+    index = np.arange(size)
+    put = jax.device_put(padded, sharding.batch_sharding(self.mesh))
+    return features_lib.Bank(put, np.concatenate([labels, np.full(size - n, labels[0])]),
+                             index < n, index)
+
   def raw_input(self) -> dict[str, float]:
     """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
@@ -333,7 +402,11 @@ class Suite:
     if sources.parse(e.source, key='config.eval.source')[0] in sequence_tasks.SCHEME.values():
       return {}   # squad:/asr: have no class labels or targets for a linear baseline
     records = self._open(e.source, 'config.eval.source')
-    splits = {role: records[s].take(np.arange(len(records[s])))
+    # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
+    # sample of raw_input_max_train records (it subsamples train to that many anyway).
+    cap = int(e.get('raw_input_max_train', 0))
+    splits = {role: records[s].take(np.arange(len(records[s])) if records[s].in_memory
+                                    else pipeline.spread(len(records[s]), cap))
               for role, s in (('train', e.train_split), ('test', e.test_split))}
     scores = raw_input.baseline(self.config, e.source, splits)
     return {f'{reports.RAW_INPUT}{k}': v for k, v in scores.items()}
@@ -380,7 +453,8 @@ class Suite:
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.samples[prefix + name] = samples
-        if self.config.eval.source in cache:
+        test_split = cache.get(self.config.eval.source, {}).get(self.config.eval.test_split)
+        if isinstance(test_split, tuple):   # host features only: a streamed split is not plotted
           self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]
         per_seed.append(scores)
       for k in per_seed[0]:
