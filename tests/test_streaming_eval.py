@@ -1,5 +1,5 @@
 """Streaming evaluation (#16): features on the mesh, kNN on the sharded bank, the mini-batch
-probe, ridge and on-device k-means agree with the in-memory evaluators on small sets (8 fake
+probe, ridge, on-device k-means and a fine-tune read per batch agree with the in-memory evaluators on small sets (8 fake
 devices, conftest.py)."""
 import jax
 import jax.numpy as jnp
@@ -91,6 +91,7 @@ def _suite_and_banks(tmp_path, max_host_bytes, n_train=400, n_test=200):
   c.evals.linear_probe.update(l2_grid=(1e-4, 1e-2), steps=300, minibatch_epochs=60.0,
                               minibatch_batch_size=64, minibatch_learning_rate=3e-2)
   c.evals.clustering.n_init = 3
+  c.evals.fine_tune.update(enabled=True, epochs=0.5, batch_size=32)
   return suite.Suite(c, _embed, sharding.make_mesh(c.mesh)), c
 
 
@@ -106,8 +107,16 @@ def test_streamed_suite_agrees_with_in_memory(tmp_path):
   in_memory, _ = _suite_and_banks(tmp_path, 4 * 2**30)
   want = in_memory.run({'': [encoder]})
   streamed, c = _suite_and_banks(tmp_path, 0)
+  records = streamed._open(c.eval.source, 'config.eval.source')
+  assert all(not r.in_memory for r in records.values())
+  largest = []
+  for r in records.values():   # how many records any one read asks for
+    r.take = (lambda take: lambda idx: largest.append(len(idx)) or take(idx))(r.take)
   got = streamed.run({'': [encoder]})
-  assert all(not r.in_memory for r in streamed._records[c.eval.source].values())
+  # Feature passes read 48 at a time, fine-tuning 32 (the one-record size estimate aside).
+  assert max(largest) == 48, max(largest)
+  # Fine-tuning reads the same batches either way: the same scores.
+  assert got['fine_tune/accuracy'] == want['fine_tune/accuracy'], (got, want)
   feats = streamed._features(c.eval.source, 'config.eval.source', encoder)
   assert all(isinstance(f, features.Bank) for f in feats.values())
   assert 0.4 < want['knn/accuracy'] < 0.95, want   # a set where neighbours can disagree

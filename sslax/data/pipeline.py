@@ -97,6 +97,10 @@ def spread(n: int, max_examples: int) -> np.ndarray:
   return np.linspace(0, n - 1, max_examples).round().astype(np.int64)
 
 
+# Records read at once when only their labels are wanted (bounds the raw bytes in memory).
+_LABEL_CHUNK = 1024
+
+
 class Records:
   """Random access to a split, optionally decoded once into memory.
 
@@ -122,7 +126,7 @@ class Records:
     if image_size and channels:
       transform = _then(EvalView(image_size, channels, source), transform)
     self._transform = transform
-    self._arrays = None
+    self._arrays = self._labels = None
     self._keep = None   # indices of the records kept, when short clips are skipped
     policy, min_samples = short_clips
     if policy != 'pad' and min_samples:
@@ -142,6 +146,22 @@ class Records:
     if self._arrays is None:
       self._arrays = self.take(np.arange(len(self)))
       self._src = self._keep = None
+
+  def labels(self) -> np.ndarray:
+    """Every kept record's label, read without decoding or transforming the rest of the
+    record (a streamed split's fine-tune needs them all up front, its images per batch)."""
+    if self._arrays is not None:
+      return self._arrays['label']
+    if self._labels is None:
+      idx = np.arange(len(self._src)) if self._keep is None else self._keep
+      getitems = getattr(self._src, '__getitems__', None)
+      chunks = []
+      for start in range(0, len(idx), _LABEL_CHUNK):
+        part = list(map(int, idx[start:start + _LABEL_CHUNK]))
+        records = getitems(part) if getitems else [self._src[i] for i in part]
+        chunks.append(np.stack([_numeric({'label': r['label']})['label'] for r in records]))
+      self._labels = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+    return self._labels
 
   def estimated_bytes(self) -> int:
     """Host bytes the split would take in memory: its first record's arrays times its

@@ -321,11 +321,10 @@ class Suite:
     num_classes = self._num_classes[source]
     if ev.type == 'fine_tune':
       records = self._records[source]
-      train, test = (records[s].take(np.arange(len(records[s])))
-                     for s in (e.train_split, e.test_split))
       regression = ev.task == 'regression'
-      if regression:
-        train['label'], test['label'] = (d['label'].astype(np.float32) for d in (train, test))
+      # Read by index, batch by batch: a streamed split never lands in host memory whole.
+      train, test = (fine_tune.Rows(records[s], label_dtype=np.float32 if regression else None)
+                     for s in (e.train_split, e.test_split))
       return fine_tune.fine_tune(
           self._embed, *encoder, train, test, task=ev.task,
           num_outputs=1 if regression else num_classes, epochs=float(ev.epochs),
