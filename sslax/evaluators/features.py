@@ -97,6 +97,18 @@ def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
   return Bank(feats_NxD, labels_TxB.T.reshape(-1), index_N < num_examples, index_N)
 
 
+def from_host(feats_NxD: np.ndarray, labels_N: np.ndarray, mesh: Mesh) -> Bank:
+  """Host features as a Bank (when the other split of a source streams), padded with invalid
+  rows to a multiple of the mesh's devices and split over them."""
+  n = len(feats_NxD)
+  size = -(-n // mesh.size) * mesh.size
+  padded = np.zeros((size, feats_NxD.shape[1]), np.float32)
+  padded[:n] = feats_NxD
+  labels = np.concatenate([labels_N, np.full(size - n, labels_N[0], labels_N.dtype)])
+  index = np.arange(size)
+  return Bank(jax.device_put(padded, sharding.batch_sharding(mesh)), labels, index < n, index)
+
+
 def masked_stats(x_NxD: jax.Array, weight_N: jax.Array, min_std: float
                  ) -> tuple[jax.Array, jax.Array]:
   """Per-feature mean and standard deviation (floored at `min_std`) of the rows with weight

@@ -30,9 +30,9 @@ from sslax.evaluators import features as features_lib
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
-from sslax.evaluators import streamed_probes
 from sslax.evaluators import raw_input
 from sslax.evaluators import sequence_tasks
+from sslax.evaluators import streamed
 
 # Feature passes of at least this many batches show a progress bar (config.progress_bar).
 PROGRESS_MIN_BATCHES = 50
@@ -64,7 +64,7 @@ COMMON = ('type', 'source', 'every_steps')
 # pick the step whose test score is reported (0: no held-out part, the last step); its
 # `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
 OPTIONAL = {'enabled': True}
-# linear_probe's `minibatch_*` options drive the mini-batch probe (streamed_probes.py), used
+# linear_probe's `minibatch_*` options drive the mini-batch probe (streamed.py), used
 # when a split's features exceed config.eval.max_host_bytes: Adam with a cosine rate for
 # `minibatch_epochs` over the training features in batches of `minibatch_batch_size`. On
 # MNIST features (60k, 64-d) these defaults came within 0.002 of L-BFGS's test accuracy
@@ -357,43 +357,12 @@ class Suite:
     """`_score` when a split's features stay on the mesh (over config.eval.max_host_bytes)."""
     ev, e = self.config.evals[name], self.config.eval
     source = self._source(name)[0]
-    num_classes = self._num_classes[source]
-    train, test = (f if isinstance(f, features_lib.Bank) else self._bank(*f)
+    train, test = (f if isinstance(f, features_lib.Bank) else
+                   features_lib.from_host(*f, self.mesh)
                    for f in (feats[e.train_split], feats[e.test_split]))
-    if ev.type == 'knn':
-      predicted = np.asarray(knn.knn_predict(
-          train.feats_NxD, train.labels_N, test.feats_NxD, num_classes=num_classes, k=ev.k,
-          temperature=ev.temperature, bank_valid_N=train.valid_N))
-      return {'accuracy': float(np.mean((predicted == test.labels_N)[test.valid_N]))}
-    if ev.type == 'linear_probe':
-      defaults = OPTIONAL_BY_TYPE['linear_probe']
-      option = lambda k: ev.get(k, defaults[k])
-      probe = streamed_probes.logistic_probe(
-          train, test, num_classes=num_classes, l2_grid=tuple(ev.l2_grid),
-          epochs=float(option('minibatch_epochs')),
-          batch_size=int(option('minibatch_batch_size')),
-          learning_rate=float(option('minibatch_learning_rate')), seed=seed, mesh=self.mesh)
-      return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
-    if ev.type == 'ridge':
-      return streamed_probes.ridge_probe(
-          train, test, num_classes=None if self._regression[source] else num_classes, l2=ev.l2,
-          mesh=self.mesh)
-    if ev.type == 'clustering':
-      return clustering.kmeans_on_device(test.feats_NxD, test.valid_N, test.labels_N,
-                                         num_clusters=num_classes, seed=seed, n_init=ev.n_init)
-    raise ValueError(f'config.evals.{name}: type {ev.type!r} has no streamed form.')
-
-  def _bank(self, feats: np.ndarray, labels: np.ndarray) -> features_lib.Bank:
-    """Host features as a Bank (the other split of a source is streamed), padded to rows
-    the mesh divides."""
-    n, devices = len(feats), self.mesh.size
-    size = -(-n // devices) * devices
-    padded = np.zeros((size, feats.shape[1]), np.float32)
-    padded[:n] = feats
-    index = np.arange(size)
-    put = jax.device_put(padded, sharding.batch_sharding(self.mesh))
-    return features_lib.Bank(put, np.concatenate([labels, np.full(size - n, labels[0])]),
-                             index < n, index)
+    return streamed.score(name, {**optional(ev.type), **ev}, train, test,
+                          num_classes=self._num_classes[source],
+                          regression=self._regression[source], seed=seed, mesh=self.mesh)
 
   def raw_input(self) -> dict[str, float]:
     """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no

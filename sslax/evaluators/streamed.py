@@ -1,5 +1,6 @@
-"""Linear probes on features that stay on the mesh (features.Bank): the logistic probe by
-mini-batches, and ridge in closed form.
+"""Evaluators on features that stay on the mesh (features.Bank), for splits over
+`config.eval.max_host_bytes`: `score` runs one by type; the logistic probe by mini-batches and
+ridge in closed form live here, kNN (knn.py) and k-means (clustering.py) take a bank as is.
 
 For splits whose features exceed `config.eval.max_host_bytes` (ImageNet: 1.28M x 2048
 float32 = 10 GB), where the full-batch L-BFGS probe of linear_probe.py would need them all in
@@ -27,7 +28,9 @@ import numpy as np
 import optax
 
 from sslax.data import pipeline
+from sslax.evaluators import clustering
 from sslax.evaluators import features as features_lib
+from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -165,3 +168,27 @@ def ridge_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_classe
   if regression:
     return linear_probe.regression_metrics(out_MxL[:, 0], test.labels_N[test.valid_N])
   return {'accuracy': float(np.mean(out_MxL.argmax(1) == test.labels_N[test.valid_N]))}
+
+
+def score(name: str, ev: Any, train: features_lib.Bank, test: features_lib.Bank, *,
+          num_classes: int | None, regression: bool, seed: int, mesh: Any) -> dict[str, float]:
+  """Evaluator `name` (its config `ev`, optional keys filled) on the banks: {metric: value}."""
+  if ev['type'] == 'knn':
+    predicted = pipeline.gather(knn.knn_predict(
+        train.feats_NxD, train.labels_N, test.feats_NxD, num_classes=num_classes, k=ev['k'],
+        temperature=ev['temperature'], bank_valid_N=train.valid_N))
+    return {'accuracy': float(np.mean((predicted == test.labels_N)[test.valid_N]))}
+  if ev['type'] == 'linear_probe':
+    probe = logistic_probe(train, test, num_classes=num_classes, l2_grid=tuple(ev['l2_grid']),
+                           epochs=float(ev['minibatch_epochs']),
+                           batch_size=int(ev['minibatch_batch_size']),
+                           learning_rate=float(ev['minibatch_learning_rate']), seed=seed,
+                           mesh=mesh)
+    return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
+  if ev['type'] == 'ridge':
+    return ridge_probe(train, test, num_classes=None if regression else num_classes,
+                       l2=ev['l2'], mesh=mesh)
+  if ev['type'] == 'clustering':
+    return clustering.kmeans_on_device(test.feats_NxD, test.valid_N, test.labels_N,
+                                       num_clusters=num_classes, seed=seed, n_init=ev['n_init'])
+  raise ValueError(f'config.evals.{name}: type {ev["type"]!r} has no streamed form.')
