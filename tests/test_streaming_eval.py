@@ -189,3 +189,20 @@ def test_max_host_bytes_must_not_be_negative():
   c.eval.max_host_bytes = -1
   with pytest.raises(errors.ConfigError, match=r'config.eval.max_host_bytes=-1 must be >= 0'):
     suite.check(c)
+
+
+def test_streamed_eval_views_do_not_depend_on_workers(tmp_path):
+  """A variable-size folder streams (its eval views are cut per batch, never all held), and
+  grain worker processes give the same batches, in order, as reading in this process."""
+  from tests.test_image_folders import mixed_folder
+  source = f'folder:{mixed_folder(tmp_path / "mixed", {"train": 2, "test": 5})}'
+  records = pipeline.Records(source, 'test', data_dir=str(tmp_path / 'tfds'), in_memory=False,
+                             image_size=16)
+  mesh = _mesh()
+  inline, pooled = (
+      [jax.device_get(b) for b in pipeline.eval_batches(records, batch_size=8, mesh=mesh,
+                                                        workers=workers)]
+      for workers in (0, 2))
+  assert len(inline) == 2 and inline[0]['image'].shape == (8, 16, 16, 3)
+  assert inline[1]['mask'].sum() == 2   # 10 images: the second batch is padded
+  jax.tree.map(np.testing.assert_array_equal, inline, pooled)

@@ -445,17 +445,40 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
     yield sharding.to_global(local, mesh)
 
 
-def eval_batches(records: Records, *, batch_size: int,
-                 mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
-  """One pass over a split in order; the last batch is padded, `mask` marks real rows."""
-  n = len(records)
-  b = local_batch_size(batch_size)
-  p = jax.process_index()
-  for start in range(0, n, batch_size):
-    idx = start + p * b + np.arange(b)
-    mask = idx < n
-    local = records.take(np.where(mask, idx, 0))
+class EvalRead:
+  """grain map function (picklable): eval batch i -> this process's rows of it, the padding
+  rows past the split's end repeating record 0 and marked by `mask`."""
+
+  def __init__(self, records: Records, batch_size: int):
+    self.records, self.batch_size = records, batch_size
+    self.local, self.process = local_batch_size(batch_size), jax.process_index()
+
+  def __call__(self, i: int) -> dict[str, np.ndarray]:
+    idx = int(i) * self.batch_size + self.process * self.local + np.arange(self.local)
+    mask = idx < len(self.records)
+    local = self.records.take(np.where(mask, idx, 0))
     local['mask'] = mask
+    return local
+
+
+def eval_batches(records: Records, *, batch_size: int, mesh: Mesh, workers: int = 0,
+                 prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """One pass over a split in order; the last batch is padded, `mask` marks real rows. Each
+  process reads only its own rows. `workers` > 0: grain worker processes read and decode
+  the batches ahead (streamed variable-size images: their eval views are cut per batch)."""
+  read = EvalRead(records, batch_size)
+  num_batches = -(-len(records) // batch_size)
+  if not workers:
+    for i in range(num_batches):
+      yield sharding.to_global(read(i), mesh)
+    return
+  if not flags.FLAGS.is_parsed():   # as in host_view_batches: grain's pool reads its flags
+    flags.FLAGS(['sslax'], known_only=True)
+  ds = (grain.MapDataset.range(num_batches).map(read)
+        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
+        .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                  per_worker_buffer_size=prefetch)))
+  for local in ds:
     yield sharding.to_global(local, mesh)
 
 

@@ -203,6 +203,7 @@ class Suite:
     self._embed_fn = jax.jit(embed, in_shardings=(replicated, replicated,
                                                   sharding.batch_sharding(mesh)))
     self._records: dict[str, dict[str, pipeline.Records]] = {}
+    self._host_cropped: dict[str, bool] = {}
     self._num_classes: dict[str, int | None] = {}
     self._regression: dict[str, bool] = {}
     # Test features and labels of the last encoder scored on config.eval.source, per prefix:
@@ -235,6 +236,7 @@ class Suite:
       # Small splits of fixed-size records are decoded once (a batch is then one fancy
       # index, STACK.md); variable-size images and splits over the budget are read per batch.
       host_cropped = pipeline.host_channels(source, data_dir, bad_files)
+      self._host_cropped[source] = bool(host_cropped)
       for r in splits.values():
         if not host_cropped and r.estimated_bytes() <= self._max_host_bytes:
           r.load()
@@ -297,7 +299,12 @@ class Suite:
     e = self.config.eval
     out = {}
     for s, r in self._open(source, key).items():
-      batches = pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh)
+      # Streamed variable-size images are decoded and cut by config.data.num_workers grain
+      # processes (their transform, an EvalView, pickles); anything else is read here.
+      workers = (pipeline.num_workers(self.config.data)
+                 if self._host_cropped[source] and not r.in_memory else 0)
+      batches = pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh,
+                                      workers=workers, prefetch=self.config.data.prefetch)
       total = -(-len(r) // e.batch_size)
       # Long feature passes (ImageNet-size splits) show where they are; short ones stay quiet.
       show = (self.config.get('progress_bar', True) and jax.process_index() == 0
