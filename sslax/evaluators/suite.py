@@ -9,6 +9,10 @@ fine-tune a head per token or frame through the method's `embed_sequence`. Encod
 named by a prefix, so one call scores the pretrained encoder and its random initialisation
 side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
 reported as mean (`<key>`) and std (`<key>_std`).
+
+Host memory per split is bounded by `config.eval.max_host_bytes`: records are decoded into
+memory only when they fit (variable-size images never are), features (features.py) reach
+host numpy only when they fit, and otherwise stay on the mesh, where streamed.py scores them.
 """
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
