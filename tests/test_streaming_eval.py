@@ -127,6 +127,14 @@ def test_streamed_suite_agrees_with_in_memory(tmp_path):
   assert abs(got['ridge/accuracy'] - want['ridge/accuracy']) <= 1 / 200, (got, want)
   assert abs(got['clustering/nmi'] - want['clustering/nmi']) <= 0.05, (got, want)
   assert streaming.test_features == {}   # a streamed test split is not plotted
+  # 10 kB: train (400 x 12 float32 features, 14 kB of records) streams, test stays on the
+  # host, so k-means is scikit-learn's as in memory, and kNN still matches exactly.
+  mixed, _ = _suite_and_banks(tmp_path, 10_000)
+  mixed.config.evals.fine_tune.enabled = False
+  got = mixed.run({'': [encoder]})
+  assert [r.in_memory for r in mixed._records[c.eval.source].values()] == [False, True]
+  assert got['clustering/nmi'] == want['clustering/nmi']
+  assert got['knn/accuracy'] == want['knn/accuracy']
 
 
 def test_knn_ignores_invalid_bank_rows():

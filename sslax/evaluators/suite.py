@@ -344,9 +344,15 @@ class Suite:
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
           eval_every=int(ev.get('eval_every', 0)), seed=seed,
           layer_decay=float(ev.get('layer_decay', 1.0)))
-    if any(isinstance(f, features_lib.Bank) for f in feats.values()):
+    # Clustering reads only the test split; the others need both on the host.
+    needed = (e.test_split,) if ev.type == 'clustering' else (e.train_split, e.test_split)
+    if any(isinstance(feats[s], features_lib.Bank) for s in needed):
       return self._score_streamed(name, feats, seed)
-    (x_train, y_train), (x_test, y_test) = feats[e.train_split], feats[e.test_split]
+    x_test, y_test = feats[e.test_split]
+    if ev.type == 'clustering':
+      return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
+                               n_init=ev.n_init)
+    x_train, y_train = feats[e.train_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
                                            num_classes=num_classes, k=ev.k,
@@ -361,8 +367,7 @@ class Suite:
     if ev.type == 'ridge':
       return linear_probe.ridge_probe(x_train, y_train, x_test, y_test,
                                       num_classes=num_classes, l2=ev.l2)
-    return clustering.kmeans(x_test, y_test, num_clusters=num_classes, seed=seed,
-                             n_init=ev.n_init)
+    raise ValueError(f'config.evals.{name}: unknown type {ev.type!r}.')
 
   def _score_streamed(self, name: str, feats: dict[str, Any], seed: int) -> dict[str, float]:
     """`_score` when a split's features stay on the mesh (over config.eval.max_host_bytes)."""
