@@ -192,10 +192,22 @@ def test_kmeans_on_device_finds_blobs_like_sklearn():
   assert clustering.scores(assigned, y)['ari'] == pytest.approx(got['ari'], abs=0.02)
 
 
-def test_max_host_bytes_must_not_be_negative():
+@pytest.mark.parametrize('key, value, match', [
+    ('eval.max_host_bytes', -1, r'config.eval.max_host_bytes=-1 must be >= 0'),
+    ('evals.linear_probe.minibatch_epochs', 0.0,
+     r'config.evals.linear_probe.minibatch_epochs=0.0 must be > 0'),
+    ('evals.linear_probe.minibatch_batch_size', 0,
+     r'config.evals.linear_probe.minibatch_batch_size=0 must be >= 1'),
+])
+def test_bad_streaming_options_name_the_key(key, value, match):
   c = simclr_digits.get_config('smoke')
-  c.eval.max_host_bytes = -1
-  with pytest.raises(errors.ConfigError, match=r'config.eval.max_host_bytes=-1 must be >= 0'):
+  suite.check(c)   # the defaults pass
+  group, _, name = key.rpartition('.')
+  node = c
+  for part in group.split('.'):
+    node = node[part]
+  node[name] = value
+  with pytest.raises(errors.ConfigError, match=match):
     suite.check(c)
 
 

@@ -99,6 +99,18 @@ def _check_fine_tune(key: str, ev: ml_collections.ConfigDict) -> None:
       raise errors.ConfigError(f'{key}.{option}={ev[option]} must be >= 0.')
 
 
+def _check_minibatch(key: str, ev: ml_collections.ConfigDict) -> None:
+  """The mini-batch probe's options (used only above eval.max_host_bytes: checked anyway,
+  so a bad value does not wait for an ImageNet-size split to surface)."""
+  options = {**OPTIONAL_BY_TYPE['linear_probe'], **ev}
+  for option in ('minibatch_epochs', 'minibatch_learning_rate'):
+    if not float(options[option]) > 0:
+      raise errors.ConfigError(f'{key}.{option}={options[option]} must be > 0.')
+  if int(options['minibatch_batch_size']) < 1:
+    raise errors.ConfigError(f'{key}.minibatch_batch_size={options["minibatch_batch_size"]} '
+                             'must be >= 1.')
+
+
 def check(config: ml_collections.ConfigDict) -> None:
   """Raises errors.ConfigError (a ValueError) naming the key for a malformed `config.evals`
   (before compiling)."""
@@ -131,6 +143,8 @@ def check(config: ml_collections.ConfigDict) -> None:
           f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
     if ev.type == 'fine_tune':
       _check_fine_tune(key, ev)
+    if ev.type == 'linear_probe':
+      _check_minibatch(key, ev)
     if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:
       raise errors.ConfigError(f'{key}.head_init={ev.head_init!r} is unknown; choose one of '
                                f'{fine_tune.HEAD_INITS}.')
