@@ -1,7 +1,10 @@
 """Streaming evaluation (#16): features on the mesh, kNN on the sharded bank, the mini-batch
 probe, ridge, on-device k-means and a fine-tune read per batch agree with the in-memory evaluators on small sets (8 fake
 devices, conftest.py)."""
+import re
+
 import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -75,6 +78,20 @@ def test_bank_is_sharded_and_holds_the_in_memory_features_in_record_order():
   np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(got_labels, labels)
   assert bank.nbytes == 100 * 12 * 4
+
+
+def test_bank_is_assembled_without_communication():
+  """Writing a batch into the bank and flattening it compile to no collective: each device
+  (each host, on many) only ever holds the rows it embedded."""
+  mesh = _mesh()
+  spec = sharding.batch_sharding(mesh).spec
+  buffer = jax.ShapeDtypeStruct((64, 10, 12), jnp.float32,
+                                sharding=NamedSharding(mesh, P(*spec, None, None)))
+  batch = jax.ShapeDtypeStruct((64, 12), jnp.float32, sharding=sharding.batch_sharding(mesh))
+  for fn, args in ((features._write, (buffer, batch, jax.ShapeDtypeStruct((), jnp.int32))),
+                   (features.flatten(mesh), (buffer,))):
+    hlo = fn.lower(*args).compile().as_text()
+    assert not re.search(r'all-gather|all-to-all|collective-permute|all-reduce', hlo), hlo
 
 
 def _suite_and_banks(tmp_path, max_host_bytes, n_train=400, n_test=200):

@@ -67,6 +67,12 @@ def _write(buffer_BxTxD: jax.Array, feats_BxD: jax.Array, i: jax.Array) -> jax.A
       buffer_BxTxD.dtype), i, axis=1)
 
 
+def flatten(mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
+  """The jitted [B, T, D] -> [B * T, D] of a bank buffer (donated), rows split as batches."""
+  rows = NamedSharding(mesh, P(*sharding.batch_sharding(mesh).spec, None))
+  return jax.jit(lambda x: x.reshape(-1, x.shape[-1]), out_shardings=rows, donate_argnums=0)
+
+
 def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
             batches: Iterable[dict[str, jax.Array]], *, num_examples: int, batch_size: int,
             mesh: Mesh) -> Bank:
@@ -86,10 +92,8 @@ def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
     labels.append(pipeline.gather(batch['label']))   # B ints: small next to the features
   if buffer is None:
     raise ValueError('extract: the split has no batches.')
-  rows_sharding = NamedSharding(mesh, P(*spec, None))
   # [B, T, D] -> [B * T, D] merges a split axis with a local one: each device's rows stay put.
-  feats_NxD = jax.jit(lambda x: x.reshape(-1, x.shape[-1]), out_shardings=rows_sharding,
-                      donate_argnums=0)(buffer)
+  feats_NxD = flatten(mesh)(buffer)
   # Bank row j * T + i holds record i * B + j (batch i, row j of the global batch).
   index_N = (np.arange(num_batches)[None, :] * batch_size
              + np.arange(batch_size)[:, None]).reshape(-1)
