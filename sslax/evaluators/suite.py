@@ -261,8 +261,7 @@ class Suite:
       self._records[source], self._num_classes[source] = splits, info.num_classes
       self._regression[source] = info.regression
       if not info.regression and all(r.in_memory for r in splits.values()):
-        self._check_classes(source, key, {s: r.take(np.arange(len(r)))['label']
-                                          for s, r in splits.items()})
+        self._check_classes(source, key, {s: r.labels() for s, r in splits.items()})
     return self._records[source]
 
   @property
