@@ -61,12 +61,19 @@ class Bank:
     return np.asarray(feats[rows], np.float32), self.labels_N[rows]
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _zeros(shape: tuple[int, ...], out_sharding: NamedSharding) -> jax.Array:
+  """float32 zeros made where they will live (each device allocates only its rows)."""
+  return jax.lax.with_sharding_constraint(jnp.zeros(shape, jnp.float32), out_sharding)
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def _write(buffer_BxTxD: jax.Array, feats_BxD: jax.Array, i: jax.Array) -> jax.Array:
   return jax.lax.dynamic_update_slice_in_dim(buffer_BxTxD, feats_BxD[:, None].astype(
       buffer_BxTxD.dtype), i, axis=1)
 
 
+@functools.lru_cache(maxsize=8)   # one compilation per mesh, not per feature pass
 def flatten(mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
   """The jitted [B, T, D] -> [B * T, D] of a bank buffer (donated), rows split as batches."""
   rows = NamedSharding(mesh, P(*sharding.batch_sharding(mesh).spec, None))
@@ -86,8 +93,7 @@ def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
     feats_BxD = embed_fn(params, model_state, batch)
     if buffer is None:
       # The width is known after the first batch; zeros are made where they will live.
-      buffer = jax.jit(lambda: jnp.zeros((batch_size, num_batches, feats_BxD.shape[1]),
-                                         jnp.float32), out_shardings=buffer_sharding)()
+      buffer = _zeros((batch_size, num_batches, feats_BxD.shape[1]), buffer_sharding)
     buffer = _write(buffer, feats_BxD, jnp.int32(i))
     labels.append(pipeline.gather(batch['label']))   # B ints: small next to the features
   if buffer is None:
