@@ -163,7 +163,7 @@ def main():
   for what, wall, cpu, images, score in rows:
     rate = f'{images / wall:,.0f}' if images else '-'
     per_cpu = f'{images / cpu:,.0f}' if images and cpu > 0 else '-'
-    result = ', '.join(f'{k} {v:.4f}' for k, v in score.items()) if score else ''
+    result = ', '.join(f'{k} {v:.4g}' for k, v in score.items()) if score else ''
     lines.append(f'| {what} | {wall:.2f} | {cpu:.2f} | {rate} | {per_cpu} | {result} |')
   lines += ['', f'(b) / (a) = {extraction:,.0f} / {forward:,.0f} images/s = '
                 f'{extraction / forward:.0%} of the forward throughput (wall); per CPU-second '
