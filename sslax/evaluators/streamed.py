@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from sslax.data import pipeline
 from sslax.evaluators import clustering
@@ -36,16 +37,25 @@ from sslax.evaluators import linear_probe
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-@functools.partial(jax.jit, static_argnames=('num_classes', 'batch_size'))
-def _fit(x_NxD: jax.Array, y_N: jax.Array, pool_N: jax.Array, pool_size: jax.Array,
-         mean_D: jax.Array, std_D: jax.Array, l2: jax.Array, steps: jax.Array,
-         learning_rate: jax.Array, key: jax.Array, *, num_classes: int,
-         batch_size: int) -> tuple[jax.Array, jax.Array]:
-  """Adam with a cosine-decayed rate on batches drawn (with replacement) from the first
-  `pool_size` rows listed in `pool_N`; returns (w_DxL, b_L) on standardised features."""
-  params = {'w_DxL': jnp.zeros((x_NxD.shape[1], num_classes), jnp.float32),
+_ADAM = optax.scale_by_adam()
+
+
+def _init(width: int, num_classes: int) -> tuple[Any, Any]:
+  params = {'w_DxL': jnp.zeros((width, num_classes), jnp.float32),
             'b_L': jnp.zeros((num_classes,), jnp.float32)}
-  adam = optax.scale_by_adam()
+  return params, _ADAM.init(params)
+
+
+@functools.partial(jax.jit, static_argnames=('batch_size',), donate_argnums=0)
+def _fit_steps(carry: tuple[Any, Any], x_NxD: jax.Array, y_N: jax.Array, pool_N: jax.Array,
+               pool_size: jax.Array, mean_D: jax.Array, std_D: jax.Array, l2: jax.Array,
+               start: jax.Array, stop: jax.Array, steps: jax.Array, learning_rate: jax.Array,
+               key: jax.Array, *, batch_size: int) -> tuple[Any, Any]:
+  """Steps [start, stop) of `steps` of Adam with a cosine-decayed rate on batches drawn
+  (with replacement) from the first `pool_size` rows listed in `pool_N`, on standardised
+  features; `carry` = (params {'w_DxL', 'b_L'}, Adam state). Step t draws from
+  fold_in(key, t), so splitting a fit into spans (for a progress bar) changes nothing."""
+  adam = _ADAM
 
   def loss(params, x_bxD, y_b):
     logits_bxL = jnp.matmul((x_bxD - mean_D) / std_D, params['w_DxL'],
@@ -62,8 +72,7 @@ def _fit(x_NxD: jax.Array, y_N: jax.Array, pool_N: jax.Array, pool_size: jax.Arr
     rate = learning_rate * 0.5 * (1 + jnp.cos(jnp.pi * t / steps))
     return jax.tree.map(lambda p, u: p - rate * u, params, updates), state
 
-  params, _ = jax.lax.fori_loop(0, steps, step, (params, adam.init(params)))
-  return params['w_DxL'], params['b_L']
+  return jax.lax.fori_loop(start, stop, step, carry)
 
 
 @jax.jit
@@ -82,8 +91,9 @@ def _weights(bank: features_lib.Bank, rows: np.ndarray) -> np.ndarray:
 def logistic_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_classes: int,
                    l2_grid: Sequence[float], epochs: float, batch_size: int,
                    learning_rate: float, val_fraction: float = 0.2, seed: int = 0,
-                   mesh: Any) -> dict[str, float]:
-  """linear_probe.logistic_probe's protocol on banks: {'accuracy', 'l2', 'val_accuracy'}."""
+                   mesh: Any, progress: bool = False) -> dict[str, float]:
+  """linear_probe.logistic_probe's protocol on banks: {'accuracy', 'l2', 'val_accuracy'}.
+  `progress`: a bar over the optimiser steps of every fit, advanced once per epoch."""
   if num_classes < 2:
     raise ValueError(f'num_classes must be >= 2 for a classifier; got {num_classes}.')
   if len(l2_grid) == 0 or any(not l2 >= 0 for l2 in l2_grid):
@@ -99,6 +109,11 @@ def logistic_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_cla
   put = lambda a: features_lib.replicated(a, mesh)
   x_NxD, y_N = train.feats_NxD, put(train.labels_N.astype(np.int32))
   key = jax.random.PRNGKey(seed)
+  num_steps = lambda rows: max(1, int(np.ceil(epochs * rows / batch_size)))
+  fit_rows, val_rows = train.rows_of(fit_records), train.rows_of(val_records)
+  total = len(l2_grid) * num_steps(len(fit_rows)) + num_steps(n)
+  bar = tqdm.tqdm(total=total, desc='linear probe (mini-batch)', leave=False,
+                  dynamic_ncols=True, disable=not progress)
 
   def fit(rows: np.ndarray, l2: float) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     # Same shapes for every fit (rows padded to N, `pool_size` traced): one compilation.
@@ -106,13 +121,17 @@ def logistic_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_cla
     pool_N[:len(rows)] = rows
     mean_D, std_D = features_lib.masked_stats(x_NxD, put(_weights(train, rows)),
                                               linear_probe._MIN_STD)
-    steps = max(1, int(np.ceil(epochs * len(rows) / batch_size)))
-    w_DxL, b_L = _fit(x_NxD, y_N, put(pool_N), jnp.int32(len(rows)), mean_D, std_D,
-                      jnp.float32(l2), jnp.int32(steps), jnp.float32(learning_rate), key,
-                      num_classes=num_classes, batch_size=batch_size)
-    return mean_D, std_D, w_DxL, b_L
+    steps, per_epoch = num_steps(len(rows)), num_steps(len(rows) / epochs)
+    # On every device as global arrays (a process-local array cannot enter a multi-host jit).
+    carry, pool_N = jax.tree.map(put, _init(x_NxD.shape[1], num_classes)), put(pool_N)
+    for start in range(0, steps, per_epoch):   # one jitted call per epoch
+      stop = min(start + per_epoch, steps)
+      carry = _fit_steps(carry, x_NxD, y_N, pool_N, jnp.int32(len(rows)), mean_D, std_D,
+                         jnp.float32(l2), jnp.int32(start), jnp.int32(stop), jnp.int32(steps),
+                         jnp.float32(learning_rate), key, batch_size=batch_size)
+      bar.update(stop - start)
+    return mean_D, std_D, carry[0]['w_DxL'], carry[0]['b_L']
 
-  fit_rows, val_rows = train.rows_of(fit_records), train.rows_of(val_records)
   val_weight = put(_weights(train, val_rows))
   best_l2, best_val_accuracy = None, -1.0
   for l2 in sorted(l2_grid, reverse=True):   # ties go to the larger strength, as L-BFGS's
@@ -121,6 +140,7 @@ def logistic_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_cla
     if val_accuracy > best_val_accuracy:
       best_l2, best_val_accuracy = l2, val_accuracy
   model = fit(np.flatnonzero(train.valid_N), best_l2)
+  bar.close()
   test_y = put(test.labels_N.astype(np.int32))
   correct = _correct(test.feats_NxD, test_y, put(test.valid_N.astype(np.float32)), *model)
   return {'accuracy': float(correct) / test.num_examples, 'l2': float(best_l2),
@@ -171,8 +191,10 @@ def ridge_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_classe
 
 
 def score(name: str, ev: Any, train: features_lib.Bank, test: features_lib.Bank, *,
-          num_classes: int | None, regression: bool, seed: int, mesh: Any) -> dict[str, float]:
-  """Evaluator `name` (its config `ev`, optional keys filled) on the banks: {metric: value}."""
+          num_classes: int | None, regression: bool, seed: int, mesh: Any,
+          progress: bool = False) -> dict[str, float]:
+  """Evaluator `name` (its config `ev`, optional keys filled) on the banks: {metric: value};
+  `progress` shows the mini-batch probe's bar."""
   if ev['type'] == 'knn':
     predicted = pipeline.gather(knn.knn_predict(
         train.feats_NxD, train.labels_N, test.feats_NxD, num_classes=num_classes, k=ev['k'],
@@ -183,7 +205,7 @@ def score(name: str, ev: Any, train: features_lib.Bank, test: features_lib.Bank,
                            epochs=float(ev['minibatch_epochs']),
                            batch_size=int(ev['minibatch_batch_size']),
                            learning_rate=float(ev['minibatch_learning_rate']), seed=seed,
-                           mesh=mesh)
+                           mesh=mesh, progress=progress)
     return {'accuracy': probe['accuracy'], 'l2': probe['l2']}
   if ev['type'] == 'ridge':
     return ridge_probe(train, test, num_classes=None if regression else num_classes,

@@ -391,7 +391,9 @@ class Suite:
                    for f in (feats[e.train_split], feats[e.test_split]))
     return streamed.score(name, {**optional(ev.type), **ev}, train, test,
                           num_classes=self._num_classes[source],
-                          regression=self._regression[source], seed=seed, mesh=self.mesh)
+                          regression=self._regression[source], seed=seed, mesh=self.mesh,
+                          progress=(self.config.get('progress_bar', True)
+                                    and jax.process_index() == 0))
 
   def raw_input(self) -> dict[str, float]:
     """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
