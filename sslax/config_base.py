@@ -78,6 +78,13 @@ def base() -> ml_collections.ConfigDict:
   # sources stored class by class keep every class); 0: the whole split.
   c.eval.max_train_examples = 0
   c.eval.max_test_examples = 0
+  # Host memory an evaluation may hold per split (sslax/evaluators/suite.py): a split's
+  # decoded records are kept in memory only when they fit (else read batch by batch), and
+  # its features are copied to host numpy only when they fit (else they stay on the mesh,
+  # sharded over devices, and the probe trains by mini-batches, k-means runs on device).
+  # 4 GiB holds MNIST/CIFAR-size splits and their features; ImageNet's 1.28M x 2048 float32
+  # train features (10 GB) stream.
+  c.eval.max_host_bytes = 4 * 2**30
 
   # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
   # one of suite.TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).

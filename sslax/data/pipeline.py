@@ -97,6 +97,10 @@ def spread(n: int, max_examples: int) -> np.ndarray:
   return np.linspace(0, n - 1, max_examples).round().astype(np.int64)
 
 
+# Records read at once when only their labels are wanted (bounds the raw bytes in memory).
+_LABEL_CHUNK = 1024
+
+
 class Records:
   """Random access to a split, optionally decoded once into memory.
 
@@ -122,7 +126,7 @@ class Records:
     if image_size and channels:
       transform = _then(EvalView(image_size, channels, source), transform)
     self._transform = transform
-    self._arrays = None
+    self._arrays = self._labels = None
     self._keep = None   # indices of the records kept, when short clips are skipped
     policy, min_samples = short_clips
     if policy != 'pad' and min_samples:
@@ -131,8 +135,42 @@ class Records:
       picked = spread(len(self), max_examples)
       self._keep = picked if self._keep is None else self._keep[picked]
     if in_memory:
+      self.load()
+
+  @property
+  def in_memory(self) -> bool:
+    return self._arrays is not None
+
+  def load(self) -> None:
+    """Decodes every kept record into host memory (one array per feature)."""
+    if self._arrays is None:
       self._arrays = self.take(np.arange(len(self)))
       self._src = self._keep = None
+
+  def labels(self) -> np.ndarray:
+    """Every kept record's label, read without decoding or transforming the rest of the
+    record (a streamed split's fine-tune needs them all up front, its images per batch)."""
+    if self._arrays is not None:
+      return self._arrays['label']
+    if self._labels is None:
+      idx = np.arange(len(self._src)) if self._keep is None else self._keep
+      getitems = getattr(self._src, '__getitems__', None)
+      chunks = []
+      for start in range(0, len(idx), _LABEL_CHUNK):
+        part = list(map(int, idx[start:start + _LABEL_CHUNK]))
+        records = getitems(part) if getitems else [self._src[i] for i in part]
+        chunks.append(np.stack([_numeric({'label': r['label']})['label'] for r in records]))
+      self._labels = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+    return self._labels
+
+  def estimated_bytes(self) -> int:
+    """Host bytes the split would take in memory: its first record's arrays times its
+    length (records of one split share their shapes once transformed)."""
+    if self._arrays is not None:
+      return sum(v.nbytes for v in self._arrays.values())
+    if not len(self):
+      return 0
+    return len(self) * sum(v.nbytes for v in self.take(np.zeros(1, np.int64)).values())
 
   def _long_enough(self, split: str, policy: str, min_samples: int,
                    rate: int) -> np.ndarray | None:
@@ -407,17 +445,40 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
     yield sharding.to_global(local, mesh)
 
 
-def eval_batches(records: Records, *, batch_size: int,
-                 mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
-  """One pass over a split in order; the last batch is padded, `mask` marks real rows."""
-  n = len(records)
-  b = local_batch_size(batch_size)
-  p = jax.process_index()
-  for start in range(0, n, batch_size):
-    idx = start + p * b + np.arange(b)
-    mask = idx < n
-    local = records.take(np.where(mask, idx, 0))
+class EvalRead:
+  """grain map function (picklable): eval batch i -> this process's rows of it, the padding
+  rows past the split's end repeating record 0 and marked by `mask`."""
+
+  def __init__(self, records: Records, batch_size: int):
+    self.records, self.batch_size = records, batch_size
+    self.local, self.process = local_batch_size(batch_size), jax.process_index()
+
+  def __call__(self, i: int) -> dict[str, np.ndarray]:
+    idx = int(i) * self.batch_size + self.process * self.local + np.arange(self.local)
+    mask = idx < len(self.records)
+    local = self.records.take(np.where(mask, idx, 0))
     local['mask'] = mask
+    return local
+
+
+def eval_batches(records: Records, *, batch_size: int, mesh: Mesh, workers: int = 0,
+                 prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """One pass over a split in order; the last batch is padded, `mask` marks real rows. Each
+  process reads only its own rows. `workers` > 0: grain worker processes read and decode
+  the batches ahead (streamed variable-size images: their eval views are cut per batch)."""
+  read = EvalRead(records, batch_size)
+  num_batches = -(-len(records) // batch_size)
+  if not workers:
+    for i in range(num_batches):
+      yield sharding.to_global(read(i), mesh)
+    return
+  if not flags.FLAGS.is_parsed():   # as in host_view_batches: grain's pool reads its flags
+    flags.FLAGS(['sslax'], known_only=True)
+  ds = (grain.MapDataset.range(num_batches).map(read)
+        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
+        .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                  per_worker_buffer_size=prefetch)))
+  for local in ds:
     yield sharding.to_global(local, mesh)
 
 

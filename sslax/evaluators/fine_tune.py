@@ -22,8 +22,9 @@ Pretrained Features and Underperform Out-of-Distribution"). From a zero head, th
 early updates serve a head that is still far from fitted and can distort the pretrained
 features before the head has learned to use them.
 
-Training runs on the default device with host minibatches: fine-tuning data sets here are
-small, and the frozen evaluators carry the sharded path.
+Training runs on the default device with host minibatches, read by index from `Rows`: host
+arrays, or a pipeline.Records split that is read batch by batch (splits over
+config.eval.max_host_bytes), so host memory holds a few batches and the labels, not the split.
 
 Shape suffixes: B = batch, D = feature width, L = outputs (classes, or 1 for regression).
 """
@@ -47,12 +48,42 @@ HEAD_INITS = ('zeros', 'probe')
 PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def _batches(data: Mapping[str, np.ndarray], batch_size: int):
+class Rows:
+  """Labelled examples by index: a dict of host arrays (with 'label'), or anything with
+  `take(idx) -> dict` and `labels()` (pipeline.Records, read per batch); `index` selects a
+  subset, `label_dtype` casts labels (float targets for regression)."""
+
+  def __init__(self, data: Any, index: np.ndarray | None = None, label_dtype: Any = None):
+    self.data, self.label_dtype = data, label_dtype
+    labels = data['label'] if isinstance(data, Mapping) else data.labels()
+    self.index = np.arange(len(labels)) if index is None else np.asarray(index)
+    self.labels = np.asarray(labels)[self.index]
+    if label_dtype is not None:
+      self.labels = self.labels.astype(label_dtype)
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def subset(self, idx: np.ndarray) -> 'Rows':
+    return Rows(self.data, self.index[np.asarray(idx)], self.label_dtype)
+
+  def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+    rows = self.index[np.asarray(idx)]
+    if isinstance(self.data, Mapping):
+      batch = {k: np.asarray(v)[rows] for k, v in self.data.items()}
+    else:
+      batch = self.data.take(rows)
+    if self.label_dtype is not None:
+      batch['label'] = batch['label'].astype(self.label_dtype)
+    return batch
+
+
+def _batches(data: Rows, batch_size: int):
   """Fixed-size batches over `data` in order, the last one padded; yields (batch, num_valid)."""
-  n = len(data['label'])
+  n = len(data)
   for start in range(0, n, batch_size):
     idx = np.minimum(np.arange(start, start + batch_size), n - 1)
-    yield {k: v[idx] for k, v in data.items()}, min(batch_size, n - start)
+    yield data.take(idx), min(batch_size, n - start)
 
 
 def schedule(learning_rate: float, steps: int, warmup_steps: int) -> optax.Schedule | float:
@@ -95,12 +126,12 @@ def _compiled(embed: EmbedFn, task: str, learning_rate: float, weight_decay: flo
   return tx, step, jax.jit(predict), jax.jit(embed)
 
 
-def _probe_head(embed_fn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
+def _probe_head(embed_fn, params: Any, model_state: Any, train: Rows,
                 batch_size: int, num_classes: int, seed: int) -> dict[str, jax.Array]:
   """LP-FT's starting head: the logistic probe on the encoder's frozen training features."""
   feats = [np.asarray(embed_fn(params, model_state, batch), np.float32)[:valid]
            for batch, valid in _batches(train, batch_size)]
-  fit = linear_probe.fit_logistic(np.concatenate(feats), train['label'],
+  fit = linear_probe.fit_logistic(np.concatenate(feats), train.labels,
                                   num_classes=num_classes, l2_grid=PROBE_L2_GRID, seed=seed)
   return {'w_DxL': jnp.asarray(fit['w_DxL']), 'b_L': jnp.asarray(fit['b_L'])}
 
@@ -132,8 +163,8 @@ def batch_order(n: int, batch_size: int, rng: np.random.Generator):
     stream = stream[batch_size:]
 
 
-def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray],
-              test: Mapping[str, np.ndarray], *, task: str, num_outputs: int,
+def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str, np.ndarray] | Rows,
+              test: Mapping[str, np.ndarray] | Rows, *, task: str, num_outputs: int,
               batch_size: int, learning_rate: float, epochs: float | None = None,
               steps: int | None = None, val_fraction: float = 0.1, eval_every: int = 0,
               weight_decay: float = 0.0, warmup_steps: int = 0, head_init: str = 'zeros',
@@ -151,7 +182,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     embed: the method's embed(params, model_state, batch) -> [B, D].
     params, model_state: the encoder to start from (not modified: JAX arrays are immutable).
     train, test: host arrays, each with 'label' ([N] int class ids, or float targets for
-      regression) and the inputs `embed` reads (e.g. 'image').
+      regression) and the inputs `embed` reads (e.g. 'image'); or `Rows` (read per batch).
     task: 'classification' or 'regression'.
     num_outputs: classes L for classification; 1 for regression.
     batch_size, learning_rate, weight_decay: AdamW on minibatches of per-epoch shuffles.
@@ -183,13 +214,13 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   if not 0 <= val_fraction < 1 or eval_every < 0:
     raise ValueError(f'fine-tune val_fraction must be in [0, 1) and eval_every >= 0; got '
                      f'{val_fraction}, {eval_every}.')
-  fit_idx, val_idx = (holdout(train['label'], val_fraction, seed, task) if val_fraction
-                      else (np.arange(len(train['label'])), np.zeros(0, np.int64)))
+  train, test = (d if isinstance(d, Rows) else Rows(d) for d in (train, test))
+  fit_idx, val_idx = (holdout(train.labels, val_fraction, seed, task) if val_fraction
+                      else (np.arange(len(train)), np.zeros(0, np.int64)))
   if val_fraction and val_idx.size == 0:
     raise ValueError(f'fine-tune val_fraction={val_fraction} holds out none of the '
-                     f'{len(train["label"])} training examples; raise it.')
-  val = {k: v[val_idx] for k, v in train.items()}
-  train = {k: v[fit_idx] for k, v in train.items()}
+                     f'{len(train)} training examples; raise it.')
+  val, train = train.subset(val_idx), train.subset(fit_idx)
   per_epoch = num_steps(1, len(fit_idx), batch_size)
   steps = num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps
   if steps < 1 or batch_size < 1:
@@ -200,7 +231,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   if head_init not in HEAD_INITS or (head_init == 'probe' and task != 'classification'):
     raise ValueError(f"fine-tune head_init must be one of {HEAD_INITS} ('probe' only for "
                      f'classification); got {head_init!r} for task {task!r}.')
-  probe_batch = {k: v[:batch_size] for k, v in train.items()}
+  probe_batch = train.take(np.arange(min(batch_size, len(train))))
   feat_dim = jax.eval_shape(embed, params, model_state, probe_batch).shape[-1]
   tx, step, predict, embed_fn = _compiled(embed, task, learning_rate, weight_decay, steps,
                                           warmup_steps, layer_decay)
@@ -219,8 +250,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   for t in range(steps + 1):
     if t:
       idx = next(batches)
-      variables, opt_state, _ = step(variables, opt_state, model_state,
-                                     {k: v[idx] for k, v in train.items()})
+      variables, opt_state, _ = step(variables, opt_state, model_state, train.take(idx))
     val_scores = None
     if val_idx.size and t and (t % every == 0 or t == steps):
       val_scores = score(variables, val)
@@ -238,11 +268,11 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
           'best_step': float(best_step), **curve}
 
 
-def _score(predict, variables: Any, model_state: Any, test: Mapping[str, np.ndarray],
+def _score(predict, variables: Any, model_state: Any, test: Rows,
            task: str, batch_size: int) -> dict[str, float]:
   outputs = [np.asarray(predict(variables, model_state, batch))[:valid]
              for batch, valid in _batches(test, batch_size)]
   out_MxL = np.concatenate(outputs)
   if task == 'classification':
-    return {'accuracy': float(np.mean(out_MxL.argmax(-1) == test['label']))}
-  return linear_probe.regression_metrics(out_MxL[:, 0], test['label'])
+    return {'accuracy': float(np.mean(out_MxL.argmax(-1) == test.labels))}
+  return linear_probe.regression_metrics(out_MxL[:, 0], test.labels)

@@ -74,11 +74,13 @@ def _normalize_bank(bank_feats_NxD: jax.Array) -> jax.Array:
   return l2_normalize(bank_feats_NxD.astype(jnp.float32))
 
 
-def _top_k_impl(bank_unit_NxD: jax.Array, query_CxD: jax.Array, *,
+def _top_k_impl(bank_unit_NxD: jax.Array, bank_valid_N: jax.Array, query_CxD: jax.Array, *,
                 k: int) -> tuple[jax.Array, jax.Array]:
-  """Similarities and bank indices [C, K] of one chunk's k nearest bank entries."""
+  """Similarities and bank indices [C, K] of one chunk's k nearest valid bank entries."""
   query_unit_CxD = l2_normalize(query_CxD.astype(jnp.float32))
   sim_CxN = jnp.matmul(query_unit_CxD, bank_unit_NxD.T, precision=jax.lax.Precision.HIGHEST)
+  # Padding rows of a streamed bank (features.Bank) never vote.
+  sim_CxN = jnp.where(bank_valid_N[None, :], sim_CxN, -jnp.inf)
   return jax.lax.top_k(sim_CxN, k)
 
 
@@ -97,7 +99,8 @@ _top_k = jax.jit(_top_k_impl, static_argnames=("k",))
 _vote = jax.jit(_vote_impl, static_argnames=("num_classes",))
 
 
-def _predict_chunk(bank_unit_NxD: jax.Array, bank_labels_N: jax.Array, query_CxD: jax.Array,
+def _predict_chunk(bank_unit_NxD: jax.Array, bank_labels_N: jax.Array,
+                   bank_valid_N: jax.Array, query_CxD: jax.Array,
                    temperature: jax.Array, *, k: int, num_classes: int) -> jax.Array:
   """Predicted class ids [C] for one chunk of queries against the whole (global) bank.
 
@@ -107,7 +110,7 @@ def _predict_chunk(bank_unit_NxD: jax.Array, bank_labels_N: jax.Array, query_CxD
   inputs). An optimization_barrier between them did the same in one program but aborted
   XLA on a sharded bank.
   """
-  top_sim_CxK, top_index_CxK = _top_k(bank_unit_NxD, query_CxD, k=k)
+  top_sim_CxK, top_index_CxK = _top_k(bank_unit_NxD, bank_valid_N, query_CxD, k=k)
   return _vote(top_sim_CxK, bank_labels_N[top_index_CxK], temperature,
                num_classes=num_classes)
 
@@ -122,7 +125,8 @@ def _replicate_like(x: ArrayLike, reference: ArrayLike) -> ArrayLike:
 
 def knn_predict(bank_feats_NxD: ArrayLike, bank_labels_N: ArrayLike,
                 query_feats_MxD: ArrayLike, *, num_classes: int, k: int = 20,
-                temperature: float = 0.07, chunk_size: int = 1024) -> jax.Array:
+                temperature: float = 0.07, chunk_size: int = 1024,
+                bank_valid_N: ArrayLike | None = None) -> jax.Array:
   """Predicts a class for each query by a similarity-weighted vote of its k nearest bank
   entries (Wu et al. 2018; DINO, Caron et al. 2021).
 
@@ -134,6 +138,8 @@ def knn_predict(bank_feats_NxD: ArrayLike, bank_labels_N: ArrayLike,
     k: neighbours that vote, 1 <= k <= N.
     temperature: vote weight is exp(cosine / temperature); smaller trusts the nearest more.
     chunk_size: queries scored at once; memory is O(chunk_size * N).
+    bank_valid_N: bool [N], False for bank rows that must not vote (the padding of a
+      streamed bank); None: every row is valid.
 
   Returns:
     int32 predicted labels [M]. Ties in the vote go to the lowest class id.
@@ -142,8 +148,16 @@ def knn_predict(bank_feats_NxD: ArrayLike, bank_labels_N: ArrayLike,
       _as_array, (bank_feats_NxD, bank_labels_N, query_feats_MxD))
   _validate(bank_feats_NxD, bank_labels_N, query_feats_MxD, num_classes=num_classes, k=k,
             temperature=temperature, chunk_size=chunk_size)
+  if bank_valid_N is None:
+    bank_valid_N = np.ones(bank_feats_NxD.shape[0], bool)
+  bank_valid_N = np.asarray(bank_valid_N, bool)
+  if bank_valid_N.shape != (bank_feats_NxD.shape[0],) or not k <= bank_valid_N.sum():
+    raise ValueError(f"bank_valid_N must be a bool [N={bank_feats_NxD.shape[0]}] mask with at "
+                     f"least k={k} valid rows; got shape {bank_valid_N.shape} with "
+                     f"{int(bank_valid_N.sum())} valid.")
   bank_unit_NxD = _normalize_bank(bank_feats_NxD)
   bank_labels_N = _replicate_like(jnp.asarray(bank_labels_N).astype(jnp.int32), bank_unit_NxD)
+  bank_valid_N = _replicate_like(jnp.asarray(bank_valid_N), bank_unit_NxD)
   temperature_ = jnp.float32(temperature)
 
   num_queries = query_feats_MxD.shape[0]
@@ -160,8 +174,8 @@ def knn_predict(bank_feats_NxD: ArrayLike, bank_labels_N: ArrayLike,
       query_CxD = (np.pad(query_CxD, pad) if isinstance(query_CxD, np.ndarray)
                    else jnp.pad(query_CxD, pad))
     query_CxD = _replicate_like(query_CxD, bank_unit_NxD)
-    predictions.append(_predict_chunk(bank_unit_NxD, bank_labels_N, query_CxD, temperature_,
-                                      k=k, num_classes=num_classes)[:num_valid])
+    predictions.append(_predict_chunk(bank_unit_NxD, bank_labels_N, bank_valid_N, query_CxD,
+                                      temperature_, k=k, num_classes=num_classes)[:num_valid])
   return jnp.concatenate(predictions)
 
 
