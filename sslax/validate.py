@@ -71,6 +71,9 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
         'labelled records into one row, which then has no label for '
         'config.online_probe; set one of them off (pack_sequences=1 or '
         'online_probe.enabled=False).')
+  if int(config.data.get('read_threads', 1)) < 1:
+    raise errors.ConfigError(f'config.data.read_threads={config.data.read_threads} must be >= 1 '
+                             '(threads per decoding process; 1: one batch at a time).')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
   suite.check(config)   # unknown evaluator types and options, before anything compiles

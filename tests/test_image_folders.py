@@ -98,6 +98,12 @@ def test_host_cropped_batches_do_not_depend_on_workers(folder, tmp_path):
   resumed = pipeline.make_train(config, mesh, start_step=1)
   for expected, got in zip(inline[1:], resumed):
     jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
+  # Read threads (here in the training process) finish batches out of order; they must
+  # still come in step order.
+  config.data.update(num_workers=0, read_threads=3)
+  threaded = pipeline.make_train(config, mesh)
+  for expected, got in zip(inline, threaded):
+    jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
 
 
 def test_mixed_folder_trains_and_resumes_bit_exact(folder, tmp_path, monkeypatch):

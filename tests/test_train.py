@@ -148,6 +148,7 @@ def test_eight_device_step_equals_one_device_step(data_dir):
     ({'data.source': 'ftp:digits'}, ValueError, r'data.source'),
     ({'optim.name': 'adam'}, ValueError, r"config.optim.name='adam' is unknown"),
     ({'total_steps': 0}, ValueError, r'config.total_steps=0 must be positive'),
+    ({'data.read_threads': 0}, ValueError, r'config.data.read_threads=0 must be >= 1'),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, data_dir, overrides, error, match):
   with pytest.raises(error, match=match):

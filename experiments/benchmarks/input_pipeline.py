@@ -1,12 +1,16 @@
 """Host input pipeline for full-size JPEGs: sslax vs torchvision, views per second per core.
 
   python experiments/benchmarks/input_pipeline.py [--images ../shared/data/bccd/train] \
-      [--workers 2] [--batch 64] [--seconds 20] [--torch_python /work/venv-torch/bin/python]
+      [--workers 2] [--batch 64] [--seconds 20] [--torch_python /work/venv-torch/bin/python] \
+      [--sslax 2x1,0x2]
 
 One run, one CPU, the same files, the same work per view: decode a JPEG, random-resized-crop
 (scale 0.08-1, aspect 3/4-4/3), resize to 224x224, random horizontal flip, uint8 batch.
 - sslax: `folder:` build of the images (encoded storage), then `pipeline.host_view_batches`
-  (grain worker processes, simplejpeg reduced-scale decode, Pillow resize).
+  (grain worker processes, simplejpeg reduced-scale decode, Pillow resize), once per
+  `--sslax` setting WORKERSxTHREADS (config.data.num_workers x config.data.read_threads;
+  default: `--workers` processes of one thread). Each setting is compared with torchvision
+  at the same `--workers`: the same cores, since both decode with every core given.
 - torchvision: `ImageFolder` + `RandomResizedCrop(224)` + `RandomHorizontalFlip()` +
   `PILToTensor()` (uint8, as sslax hands over) + `DataLoader(shuffle=True)`, same worker count
   and batch, run by `--torch_python` (a separate venv; torch is never an sslax dependency).
@@ -65,7 +69,8 @@ def class_tree(images: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
   return root
 
 
-def sslax_run(tree: pathlib.Path, workers: int, batch: int, seconds: float) -> dict:
+def sslax_run(tree: pathlib.Path, workers: int, threads: int, batch: int,
+              seconds: float) -> dict:
   from sslax.data import host_crops
   from sslax.data import pipeline
   from sslax.data import sources
@@ -79,7 +84,7 @@ def sslax_run(tree: pathlib.Path, workers: int, batch: int, seconds: float) -> d
     spec = [host_crops.CropSpec('image', 1, VIEW, (0.08, 1.0), (3 / 4, 4 / 3), 0.5)]
     views = pipeline.HostViews(src, spec, info.image_shape[-1], 0, 0, 0, f'folder:{tree}')
     it = pipeline.host_view_batches(src, views, batch=batch, seed=0, start_step=0,
-                                    workers=workers, prefetch=2)
+                                    workers=workers, prefetch=2, threads=threads)
     next(it)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -100,7 +105,11 @@ def main() -> None:
   parser.add_argument('--batch', type=int, default=64)
   parser.add_argument('--seconds', type=float, default=20.0)
   parser.add_argument('--torch_python', default='/work/venv-torch/bin/python')
+  parser.add_argument('--sslax', default='',
+                      help='comma-separated WORKERSxTHREADS settings (default: --workers x 1)')
   args = parser.parse_args()
+  settings = [tuple(int(n) for n in v.split('x')) for v in args.sslax.split(',') if v] or [
+      (args.workers, 1)]
   images = pathlib.Path(args.images)
   source_bytes = sum(p.stat().st_size for p in images.glob('*.jp*g'))
   with tempfile.TemporaryDirectory(prefix='sslax_bench_') as tmp:
@@ -110,21 +119,25 @@ def main() -> None:
       out = subprocess.run([args.torch_python, '-c', TORCH_SCRIPT, str(tree / 'train'),
                             str(args.workers), str(args.batch), str(args.seconds)],
                            check=True, capture_output=True, text=True)
-      rows['torchvision'] = json.loads(out.stdout.strip().splitlines()[-1])
-    rows['sslax'] = sslax_run(tree, args.workers, args.batch, args.seconds)
-  cores = max(1, args.workers)
+      rows['torchvision'] = dict(json.loads(out.stdout.strip().splitlines()[-1]),
+                                 workers=args.workers, threads=1)
+    for workers, threads in settings:
+      rows[f'sslax {workers}x{threads}'] = dict(
+          sslax_run(tree, workers, threads, args.batch, args.seconds), workers=workers,
+          threads=threads)
+  cores = max(1, args.workers)   # the cores every pipeline is given
   for name, row in rows.items():
-    row.update(pipeline=name, workers=args.workers, batch=args.batch,
-               views_per_sec=row['views'] / row['seconds'],
+    row.update(pipeline=name, batch=args.batch, views_per_sec=row['views'] / row['seconds'],
                views_per_sec_per_core=row['views'] / row['seconds'] / cores)
     print(json.dumps(row))
-  s = rows['sslax']
-  print('\n| pipeline | workers | 224² views/s | per core | vs torchvision |')
+  print(f'\n| pipeline | workers x threads | 224² views/s | per core ({cores}) | vs torchvision |')
   print('| --- | --- | --- | --- | --- |')
   for name, row in rows.items():
-    ratio = row['views_per_sec'] / rows['torchvision']['views_per_sec'] if 'torchvision' in rows else float('nan')
-    print(f"| {name} | {row['workers']} | {row['views_per_sec']:.0f} | "
+    ratio = (row['views_per_sec'] / rows['torchvision']['views_per_sec']
+             if 'torchvision' in rows else float('nan'))
+    print(f"| {name} | {row['workers']}x{row['threads']} | {row['views_per_sec']:.0f} | "
           f"{row['views_per_sec_per_core']:.0f} | {ratio:.2f}x |")
+  s = rows[next(k for k in rows if k.startswith('sslax'))]
   print(f"\nstored / source bytes: {s['stored_bytes'] / source_bytes:.3f} "
         f"({s['stored_bytes'] / 2**20:.1f} MiB / {source_bytes / 2**20:.1f} MiB); build: "
         f"{1000 * s['build_seconds'] / s['images']:.1f} s per 1,000 images "

@@ -290,6 +290,11 @@ class HostViews:
     return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
 
 
+def read_threads(data_config: ml_collections.ConfigDict) -> int:
+  """config.data.read_threads (threads per decoding process; >= 1, validate.py)."""
+  return int(data_config.get('read_threads', 1))
+
+
 def num_workers(data_config: ml_collections.ConfigDict) -> int:
   """config.data.num_workers, -1 meaning every core (0: decode in the training process)."""
   n = int(data_config.get('num_workers', -1))
@@ -405,12 +410,13 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
 
 
 def host_view_batches(src: sources.RandomAccess, views: HostViews, *, batch: int,
-                      seed: int, start_step: int, workers: int,
-                      prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+                      seed: int, start_step: int, workers: int, prefetch: int,
+                      threads: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """This process's local batches of host-cut views, batch i being step start_step + i: the
   shuffled index stream of `make_train`, read, decoded and cut by `workers` grain worker
-  processes (0: in this process). The benchmark (experiments/benchmarks/input_pipeline.py)
-  times this iterator."""
+  processes (0: in this process), each with `threads` threads working on successive
+  batches (yielded in order: a batch is a pure function of its index). The benchmark
+  (experiments/benchmarks/input_pipeline.py) times this iterator."""
   p, num_p = jax.process_index(), jax.process_count()
   # Only this process's batches are read: each host reads its own shard.
   ds = (grain.MapDataset.range(len(src))
@@ -419,7 +425,8 @@ def host_view_batches(src: sources.RandomAccess, views: HostViews, *, batch: int
         .batch(batch)
         .slice(slice(start_step * num_p + p, None, num_p))
         .map_with_index(views)
-        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)))
+        .to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                           prefetch_buffer_size=max(prefetch, threads))))
   if workers:
     # grain's worker pool reads its absl flags; a library caller (a notebook, a test) has
     # parsed none, so they are parsed here with their defaults.
@@ -441,7 +448,8 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
   views = HostViews(src, specs, channels, config.seed, start_step, jax.process_index() * b,
                     d.source)
   for local in host_view_batches(src, views, batch=b, seed=config.seed, start_step=start_step,
-                                 workers=num_workers(d), prefetch=d.prefetch):
+                                 workers=num_workers(d), prefetch=d.prefetch,
+                                 threads=read_threads(d)):
     yield sharding.to_global(local, mesh)
 
 
@@ -462,22 +470,25 @@ class EvalRead:
 
 
 def eval_batches(records: Records, *, batch_size: int, mesh: Mesh, workers: int = 0,
-                 prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+                 prefetch: int = 2, threads: int = 1) -> Iterator[dict[str, jax.Array]]:
   """One pass over a split in order; the last batch is padded, `mask` marks real rows. Each
   process reads only its own rows. `workers` > 0: grain worker processes read and decode
-  the batches ahead (streamed variable-size images: their eval views are cut per batch)."""
+  the batches ahead (streamed variable-size images: their eval views are cut per batch),
+  with `threads` threads each (as host_view_batches)."""
   read = EvalRead(records, batch_size)
   num_batches = -(-len(records) // batch_size)
-  if not workers:
+  if not workers and threads == 1:
     for i in range(num_batches):
       yield sharding.to_global(read(i), mesh)
     return
-  if not flags.FLAGS.is_parsed():   # as in host_view_batches: grain's pool reads its flags
-    flags.FLAGS(['sslax'], known_only=True)
   ds = (grain.MapDataset.range(num_batches).map(read)
-        .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
-        .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
-                                                  per_worker_buffer_size=prefetch)))
+        .to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                           prefetch_buffer_size=max(prefetch, threads))))
+  if workers:
+    if not flags.FLAGS.is_parsed():   # as in host_view_batches: grain's pool reads its flags
+      flags.FLAGS(['sslax'], known_only=True)
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                     per_worker_buffer_size=prefetch))
   for local in ds:
     yield sharding.to_global(local, mesh)
 

@@ -317,11 +317,13 @@ class Suite:
     out = {}
     for s, r in self._open(source, key).items():
       # Streamed variable-size images are decoded and cut by config.data.num_workers grain
-      # processes (their transform, an EvalView, pickles); anything else is read here.
-      workers = (pipeline.num_workers(self.config.data)
-                 if self._host_cropped[source] and not r.in_memory else 0)
-      batches = pipeline.eval_batches(r, batch_size=e.batch_size, mesh=self.mesh,
-                                      workers=workers, prefetch=self.config.data.prefetch)
+      # processes of config.data.read_threads threads (their transform, an EvalView,
+      # pickles); anything else is read here.
+      streamed_images = self._host_cropped[source] and not r.in_memory
+      batches = pipeline.eval_batches(
+          r, batch_size=e.batch_size, mesh=self.mesh, prefetch=self.config.data.prefetch,
+          workers=pipeline.num_workers(self.config.data) if streamed_images else 0,
+          threads=pipeline.read_threads(self.config.data) if streamed_images else 1)
       total = -(-len(r) // e.batch_size)
       # Long feature passes (ImageNet-size splits) show where they are; short ones stay quiet.
       show = (self.config.get('progress_bar', True) and jax.process_index() == 0
