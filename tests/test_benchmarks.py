@@ -2,10 +2,13 @@
 
 Keeps the harness from rotting: it must build the real train step of a workload, time it and
 write JSON and markdown with positive step time, FLOPs and memory. No torch here: peers run
-only from the benchmark script's own virtual environment.
+only from the benchmark script's own virtual environment, so the peer bookkeeping is tested
+on made-up peer results; with SSLAX_PEER_PYTHON set to a python that has the peer packages
+(run.py's PEER_PINS), one more test runs the tiny home-made and library peers for real.
 """
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 
@@ -46,6 +49,50 @@ def test_markdown_table_formats_and_marks_missing():
                                'flops_per_step': 3e9, 'peak_bytes': 2 ** 21}])
   row = table.splitlines()[2]
   assert row.startswith('| w | 8 | - | 250 | - | 3.00 | - | - | 2 |')
+  assert row.endswith('| - | - | - | - | - |')   # no peers ran
+
+
+def test_peers_best_ratio_and_tables():
+  run = _load('run')
+  assert run.peer_kinds('simclr_resnet18') == ['torch', 'library', 'library+compile']
+  assert run.peer_kinds('byol_resnet18') == ['library', 'library+compile']
+  assert run.peer_kinds('cpc_audio_1s') == ['torch']
+  assert run.peer_kinds('bert_small_mlm', ('library',)) == ['library']
+  row = {'workload': 'simclr_resnet18', 'batch': 8, 'step_s': 2.0, 'flops_per_step': 1e11}
+  peer = lambda s: {'step_s': s, 'flops_per_step': 1.1e11, 'peak_rss_mib': 300.0}  # noqa: E731
+  run.add_peer(row, 'torch', peer(1.6), 1e11)
+  run.add_peer(row, 'library', peer(1.25), 1e11)
+  run.add_peer(row, 'library+compile', {'error': 'inductor: no C++ compiler'}, 1e11)
+  assert row['ratio'] == pytest.approx(1.6)   # against the fastest peer that ran
+  assert row['best_peer'] == 'library (lightly)' and row['best_peer_step_s'] == 1.25
+  assert row['peers']['torch']['ratio'] == pytest.approx(1.25)
+  assert row['peers']['library']['mfu'] == pytest.approx(1.1e11 / 1.25 / 1e11)
+  lib = _load('bench_lib')
+  main = lib.markdown_table([row]).splitlines()[2]
+  assert main.endswith('| 1600 | 1250 | - | library (lightly) | 1.60 |'), main
+  peers = run.peers_table([row])
+  assert '| simclr_resnet18 | 8 | library (lightly) | 1250 | - | 110.00 | 1.10 | 88.0% | 300 | 1.60 |' in peers
+  assert 'library+compile (lightly+compile) | failed: inductor: no C++ compiler' in peers
+
+
+@pytest.mark.skipif(not os.environ.get('SSLAX_PEER_PYTHON'),
+                    reason='needs SSLAX_PEER_PYTHON: a python with run.py PEER_PINS')
+def test_harness_tiny_with_peers(tmp_path, monkeypatch):
+  run = _load('run')
+  monkeypatch.setattr(sys, 'argv', [
+      'run.py', '--tiny', '--workloads', 'bert_small_mlm,byol_resnet18', '--repeats', '1',
+      '--peers', 'torch,library', '--peer_python', os.environ['SSLAX_PEER_PYTHON'],
+      '--out', str(tmp_path)])
+  run.main()
+  result = json.loads((tmp_path / 'results.json').read_text())
+  bert, byol = result['rows']
+  assert set(bert['peers']) == {'torch', 'library'} and set(byol['peers']) == {'library'}
+  for row in (bert, byol):
+    for p in row['peers'].values():
+      assert p['step_s'] > 0 and p['flops_per_step'] > 1e5, p
+    assert row['ratio'] == pytest.approx(row['step_s'] / row['best_peer_step_s'])
+  assert bert['peers']['library']['library'] == 'transformers'
+  assert 'lightly' in result['meta']['peer_versions']
 
 
 def test_breakdown_tiny_simclr_phases(tmp_path, monkeypatch):

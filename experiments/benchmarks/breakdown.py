@@ -119,7 +119,8 @@ def with_differences(phases: dict[str, float]) -> dict[str, float]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workloads', default=','.join(workloads.NAMES))
+  # The workloads with a home-made peer (its --phases); run.py covers the library peers.
+  parser.add_argument('--workloads', default=','.join(bench_run.HOMEMADE))
   parser.add_argument('--quick', action='store_true', help="run.py --quick's batch sizes")
   parser.add_argument('--tiny', action='store_true', help='tiny models: the harness test')
   parser.add_argument('--warmup', type=int, default=1)

@@ -1,7 +1,14 @@
-"""The four benchmark workloads: a config (sslax's own, resized) and a synthetic batch each.
+"""The benchmark workloads: a config (sslax's own, resized) and a synthetic batch each.
 
   simclr_resnet18  SimCLR, CIFAR-stem ResNet-18 (64-128-256-512, 2-2-2-2 basic blocks),
                    32x32 images, two views per image, projector 512 -> 128, NT-Xent.
+  byol_resnet18    BYOL (configs/byol_images.py's heads: projector 512 -> 512 -> 128 and
+                   predictor 128 -> 512 -> 128, BatchNorm) on the same ResNet-18 and views;
+                   EMA target encoder + projector.
+  mocov3_resnet18  MoCo v3 (configs/mocov3_images.py: the same heads as BYOL, temperature
+                   0.2) on the same ResNet-18; EMA momentum encoder, symmetric InfoNCE.
+  dino_resnet18    DINO (configs/dino_images.py: 2 global 32x32 + 4 local 16x16 crops, head
+                   512 -> 512 -> 128 -> 4096, no BatchNorm) on the same ResNet-18; EMA teacher.
   mae_vits4        MAE, ViT-S/4 (width 384, depth 12, 6 heads) on 32x32 (64 patches),
                    75% masking, decoder width 256, depth 4, 8 heads.
   bert_small_mlm   MLM, BERT-small (width 512, depth 4, 8 heads, MLP 2048) at sequence 128,
@@ -28,9 +35,14 @@ from sslax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-NAMES = ('simclr_resnet18', 'mae_vits4', 'bert_small_mlm', 'cpc_audio_1s')
-# (full, quick) batch sizes: full fits the 15-minute budget on a 2-core CPU with peers.
-BATCH = {'simclr_resnet18': (32, 8), 'mae_vits4': (64, 16), 'bert_small_mlm': (32, 8),
+NAMES = ('simclr_resnet18', 'byol_resnet18', 'mocov3_resnet18', 'dino_resnet18', 'mae_vits4',
+         'bert_small_mlm', 'cpc_audio_1s')
+# The CIFAR-stem ResNet-18 workloads (one encoder, the method's own heads).
+RESNET18 = ('simclr_resnet18', 'byol_resnet18', 'mocov3_resnet18', 'dino_resnet18')
+IMAGE = RESNET18 + ('mae_vits4',)
+# (full, quick) batch sizes.
+BATCH = {'simclr_resnet18': (32, 8), 'byol_resnet18': (32, 8), 'mocov3_resnet18': (32, 8),
+         'dino_resnet18': (32, 8), 'mae_vits4': (64, 16), 'bert_small_mlm': (32, 8),
          'cpc_audio_1s': (32, 8)}
 # What one example is, for examples/s: an image (two views), a sequence, a 1 s clip.
 
@@ -45,13 +57,24 @@ def load_config(name: str, arg: str = ''):
 
 def config_for(name: str, batch_size: int, tiny: bool = False):
   """sslax's config for workload `name`; tiny=True shrinks the model (harness tests only)."""
-  if name == 'simclr_resnet18':
-    c = load_config('simclr_images')
+  if name in RESNET18:
+    method = name.split('_')[0]
+    c = load_config(f'{method}_images')
     c.model.update(stem_width=64, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
-    c.simclr.update(proj_hidden_dims=(512,), proj_dim=128)
+    if method == 'simclr':
+      c.simclr.update(proj_hidden_dims=(512,), proj_dim=128)
+    elif method in ('byol', 'mocov3'):
+      c[method].update(proj_hidden_dims=(512,), proj_dim=128, pred_hidden_dims=(512,))
+    else:   # dino: the config's head (512 hidden, 128 bottleneck, 4096 out) and crops
+      c.dino.update(head_hidden_dims=(512,), bottleneck_dim=128, out_dim=4096)
     if tiny:
       c.model.update(stem_width=8, widths=(8, 16), blocks=(1, 1))
-      c.simclr.update(proj_hidden_dims=(16,), proj_dim=8)
+      if method == 'simclr':
+        c.simclr.update(proj_hidden_dims=(16,), proj_dim=8)
+      elif method in ('byol', 'mocov3'):
+        c[method].update(proj_hidden_dims=(16,), proj_dim=8, pred_hidden_dims=(16,))
+      else:
+        c.dino.update(head_hidden_dims=(16,), bottleneck_dim=8, out_dim=32)
   elif name == 'mae_vits4':
     c = load_config('mae_images')
     c.model.update(patch_size=4, width=384, depth=12, num_heads=6, mlp_ratio=4)
@@ -83,7 +106,7 @@ def synthetic_batch(name: str, config) -> dict[str, jax.Array]:
   """Random data of the training batch's shapes and dtypes."""
   b = config.batch_size
   rng = np.random.default_rng(0)
-  if name in ('simclr_resnet18', 'mae_vits4'):
+  if name in IMAGE:
     s = config.data.image_size
     return {'image': jnp.asarray(rng.integers(0, 256, (b, s, s, 3)), jnp.uint8),
             'label': jnp.zeros((b,), jnp.int32)}

@@ -1,7 +1,14 @@
-"""PyTorch peers of the four sslax benchmark workloads (run inside the peer venv only).
+"""PyTorch peers of the sslax benchmark workloads (run inside the peer venv only).
 
   .peer-venv/bin/python experiments/benchmarks/peers/run_peer.py --workload simclr_resnet18 \
-      --batch_size 32 --threads 2
+      --batch_size 32 --threads 2 [--impl library] [--compile]
+
+--impl torch (default): the home-made peers below, for simclr_resnet18, mae_vits4,
+bert_small_mlm and cpc_audio_1s. --impl library: library_peers.py (lightly, timm,
+transformers as their docs set them up). --compile: torch.compile of the loss function
+(model forward + loss; backward through AOTAutograd), default mode; the FLOPs are counted on
+the eager step first (FlopCounterMode does not see inside compiled kernels), and the first
+compiled call's time is reported as `compile_s`.
 
 Plain PyTorch, written to match sslax's models layer for layer (see ../workloads.py), so the
 FLOPs agree with XLA's count within a few percent (torch.utils.flop_counter counts matmuls
@@ -10,12 +17,17 @@ AdamW; float32; `--threads` intra-op threads. sslax's step also contains its on-
 augmentation (random resized crop, flip, colour jitter; masking; audio crops, gain, log-mel):
 the peers do the masking and log-mel on the batch in the step, but take images as already
 augmented tensors, as a DataLoader would hand them over (its CPU workers are not timed).
-Prints one JSON line.
+Prints one JSON line; `peak_rss_mib` is the process's peak resident memory minus its
+resident memory before the model was built (torch's CPU allocator keeps no peak statistic).
 """
 import argparse
+import importlib
 import json
 import math
+import os
+import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -183,17 +195,18 @@ class BertMLM(nn.Module):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def bert(b, tiny, vocab=260, length=128, predictions=20, num_special=4):
+def bert(b, tiny, vocab=262, length=128, predictions=20, num_special=6, mask_id=1):
   d, depth, heads, mlp = (16, 1, 2, 32) if tiny else (512, 4, 8, 2048)
   model = BertMLM(vocab, d, depth, heads, mlp, length)
   tokens = torch.randint(num_special, vocab, (b, length))
 
   def loss():
-    # BERT's corruption on the fly: 20 positions, 80% [MASK] (id 3 here), 10% random, 10% kept.
+    # BERT's corruption on the fly: 20 positions, 80% [MASK], 10% random, 10% kept (sslax's
+    # byte tokenizer: 6 special ids, [MASK] = 1, vocab 262).
     positions = torch.rand(b, length).argsort(1)[:, :predictions]
     targets = torch.gather(tokens, 1, positions)
     u = torch.rand(b, predictions)
-    new = torch.where(u < 0.8, torch.full_like(targets, 3),
+    new = torch.where(u < 0.8, torch.full_like(targets, mask_id),
                       torch.where(u < 0.9, torch.randint_like(targets, num_special, vocab),
                                   targets))
     inputs = tokens.scatter(1, positions, new)
@@ -251,7 +264,10 @@ WORKLOADS = {'simclr_resnet18': simclr, 'mae_vits4': mae, 'bert_small_mlm': bert
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--workload', required=True, choices=sorted(WORKLOADS))
+  parser.add_argument('--workload', required=True)
+  parser.add_argument('--impl', default='torch', choices=('torch', 'library'),
+                      help='torch: the home-made peer; library: library_peers.py')
+  parser.add_argument('--compile', action='store_true', help='torch.compile the loss function')
   parser.add_argument('--batch_size', type=int, required=True)
   parser.add_argument('--threads', type=int, required=True)
   parser.add_argument('--warmup', type=int, default=2)
@@ -268,28 +284,58 @@ def main():
   if args.conv_layers:
     print(json.dumps(conv_layers(args)))
     return
-  model, loss_fn, opt_kwargs = WORKLOADS[args.workload](args.batch_size, args.tiny)
+  if args.impl == 'library':
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import library_peers   # pylint: disable=import-outside-toplevel
+    builders, library, versions = (library_peers.WORKLOADS, library_peers.LIBRARY,
+                                   library_peers.versions())
+  else:
+    builders, library, versions = WORKLOADS, {}, {'torch': torch.__version__}
+  if args.workload not in builders:
+    raise SystemExit(f'no --impl {args.impl} peer for {args.workload}; '
+                     f'choose one of {sorted(builders)}')
+  if args.impl == 'library' and args.workload in builders:
+    library_peers.preload(args.workload)
+  # Imported before the memory baseline (the flop counter pulls in sympy; the optimiser's
+  # first step or the libraries import torch._dynamo, ~75 MiB): only the model and step count.
+  importlib.import_module('torch._dynamo')
+  from torch.utils.flop_counter import FlopCounterMode   # pylint: disable=import-outside-toplevel
+  rss_before = rss_mib()
+  built = builders[args.workload](args.batch_size, args.tiny)
+  model, loss_fn, opt_kwargs = built[:3]
+  after_step = built[3] if len(built) > 3 else None
   model.train()
-  opt = torch.optim.AdamW(model.parameters(), **opt_kwargs)
+  params = [p for p in model.parameters() if p.requires_grad]   # not the EMA copies
+  opt = torch.optim.AdamW(params, **opt_kwargs)
+  compiled = {'loss': loss_fn}
 
   def step():
     opt.zero_grad(set_to_none=True)
-    value = loss_fn()
+    value = compiled['loss']()
     value.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)   # sslax logs the grad norm
+    torch.nn.utils.clip_grad_norm_(params, math.inf)   # sslax logs the grad norm
     opt.step()
+    if after_step is not None:
+      after_step()
     return value
 
-  from torch.utils.flop_counter import FlopCounterMode   # pylint: disable=import-outside-toplevel
   with FlopCounterMode(display=False) as counter:
     step()
   flops = counter.get_total_flops()
+  compile_s = None
+  if args.compile:
+    compiled['loss'] = torch.compile(loss_fn)
+    start = time.perf_counter()
+    step().item()
+    compile_s = time.perf_counter() - start
   for _ in range(args.warmup):
     step()
-  row = {'workload': args.workload, 'batch_size': args.batch_size,
+  row = {'workload': args.workload, 'batch_size': args.batch_size, 'impl': args.impl,
+         'library': library.get(args.workload, 'torch'), 'compile': args.compile,
          'step_s': median_s(lambda: step().item(), args.repeats), 'flops_per_step': float(flops),
-         'threads': torch.get_num_threads(), 'torch': torch.__version__,
-         'params': sum(p.numel() for p in model.parameters())}
+         'compile_s': compile_s, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
+         'versions': versions, 'params': sum(p.numel() for p in params),
+         'peak_rss_mib': peak_rss_mib() - rss_before}
   if args.phases:
     def grad():
       opt.zero_grad(set_to_none=True)
@@ -299,6 +345,19 @@ def main():
     row['forward_s'] = median_s(lambda: loss_fn().item(), args.repeats)
     row['grad_s'] = median_s(lambda: grad().item(), args.repeats)
   print(json.dumps(row))
+
+
+def rss_mib():
+  """Resident memory now, MiB (Linux /proc)."""
+  with open('/proc/self/status') as f:
+    for line in f:
+      if line.startswith('VmRSS:'):
+        return int(line.split()[1]) / 1024
+  return 0.0
+
+
+def peak_rss_mib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
 
 
 def median_s(fn, repeats):
