@@ -8,9 +8,11 @@
 Data: `../shared/data/dsb2018` (532 train images, 256x256 to 1024x1024 PNG, nuclei in
 fluorescence / brightfield / H&E; laid out as {split}/images/*.png, read as an unlabelled
 `folder:.../{split}/images`) or, with `:bccd`, `../shared/data/bccd` (292 blood-smear JPEGs,
-640x480, flat {split}/*.jpg). Neither has image-level labels, so no downstream evaluator runs:
-the run shows the pretext task learning (loss, contrastive accuracy in metrics.jsonl) and
-leaves an encoder for `sslax.embed` / `init_from`. The folder is stored encoded (the images'
+640x480, flat {split}/*.jpg). Pretraining reads only the images (no labels). On dsb2018 the
+nucleus masks then score the encoder with the `segmentation` evaluator (docs/dense.md):
+`seg_linear` (frozen encoder, linear per-pixel classifier) and `seg_fine_tune` (encoder + FPN
+decoder), mIoU and pixel accuracy against random init; bccd's boxes await the detection
+evaluator, so `:bccd` scores nothing downstream. The folder is stored encoded (the images'
 own PNG/JPEG bytes) and every view is decoded, cropped and resized on the host.
 
 Hardware and time: a 2-core CPU shared with other jobs, 100 steps of batch 64 at 64x64
@@ -22,6 +24,8 @@ SOURCES = {
     'dsb2018': 'folder:../shared/data/dsb2018/{split}/images',
     'bccd': 'folder:../shared/data/bccd',
 }
+# Labelled forms of the same folders for the dense evaluators.
+SEGMENTATION = {'dsb2018': 'segfolder:../shared/data/dsb2018'}
 
 
 def get_config(arg: str = ''):
@@ -36,9 +40,17 @@ def get_config(arg: str = ''):
   c.data.source = SOURCES[data]
   c.data.train_split = 'train'
   c.data.image_size = 64
-  # Unlabelled: nothing to score downstream (see the docstring).
-  c.eval.source = SOURCES[data]
+  # No image-level labels: only the dense evaluators score (see the docstring).
+  c.eval.source = SEGMENTATION.get(data, SOURCES[data])
+  c.eval.train_split = 'train'
   c.evals = {}
+  if data in SEGMENTATION:
+    # 1 epoch = 479 crops (532 less the held-out 10%). Learning rates: the linear head alone
+    # takes a larger one than encoder + decoder.
+    seg = dict(type='segmentation', source='', every_steps=0, epochs=4, batch_size=16,
+               weight_decay=1e-4, image_size=64, scale_range=(0.5, 2.0), decoder_width=32)
+    c.evals.seg_linear = dict(seg, mode='linear', learning_rate=1e-2)
+    c.evals.seg_fine_tune = dict(seg, mode='fine_tune', learning_rate=1e-3)
   c.eval.raw_input = False
   c.total_steps = 100
   c.batch_size = 64
@@ -54,4 +66,6 @@ def get_config(arg: str = ''):
     c.data.image_size = 16
     c.model.update(stem_width=8, widths=(8, 16), blocks=(1, 1))
     c.simclr.update(proj_hidden_dims=(32,), proj_dim=16)
+    for ev in c.evals.values():
+      ev.update(epochs=1, batch_size=8, image_size=16, max_train=9, max_test=4, decoder_width=8)
   return c

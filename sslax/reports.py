@@ -12,6 +12,8 @@
   per encoder; also appended to results.md.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
   pretrained and the random-init encoder side by side.
+- `<name>.png` (segmentation): a few test images, their true masks and each encoder's
+  predicted masks side by side (`plot_masks`).
 
 Every file goes through sslax/storage.py, so the workdir may be gs://; callers write reports
 from process 0 only.
@@ -132,12 +134,54 @@ def samples_markdown(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
   return '\n\n'.join(parts)
 
 
+def _overlay(ax, image: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
+  """The image with its class ids over it (class 0 and ignored pixels left clear)."""
+  h, w = image.shape[:2]
+  if mask.shape != (h, w):   # full-size masks drawn at the view's size (nearest neighbour)
+    rows = np.arange(h) * mask.shape[0] // h
+    cols = np.arange(w) * mask.shape[1] // w
+    mask = mask[rows[:, None], cols[None, :]]
+  ax.imshow(image)
+  shown = np.ma.masked_where((mask == 0) | (mask >= num_classes), mask)
+  ax.imshow(shown, cmap='tab10', vmin=0, vmax=9, alpha=0.5, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
+  """Rows of test images: image, true mask, then the mask each encoder ({prefix: picture}
+  of one evaluator) predicted."""
+  prefixes = list(pictures)
+  first = pictures[prefixes[0]]
+  rows, cols = len(first['images']), 2 + len(prefixes)
+  if not rows:
+    return
+  k = len(first['classes'])
+  fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+  for r in range(rows):
+    image = first['images'][r]
+    axes[r][0].imshow(image)
+    axes[r][0].set_xticks([])
+    axes[r][0].set_yticks([])
+    _overlay(axes[r][1], image, first['truth'][r], k)
+    for c, prefix in enumerate(prefixes):
+      _overlay(axes[r][2 + c], image, pictures[prefix]['predicted'][r], k)
+  titles = ['image', 'truth'] + [f'{p.rstrip("/") or "pretrained"}' for p in prefixes]
+  for c, title in enumerate(titles):
+    axes[0][c].set_title(title)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
 def write(workdir: str, results: Mapping[str, Any],
           test_features: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
           metrics_dir: str | None = None,
-          samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+          samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+          pictures: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> None:
   """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
-  `workdir`), given features embedding.png, and given samples samples.md in `workdir`."""
+  `workdir`), given features embedding.png, given samples samples.md, and given pictures
+  ({evaluator: {prefix: picture}}) <evaluator>.png in `workdir`."""
   root = storage.path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   (root / 'results.json').write_text(json.dumps(dict(results), indent=2, sort_keys=True))
@@ -152,3 +196,5 @@ def write(workdir: str, results: Mapping[str, Any],
     plot_curves(rows, root / 'curves.png')
   if test_features:
     plot_embedding(test_features, root / 'embedding.png')
+  for name, by_prefix in (pictures or {}).items():
+    plot_masks(by_prefix, root / f'{name}.png')

@@ -30,6 +30,7 @@ from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
+from sslax.evaluators import segmentation
 from sslax.evaluators import sequence_tasks
 
 # Feature passes of at least this many batches show a progress bar (config.progress_bar).
@@ -46,9 +47,15 @@ OPTIONS = {
     'clustering': ('n_init',),
     'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
     **sequence_tasks.OPTIONS,
+    'segmentation': segmentation.OPTIONS,
 }
 # Types that fine-tune a head per token or frame and read their own sources (squad:, asr:).
 SEQUENCE_TYPES = tuple(sequence_tasks.OPTIONS)
+# Types that train a head per pixel on an encoder's feature maps, reading their own sources
+# (segfolder:); models/dense.py, evaluators/segmentation.py.
+DENSE_TYPES = ('segmentation',)
+# Types that read their own data (not the shared features or records of a labelled source).
+OWN_DATA_TYPES = SEQUENCE_TYPES + DENSE_TYPES
 TYPES = tuple(OPTIONS)
 # Types that score float targets (regression sources): ridge -> mse/mae/r2, fine_tune with
 # task='regression'.
@@ -64,7 +71,8 @@ COMMON = ('type', 'source', 'every_steps')
 OPTIONAL = {'enabled': True}
 OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
                                   'eval_every': 0, 'layer_decay': 1.0},
-                    **sequence_tasks.OPTIONAL}
+                    **sequence_tasks.OPTIONAL,
+                    'segmentation': segmentation.OPTIONAL}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -130,6 +138,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     if ev.type in SEQUENCE_TYPES:
       sequence_tasks.check(key, ev, ev.source or config.eval.source,
                            f'{key}.source' if ev.source else 'config.eval.source')
+    if ev.type == 'segmentation':
+      segmentation.check(key, ev, ev.source or config.eval.source,
+                         f'{key}.source' if ev.source else 'config.eval.source')
   for limit in ('max_train_examples', 'max_test_examples'):
     if int(config.eval.get(limit, 0)) < 0:
       raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
@@ -194,6 +205,9 @@ class Suite:
     self.config, self.mesh = config, mesh
     self._embed_sequence = embed_sequence   # the method's, for qa and asr
     self._sequence_data: dict[tuple[str, str], dict] = {}
+    self._dense_data: dict[tuple[str, str], dict] = {}
+    # Test images, true and predicted masks of dense evaluators: {name: {prefix: picture}}.
+    self.pictures: dict[str, dict[str, dict[str, Any]]] = {}
     # A few test predictions of qa/asr next to the truth, per '<prefix><name>' (reports).
     self.samples: dict[str, list[dict[str, Any]]] = {}
     replicated = sharding.replicated(mesh)
@@ -254,6 +268,22 @@ class Suite:
     if (ev.type, source) not in self._sequence_data:
       self._sequence_data[ev.type, source] = sequence_tasks.load(self.config, ev, source)
     return self._sequence_data[ev.type, source]
+
+  def _open_dense(self, name: str) -> dict:
+    """The data of segmentation evaluator `name`, read once per (type, source, options that
+    shape it)."""
+    ev = self.config.evals[name]
+    if self.config.model.name not in ('resnet', 'vit'):
+      raise errors.ConfigError(f'config.evals.{name} (type {ev.type!r}) trains on image feature '
+                               f'maps, which config.model.name={self.config.model.name!r} does '
+                               "not give; use an image method with a 'resnet' or 'vit' encoder.")
+    source = self._source(name)[0]
+    shape = tuple(ev.get(k, segmentation.OPTIONAL[k])
+                  for k in ('image_size', 'scale_range', 'max_train', 'max_test'))
+    key = (ev.type, source, repr(shape))
+    if key not in self._dense_data:
+      self._dense_data[key] = segmentation.load(self.config, ev, source)
+    return self._dense_data[key]
 
   def _check_task(self, name: str) -> None:
     """Each evaluator's type against its source's labels (classes or float targets)."""
@@ -330,8 +360,9 @@ class Suite:
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
-    if sources.parse(e.source, key='config.eval.source')[0] in sequence_tasks.SCHEME.values():
-      return {}   # squad:/asr: have no class labels or targets for a linear baseline
+    if sources.parse(e.source, key='config.eval.source')[0] in (
+        *sequence_tasks.SCHEME.values(), 'segfolder'):
+      return {}   # squad:/asr:/segfolder: have no class labels or targets for a linear baseline
     records = self._open(e.source, 'config.eval.source')
     splits = {role: records[s].take(np.arange(len(records[s])))
               for role, s in (('train', e.train_split), ('test', e.test_split))}
@@ -351,6 +382,9 @@ class Suite:
       if self.config.evals[name].type in SEQUENCE_TYPES:
         self._open_sequence(name)
         continue
+      if self.config.evals[name].type in DENSE_TYPES:
+        self._open_dense(name)
+        continue
       self._open(*self._source(name))
       self._check_task(name)
     results = {}
@@ -362,7 +396,7 @@ class Suite:
           cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
         with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
           for name in names:
-            if self.config.evals[name].type in ('fine_tune',) + SEQUENCE_TYPES:
+            if self.config.evals[name].type in ('fine_tune',) + OWN_DATA_TYPES:
               continue
             source, key = self._source(name)
             if source not in cache:
@@ -380,6 +414,13 @@ class Suite:
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.samples[prefix + name] = samples
+          elif self.config.evals[name].type in DENSE_TYPES:
+            metrics, picture = segmentation.evaluate(
+                self.config, self.config.evals[name], self._open_dense(name), encoder,
+                self.config.seed + i, self.mesh)
+            scores.update({f'{name}/{m}': v for m, v in metrics.items()})
+            if i == 0:
+              self.pictures.setdefault(name, {})[prefix] = picture
         if self.config.eval.source in cache:
           self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]
         per_seed.append(scores)
