@@ -47,8 +47,9 @@ def get_config(arg: str = ''):
   if data in SEGMENTATION:
     # 1 epoch = 479 crops (532 less the held-out 10%). Learning rates: the linear head alone
     # takes a larger one than encoder + decoder.
-    seg = dict(type='segmentation', source='', every_steps=0, epochs=4, batch_size=16,
-               weight_decay=1e-4, image_size=64, scale_range=(0.5, 2.0), decoder_width=32)
+    seg = dict(type='segmentation', source='', every_steps=0, enabled=True, epochs=4,
+               batch_size=16, weight_decay=1e-4, image_size=64, scale_range=(0.5, 2.0),
+               decoder_width=32)
     c.evals.seg_linear = dict(seg, mode='linear', learning_rate=1e-2)
     c.evals.seg_fine_tune = dict(seg, mode='fine_tune', learning_rate=1e-3)
   c.eval.raw_input = False

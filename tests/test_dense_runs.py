@@ -1,0 +1,76 @@
+"""The segmentation evaluator end to end: configs/simclr_microscopy.py:smoke pretrains on a
+small synthetic segmentation folder's images and scores both modes at its final evaluation,
+then `python -m sslax.evaluate --evals NAME` scores one again with its source named on the
+command line. (The real dsb2018 runs are in docs/dense.md.)"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from sslax import train
+from tests.conftest import REPO
+
+
+def _segfolder(root):
+  """Dark images with bright rectangles, class 1 under them; a few pixels ignored."""
+  rng = np.random.default_rng(0)
+  root.mkdir()
+  (root / 'classes.txt').write_text('background\nblob\n')
+  for split, n in (('train', 12), ('test', 4)):
+    (root / split / 'images').mkdir(parents=True)
+    (root / split / 'masks').mkdir(parents=True)
+    for i in range(n):
+      h, w = int(rng.integers(20, 40)), int(rng.integers(20, 40))
+      mask = np.zeros((h, w), np.uint8)
+      for _ in range(2):
+        y, x = rng.integers(0, h - 6), rng.integers(0, w - 6)
+        mask[y:y + 6, x:x + 6] = 1
+      mask[0, 0] = 255
+      image = (40 + 180 * mask[..., None] + rng.integers(0, 30, (h, w, 3))).astype(np.uint8)
+      PIL.Image.fromarray(image).save(root / split / 'images' / f'{i}.png')
+      PIL.Image.fromarray(mask).save(root / split / 'masks' / f'{i}.png')
+
+
+def test_segmentation_from_training_and_from_the_command_line(tmp_path):
+  seg = tmp_path / 'seg'
+  _segfolder(seg)
+  from configs import simclr_microscopy
+  config = simclr_microscopy.get_config('smoke')
+  config.data.source = f'folder:{seg}/{{split}}/images'
+  config.eval.source = f'segfolder:{seg}'
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.progress_bar = False
+  results = train.run(config, str(tmp_path / 'run'))
+  for name in ('seg_linear', 'seg_fine_tune'):
+    for prefix in ('', 'random_init/'):
+      for metric in ('miou', 'pixel_accuracy', 'val_miou'):
+        assert 0.0 <= results[f'{prefix}{name}/{metric}'] <= 1.0, (prefix, name, metric)
+    assert (tmp_path / 'run' / f'{name}.png').exists()
+  assert 'raw_input/logistic/accuracy' not in results
+  out = subprocess.run(
+      [sys.executable, '-m', 'sslax.evaluate', '--workdir', str(tmp_path / 'run'),
+       '--evals', 'seg_linear', f'--config.evals.seg_linear.source=segfolder:{seg}',
+       '--config.evals.seg_linear.epochs=2', '--output_dir', str(tmp_path / 'eval')],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert '| seg_linear/miou |' in out.stdout
+  scored = json.loads((tmp_path / 'eval' / 'results.json').read_text())
+  assert {'seg_linear/miou', 'random_init/seg_linear/pixel_accuracy'} <= set(scored)
+  assert (tmp_path / 'eval' / 'seg_linear.png').exists()
+
+
+def test_a_source_of_the_wrong_kind_is_refused_naming_the_key(tmp_path):
+  from configs import simclr_microscopy
+  from sslax.evaluators import suite
+  config = simclr_microscopy.get_config('smoke')
+  _segfolder(tmp_path / 'seg')
+  config.evals.seg_linear.source = f'folder:{tmp_path}/seg/{{split}}/images'
+  with pytest.raises(ValueError, match=r'config.evals.seg_linear .* reads a segfolder: source'):
+    suite.check(config)
+  config.evals.seg_linear.source = ''
+  config.evals.seg_linear.mode = 'frozen'
+  with pytest.raises(ValueError, match=r"seg_linear.mode='frozen' is unknown"):
+    suite.check(config)
