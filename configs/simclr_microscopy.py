@@ -28,15 +28,19 @@ SOURCES = {
 SEGMENTATION = {'dsb2018': 'segfolder:../shared/data/dsb2018'}
 
 
-def get_config(arg: str = ''):
+def parse_arg(arg: str, config_file: str) -> tuple[str, bool]:
+  """'' | 'smoke' | 'bccd' | 'dsb2018,smoke' ... -> (data set, smoke)."""
   data, _, smoke = (arg or 'dsb2018').partition(',')
   if arg == 'smoke':
     data, smoke = 'dsb2018', 'smoke'
   if data not in SOURCES or smoke not in ('', 'smoke'):
-    raise ValueError(f'configs/simclr_microscopy.py: unknown argument {arg!r}; use one of '
+    raise ValueError(f'{config_file}: unknown argument {arg!r}; use one of '
                      f'{sorted(SOURCES)}, optionally followed by ",smoke", or "smoke".')
-  c = common_images.images('simclr', '')
-  c.simclr = dict(temperature=0.2, proj_hidden_dims=(256,), proj_dim=64)
+  return data, bool(smoke)
+
+
+def microscopy(c, data: str, smoke: bool):
+  """The data and downstream evaluators every microscopy config shares, in place."""
   c.data.source = SOURCES[data]
   c.data.train_split = 'train'
   c.data.image_size = 64
@@ -53,6 +57,17 @@ def get_config(arg: str = ''):
     c.evals.seg_linear = dict(seg, mode='linear', learning_rate=1e-2)
     c.evals.seg_fine_tune = dict(seg, mode='fine_tune', learning_rate=1e-3)
   c.eval.raw_input = False
+  if smoke:
+    for ev in c.evals.values():
+      ev.update(epochs=1, batch_size=8, image_size=16, max_train=9, max_test=4, decoder_width=8)
+  return c
+
+
+def get_config(arg: str = ''):
+  data, smoke = parse_arg(arg, 'configs/simclr_microscopy.py')
+  c = common_images.images('simclr', '')
+  c.simclr = dict(temperature=0.2, proj_hidden_dims=(256,), proj_dim=64)
+  microscopy(c, data, smoke)
   c.total_steps = 100
   c.batch_size = 64
   c.log_every = 10
@@ -67,6 +82,4 @@ def get_config(arg: str = ''):
     c.data.image_size = 16
     c.model.update(stem_width=8, widths=(8, 16), blocks=(1, 1))
     c.simclr.update(proj_hidden_dims=(32,), proj_dim=16)
-    for ev in c.evals.values():
-      ev.update(epochs=1, batch_size=8, image_size=16, max_train=9, max_test=4, decoder_width=8)
   return c
