@@ -39,7 +39,7 @@ def test_round_trip_and_classes(tmp_path):
   masks['b'][0, 0] = segfolder.IGNORE   # 255 is allowed anywhere
   PIL.Image.fromarray(masks['b']).save(root / 'train' / 'masks' / 'b.png')
   source = f'segfolder:{root}'
-  assert sources.segmentation_classes(source, data_dir=str(tmp_path / 'tfds')) == [
+  assert sources.dense_classes(source, data_dir=str(tmp_path / 'tfds')) == [
       'background', 'cell', 'other']
   train = sources.open_split(source, 'train', data_dir=str(tmp_path / 'tfds'))
   assert len(train) == 2

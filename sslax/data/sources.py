@@ -12,6 +12,8 @@ Forms (see `FORMS`):
                         <split>.json): context paragraphs as text; questions for `qa`
   asr:DIR               speech: DIR/<split>.tsv (header path<TAB>text) + WAVs; audio as an
                         audio folder's, transcripts for `asr`
+  coco:DIR              detection: DIR/<split>.json (COCO format) + images in DIR/<split>/
+                        (builders/coco.py)
   segfolder:DIR         segmentation: DIR/classes.txt, DIR/<split>/images/<id>.png|jpg and
                         DIR/<split>/masks/<id>.png (uint8 class ids, 255 = ignore), for
                         `segmentation` (builders/segfolder.py)
@@ -40,6 +42,7 @@ from sslax.data import waveforms
 from sslax.data.builders import arrays
 from sslax.data.builders import asr
 from sslax.data.builders import audio_folder
+from sslax.data.builders import coco
 from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
@@ -56,8 +59,10 @@ FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
          'asr:DIR (DIR/<split>.tsv with header path<TAB>text, WAV paths relative to DIR)',
          'segfolder:DIR (DIR/classes.txt, DIR/<split>/images/<id>.png|jpg, '
          'DIR/<split>/masks/<id>.png)',
+         'coco:DIR (DIR/<split>.json in COCO detection format, images in DIR/<split>/)',
          'tfds:NAME[/CONFIG][:VERSION]')
-SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'segfolder', 'tfds')
+SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'segfolder', 'coco',
+           'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
@@ -168,6 +173,12 @@ def check(source: str, *, key: str = 'data.source') -> None:
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no '
           f'<split>/images folder. Fix: set {key} to segfolder:DIR with DIR/classes.txt, '
           'DIR/<split>/images/<id>.png|jpg and DIR/<split>/masks/<id>.png.')
+  elif scheme == 'coco':
+    if not coco.split_files(rest):
+      raise errors.DataNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.json '
+          f'with a <split>/ image folder beside it. Fix: set {key} to coco:DIR with '
+          'DIR/train.json + DIR/train/ (and test) in COCO detection format.')
   else:
     name = rest.split('/')[0].split(':')[0]
     try:
@@ -216,6 +227,8 @@ def _builder(source: str, data_dir: str | None,
     return asr.prepare(rest, data_dir)
   if scheme == 'segfolder':
     return segfolder.prepare(rest, data_dir)
+  if scheme == 'coco':
+    return coco.prepare(rest, data_dir)
   # What tfds.data_source does, split in two so the split can be checked before reading.
   builder = tfds.builder(rest, data_dir=data_dir)
   builder.download_and_prepare(file_format='array_record')
@@ -349,11 +362,12 @@ def open_split(source: str, split: str, *, data_dir: str | None = None,
                       builder.as_data_source(split), _audio_rate(source, builder))
 
 
-def segmentation_classes(source: str, *, data_dir: str | None = None) -> list[str]:
-  """The class names of a `segfolder:` source (its classes.txt), building it if needed."""
-  if parse(source, key='source')[0] != 'segfolder':
-    raise errors.ConfigError(f'{source!r} is not a segfolder: source.')
-  return segfolder.classes(_builder(source, data_dir))
+def dense_classes(source: str, *, data_dir: str | None = None) -> list[str]:
+  """The class names of a `segfolder:` (its classes.txt) or `coco:` source (its categories
+  by id), building it if needed."""
+  if parse(source, key='source')[0] not in ('segfolder', 'coco'):
+    raise errors.ConfigError(f'{source!r} is neither a segfolder: nor a coco: source.')
+  return list(_builder(source, data_dir).info.metadata['class_names'])
 
 
 def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') -> SourceInfo:

@@ -188,7 +188,7 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
   data_dir = config.data.data_dir or None
   size = int(ev['image_size']) or int(config.data.image_size)
   shorter = dense_augment.max_shorter_side(size, tuple(ev['scale_range']))
-  out = {'classes': sources.segmentation_classes(source, data_dir=data_dir), 'size': size}
+  out = {'classes': sources.dense_classes(source, data_dir=data_dir), 'size': size}
   for role, split, limit in (('train', config.eval.train_split, int(ev['max_train'])),
                              ('test', config.eval.test_split, int(ev['max_test']))):
     raw = sources.open_split(source, split, data_dir=data_dir)

@@ -13,7 +13,7 @@ stored encoded, `image_folder.py`), masks as PNG bytes; both are decoded by the 
 (`decode`), so a build costs about the folder's size on disk.
 
 Stored order is the sorted file ids of each split; the class names go into the builder's
-metadata (`class_names`), which `classes` reads back.
+metadata (`class_names`), which `sources.dense_classes` reads back.
 """
 from __future__ import annotations
 
@@ -182,10 +182,6 @@ def prepare(root: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
       make_builder=lambda data_root: SslaxSegFolder(data_dir=data_root, config=make_config(root)),
       data_dir=data_dir,
   )
-
-
-def classes(builder: tfds.core.DatasetBuilder) -> list[str]:
-  return list(builder.info.metadata['class_names'])
 
 
 def decode(record: dict) -> tuple[np.ndarray, np.ndarray]:
