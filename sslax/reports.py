@@ -12,8 +12,8 @@
   per encoder; also appended to results.md.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
   pretrained and the random-init encoder side by side.
-- `<name>.png` (segmentation): a few test images, their true masks and each encoder's
-  predicted masks side by side (`plot_masks`).
+- `<name>.png` (segmentation, detection): a few test images, their true masks or boxes and
+  each encoder's predicted ones side by side (`plot_masks`).
 
 Every file goes through sslax/storage.py, so the workdir may be gs://; callers write reports
 from process 0 only.
@@ -25,6 +25,7 @@ from typing import Any
 
 import matplotlib
 matplotlib.use('Agg')   # files only: no display on servers and CI
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -148,9 +149,27 @@ def _overlay(ax, image: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
   ax.set_yticks([])
 
 
+def _boxes(ax, image: np.ndarray, found: Mapping[str, Any], height: int, width: int,
+           min_score: float = 0.3) -> None:
+  """The image with boxes (given in its original height x width pixels), coloured by class;
+  detections below `min_score` are not drawn."""
+  ax.imshow(image)
+  sy, sx = image.shape[0] / height, image.shape[1] / width
+  scores = found.get('scores', np.ones(len(found['labels'])))
+  for (x0, y0, x1, y1), label, score in zip(np.asarray(found['boxes']).reshape(-1, 4),
+                                            found['labels'], scores):
+    if score < min_score:
+      continue
+    ax.add_patch(matplotlib.patches.Rectangle((x0 * sx, y0 * sy), (x1 - x0) * sx,
+                                              (y1 - y0) * sy, fill=False, linewidth=1,
+                                              edgecolor=plt.cm.tab10(int(label) % 10)))
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
 def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
-  """Rows of test images: image, true mask, then the mask each encoder ({prefix: picture}
-  of one evaluator) predicted."""
+  """Rows of test images: image, true mask (or boxes), then the mask (or boxes, score >=
+  0.3) each encoder ({prefix: picture} of one evaluator) predicted."""
   prefixes = list(pictures)
   first = pictures[prefixes[0]]
   rows, cols = len(first['images']), 2 + len(prefixes)
@@ -163,7 +182,14 @@ def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
     axes[r][0].imshow(image)
     axes[r][0].set_xticks([])
     axes[r][0].set_yticks([])
-    _overlay(axes[r][1], image, first['truth'][r], k)
+    truth = first['truth'][r]
+    if first.get('kind') == 'boxes':
+      _boxes(axes[r][1], image, truth, truth['height'], truth['width'])
+      for c, prefix in enumerate(prefixes):
+        _boxes(axes[r][2 + c], image, pictures[prefix]['predicted'][r], truth['height'],
+               truth['width'])
+      continue
+    _overlay(axes[r][1], image, truth, k)
     for c, prefix in enumerate(prefixes):
       _overlay(axes[r][2 + c], image, pictures[prefix]['predicted'][r], k)
   titles = ['image', 'truth'] + [f'{p.rstrip("/") or "pretrained"}' for p in prefixes]

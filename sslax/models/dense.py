@@ -16,10 +16,13 @@ Heads (all float32 in, logits at their own resolution; the caller resizes to the
   al. 2019, without its multi-level merge: the finest level already holds the sums).
 - `UpsampleHead`: progressive upsampling of ViT tokens (SETR-PUP, Zheng et al. 2021): conv,
   GroupNorm, ReLU, 2x bilinear upsampling, until the map is at the image's resolution.
+- Detection (evaluators/detection.py): `FPN` (the pyramid alone, one map per level) on ResNet
+  stages, `SimplePyramid` (ViTDet) on ViT tokens, and `FCOSHead` on either.
 
 Shape suffixes: B batch, H/W image, h/w feature map, C channels, K classes.
 """
 from collections.abc import Sequence
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -131,3 +134,60 @@ def make_head(mode: str, model_config: ml_collections.ConfigDict, num_classes: i
   if model_config.name == 'resnet':
     return FPNHead(num_classes, width)
   return UpsampleHead(num_classes, int(model_config.patch_size), width)
+
+
+class SimplePyramid(nn.Module):
+  """ViTDet's simple feature pyramid from one map of stride p: a 2x transposed conv (p/2),
+  the map itself (p) and a 2x max-pool (2p), each to `width` channels."""
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, maps: Sequence[jax.Array]) -> list[jax.Array]:
+    x = maps[-1]
+    up = nn.ConvTranspose(self.width, (2, 2), strides=(2, 2), name='up')(x)
+    same = nn.Conv(self.width, (1, 1), name='same')(x)
+    down = nn.Conv(self.width, (1, 1), name='down')(nn.max_pool(x, (2, 2), (2, 2)))
+    return [up, same, down]
+
+
+class FPN(nn.Module):
+  """The pyramid of FPNHead before its classes: 1x1 laterals + top-down sums + 3x3 smooth,
+  one map per level (finest first)."""
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, maps: Sequence[jax.Array]) -> list[jax.Array]:
+    laterals = [nn.Conv(self.width, (1, 1), name=f'lateral{i}')(m) for i, m in enumerate(maps)]
+    out = [laterals[-1]]
+    for lateral in reversed(laterals[:-1]):
+      out.insert(0, lateral + resize(out[0], lateral.shape[1], lateral.shape[2]))
+    return [nn.Conv(self.width, (3, 3), name=f'smooth{i}')(m) for i, m in enumerate(out)]
+
+
+class FCOSHead(nn.Module):
+  """FCOS (Tian et al. 2019) on a pyramid: a tower of 3x3 conv + GroupNorm + ReLU shared by
+  all levels, then per position K class logits, 4 box distances (log scale, in strides) and a
+  centre-ness logit. Returns [B, P, K], [B, P, 4], [B, P] over the levels' positions
+  concatenated (row-major per level, finest first)."""
+  num_classes: int
+  width: int = 64
+  tower: int = 2
+  prior: float = 0.01   # initial foreground probability: the focal loss's stable start
+
+  @nn.compact
+  def __call__(self, levels: Sequence[jax.Array]):
+    convs = [(nn.Conv(self.width, (3, 3), name=f'tower{i}'), _norm(self.width))
+             for i in range(self.tower)]
+    bias = -math.log((1 - self.prior) / self.prior)
+    cls = nn.Conv(self.num_classes, (3, 3), bias_init=nn.initializers.constant(bias),
+                  name='classes')
+    box = nn.Conv(4, (3, 3), name='box')
+    ctr = nn.Conv(1, (3, 3), name='centreness')
+    outs = []
+    for x in levels:
+      for conv, norm in convs:
+        x = nn.relu(norm(conv(x)))
+      b = x.shape[0]
+      outs.append((cls(x).reshape(b, -1, self.num_classes), box(x).reshape(b, -1, 4),
+                   ctr(x).reshape(b, -1)))
+    return tuple(jnp.concatenate(parts, axis=1) for parts in zip(*outs))

@@ -184,10 +184,15 @@ def prepare(root: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   )
 
 
+def decode_image(data: bytes) -> np.ndarray:
+  """uint8 [H, W, 3] of stored image bytes (segfolder: and coco: records)."""
+  with PIL.Image.open(io.BytesIO(bytes(data))) as img:
+    return np.asarray(img.convert('RGB'))
+
+
 def decode(record: dict) -> tuple[np.ndarray, np.ndarray]:
   """(image uint8 [H, W, 3], mask uint8 [H, W]) of a stored record."""
-  with PIL.Image.open(io.BytesIO(bytes(record['image']))) as img:
-    image = np.asarray(img.convert('RGB'))
+  image = decode_image(record['image'])
   with PIL.Image.open(io.BytesIO(bytes(record['mask']))) as img:
     mask = np.asarray(img, np.uint8)
   return image, mask
