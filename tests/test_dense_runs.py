@@ -1,8 +1,9 @@
-"""The segmentation evaluator end to end: configs/simclr_microscopy.py:smoke pretrains on a
-small synthetic segmentation folder's images and scores both modes at its final evaluation,
-then `python -m sslax.evaluate --evals NAME` scores one again with its source named on the
-command line. (The real dsb2018 runs are in docs/dense.md.)"""
+"""The dense evaluators end to end: configs/simclr_microscopy.py:smoke (and :bccd,smoke)
+pretrain on small synthetic folders' images and score segmentation (both modes) or detection
+at their final evaluation, then `python -m sslax.evaluate --evals NAME` scores one again with
+its source named on the command line. (The real dsb2018 and bccd runs are in docs/dense.md.)"""
 import json
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,48 @@ def test_a_source_of_the_wrong_kind_is_refused_naming_the_key(tmp_path):
   config.evals.seg_linear.mode = 'frozen'
   with pytest.raises(ValueError, match=r"seg_linear.mode='frozen' is unknown"):
     suite.check(config)
+
+
+def _coco(root):
+  """Two bright rectangles per dark 48x64 image, as COCO JSON + flat image folders."""
+  rng = np.random.default_rng(1)
+  for split, n in (('train', 12), ('test', 4)):
+    (root / split).mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(n):
+      image = rng.integers(0, 30, (48, 64, 3)).astype(np.uint8)
+      for j in range(2):
+        x, y, w, h = int(rng.integers(0, 40)), int(rng.integers(0, 28)), 16, 12 + 4 * j
+        image[y:y + h, x:x + w] += 180
+        annotations.append({'id': len(annotations), 'image_id': i, 'category_id': j,
+                            'bbox': [x, y, w, h]})
+      PIL.Image.fromarray(image).save(root / split / f'{i}.png')
+      images.append({'id': i, 'file_name': f'{i}.png', 'width': 64, 'height': 48})
+    (root / f'{split}.json').write_text(json.dumps({
+        'images': images, 'annotations': annotations,
+        'categories': [{'id': 0, 'name': 'a'}, {'id': 1, 'name': 'b'}]}))
+
+
+def test_detection_from_training_and_from_the_command_line(tmp_path):
+  det = tmp_path / 'det'
+  _coco(det)
+  from configs import simclr_microscopy
+  config = simclr_microscopy.get_config('bccd,smoke')
+  config.data.source = f'folder:{det}'
+  config.eval.source = f'coco:{det}'
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.progress_bar = False
+  results = train.run(config, str(tmp_path / 'run'))
+  for prefix in ('', 'random_init/'):
+    for metric in ('map', 'map50', 'val_map50'):
+      assert 0.0 <= results[f'{prefix}detection/{metric}'] <= 1.0, (prefix, metric)
+  assert (tmp_path / 'run' / 'detection.png').exists()
+  out = subprocess.run(
+      [sys.executable, '-m', 'sslax.evaluate', '--workdir', str(tmp_path / 'run'),
+       '--evals', 'detection', f'--config.evals.detection.source=coco:{det}',
+       '--output_dir', str(tmp_path / 'eval')],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'SSLAX_VERBOSE': '1'})
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert '| detection/map50 |' in out.stdout
+  assert (tmp_path / 'eval' / 'detection.png').exists()
