@@ -53,6 +53,12 @@ def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str)
   if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
     raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best '
                              'step is chosen on it.')
+  low, high = (float(v) for v in ev.get('scale_range', OPTIONAL['scale_range']))
+  if not 0 < low <= high:
+    raise errors.ConfigError(f'{key}.scale_range={tuple(ev.scale_range)} must be (low, high) '
+                             'with 0 < low <= high.')
+  if int(ev.get('min_stride', 2)) < 1:
+    raise errors.ConfigError(f'{key}.min_stride={ev.min_stride} must be >= 1.')
   if sources.parse(source, key=source_key)[0] != 'coco':
     raise errors.ConfigError(f'{key} (type {ev.type!r}) reads a coco: source, but '
                              f'{source_key}={source!r}; set {key}.source=coco:DIR.')
@@ -157,7 +163,7 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
                              ('test', config.eval.test_split, int(ev['max_test']))):
     raw = sources.open_split(source, split, data_dir=data_dir)
     rows = []
-    for i in segmentation._kept(len(raw), limit):   # pylint: disable=protected-access
+    for i in segmentation.kept(len(raw), limit):
       r = raw[int(i)]
       image = segfolder.decode_image(r['image'])
       h, w = image.shape[:2]

@@ -24,6 +24,7 @@ Shape suffixes: B batch, S crop side, K classes, H/W a test image's own size.
 """
 from collections.abc import Sequence
 import functools
+import json
 import math
 from typing import Any
 
@@ -127,7 +128,7 @@ def _compiled(model_config_json: str, mode: str, num_classes: int, width: int, l
               weight_decay: float, steps: int, warmup_steps: int, mesh):
   """(optimiser, step, logits), jitted on `mesh` with the batch sharded; cached per options so
   every encoder and seed of a run shares one compilation."""
-  model_config = ml_collections.ConfigDict(__import__('json').loads(model_config_json))
+  model_config = ml_collections.ConfigDict(json.loads(model_config_json))
   head, feature_maps, logits = make_logits_fn(model_config, mode, num_classes, width)
   tx = optax.adamw(fine_tune.schedule(lr, steps, warmup_steps), weight_decay=weight_decay)
   if mode == 'linear':   # only the head trains: the encoder's updates are zero, not decayed
@@ -174,7 +175,8 @@ def to_mesh(data: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
 
 # ---------------------------------------------------------------------------------- data
 
-def _kept(n: int, limit: int) -> np.ndarray:
+def kept(n: int, limit: int) -> np.ndarray:
+  """Indices of the first `limit` of a fixed (seed 0) shuffle of n items, in stored order."""
   if not limit or limit >= n:
     return np.arange(n)
   return np.sort(np.random.default_rng(0).permutation(n)[:limit])
@@ -192,16 +194,12 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
   for role, split, limit in (('train', config.eval.train_split, int(ev['max_train'])),
                              ('test', config.eval.test_split, int(ev['max_test']))):
     raw = sources.open_split(source, split, data_dir=data_dir)
-    pairs = [segfolder.decode(raw[int(i)]) for i in _kept(len(raw), limit)]
+    pairs = [segfolder.decode(raw[int(i)]) for i in kept(len(raw), limit)]
     if role == 'train':
       out[role] = [dense_augment.shrink(image, mask, shorter) for image, mask in pairs]
     else:
       out[role] = [(dense_augment.eval_view(image, size), mask) for image, mask in pairs]
   return out
-
-
-def _eval_set(pairs, size):
-  return [(dense_augment.eval_view(image, size), mask) for image, mask in pairs]
 
 
 # ---------------------------------------------------------------------------------- run
@@ -236,7 +234,8 @@ def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, d
   batch_size = int(ev['batch_size'])
   order = np.random.default_rng(seed).permutation(len(data['train']))
   num_val = max(1, int(round(float(ev['val_fraction']) * len(order))))
-  val = _eval_set([data['train'][i] for i in np.sort(order[:num_val])], size)
+  val = [(dense_augment.eval_view(data['train'][i][0], size), data['train'][i][1])
+         for i in np.sort(order[:num_val])]
   fit = [data['train'][i] for i in np.sort(order[num_val:])]
   per_epoch = math.ceil(len(fit) / batch_size)
   steps = max(1, math.ceil(float(ev['epochs']) * per_epoch))

@@ -26,12 +26,11 @@ from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import clustering
-from sslax.evaluators import detection
+from sslax.evaluators import dense_tasks
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
-from sslax.evaluators import segmentation
 from sslax.evaluators import sequence_tasks
 
 # Feature passes of at least this many batches show a progress bar (config.progress_bar).
@@ -48,15 +47,13 @@ OPTIONS = {
     'clustering': ('n_init',),
     'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
     **sequence_tasks.OPTIONS,
-    'segmentation': segmentation.OPTIONS,
-    'detection': detection.OPTIONS,
+    **dense_tasks.OPTIONS,
 }
 # Types that fine-tune a head per token or frame and read their own sources (squad:, asr:).
 SEQUENCE_TYPES = tuple(sequence_tasks.OPTIONS)
-# Types that train a head per pixel or position on an encoder's feature maps, reading their
-# own sources (segfolder:, coco:); models/dense.py, evaluators/segmentation.py, detection.py.
-DENSE = {'segmentation': segmentation, 'detection': detection}
-DENSE_TYPES = tuple(DENSE)
+# Types that train a head per pixel or position on an encoder's feature maps and read their
+# own sources (segfolder:, coco:).
+DENSE_TYPES = tuple(dense_tasks.OPTIONS)
 # Types that read their own data (not the shared features or records of a labelled source).
 OWN_DATA_TYPES = SEQUENCE_TYPES + DENSE_TYPES
 TYPES = tuple(OPTIONS)
@@ -75,8 +72,7 @@ OPTIONAL = {'enabled': True}
 OPTIONAL_BY_TYPE = {'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
                                   'eval_every': 0, 'layer_decay': 1.0},
                     **sequence_tasks.OPTIONAL,
-                    'segmentation': segmentation.OPTIONAL,
-                    'detection': detection.OPTIONAL}
+                    **dense_tasks.OPTIONAL}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -142,9 +138,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     if ev.type in SEQUENCE_TYPES:
       sequence_tasks.check(key, ev, ev.source or config.eval.source,
                            f'{key}.source' if ev.source else 'config.eval.source')
-    if ev.type in DENSE:
-      DENSE[ev.type].check(key, ev, ev.source or config.eval.source,
-                           f'{key}.source' if ev.source else 'config.eval.source')
+    if ev.type in DENSE_TYPES:
+      dense_tasks.check(key, ev, ev.source or config.eval.source,
+                        f'{key}.source' if ev.source else 'config.eval.source')
   for limit in ('max_train_examples', 'max_test_examples'):
     if int(config.eval.get(limit, 0)) < 0:
       raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
@@ -274,20 +270,12 @@ class Suite:
     return self._sequence_data[ev.type, source]
 
   def _open_dense(self, name: str) -> dict:
-    """The data of segmentation or detection evaluator `name`, read once per (type, source,
+    """The data of segmentation / detection evaluator `name`, read once per (type, source,
     options that shape it)."""
-    ev = self.config.evals[name]
-    if self.config.model.name not in ('resnet', 'vit'):
-      raise errors.ConfigError(f'config.evals.{name} (type {ev.type!r}) trains on image feature '
-                               f'maps, which config.model.name={self.config.model.name!r} does '
-                               "not give; use an image method with a 'resnet' or 'vit' encoder.")
     source = self._source(name)[0]
-    module = DENSE[ev.type]
-    shape = tuple(ev.get(k, module.OPTIONAL[k])
-                  for k in ('image_size', 'scale_range', 'max_train', 'max_test'))
-    key = (ev.type, source, repr(shape))
+    key = dense_tasks.data_key(self.config.evals[name], source)
     if key not in self._dense_data:
-      self._dense_data[key] = module.load(self.config, ev, source)
+      self._dense_data[key] = dense_tasks.load(self.config, name, source)
     return self._dense_data[key]
 
   def _check_task(self, name: str) -> None:
@@ -420,7 +408,7 @@ class Suite:
             if i == 0:
               self.samples[prefix + name] = samples
           elif self.config.evals[name].type in DENSE_TYPES:
-            metrics, picture = DENSE[self.config.evals[name].type].evaluate(
+            metrics, picture = dense_tasks.score(
                 self.config, self.config.evals[name], self._open_dense(name), encoder,
                 self.config.seed + i, self.mesh)
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
