@@ -27,6 +27,9 @@ import numpy as np
 import optax
 
 BACKGROUND = -1
+# Box distances are predicted as log(strides); clipped before exp so an early, wild output
+# cannot overflow to inf (and NaN in the GIoU).
+MAX_LOG_DISTANCE = 8.0
 
 
 def positions(level_shapes: Sequence[tuple[int, int]],
@@ -111,7 +114,8 @@ def loss(cls_BxPxK, box_BxPx4, ctr_BxP, target: dict[str, jax.Array]) -> jax.Arr
   # distances in strides around the origin.
   origin = jnp.zeros(box_BxPx4.shape[:-1] + (2,), jnp.float32)
   unit = jnp.ones(box_BxPx4.shape[:-1], jnp.float32)
-  pred = to_boxes(jnp.exp(box_BxPx4.astype(jnp.float32)), origin, unit)
+  pred = to_boxes(jnp.exp(jnp.minimum(box_BxPx4.astype(jnp.float32), MAX_LOG_DISTANCE)), origin,
+                  unit)
   true = to_boxes(target['ltrb'], origin, unit)
   weight = target['ctr'] * pos
   box = jnp.sum(giou_loss(pred, true) * weight) / jnp.maximum(jnp.sum(weight), 1e-6)
@@ -146,7 +150,8 @@ def decode(cls_PxK: np.ndarray, box_Px4: np.ndarray, ctr_P: np.ndarray, centres_
   idx = np.flatnonzero(flat > score_threshold)
   idx = idx[np.argsort(-flat[idx])[:pre_nms]]
   where, label = np.divmod(idx, cls_PxK.shape[1])
-  boxes = to_boxes(np.exp(box_Px4[where]), centres_Px2[where], strides_P[where])
+  boxes = to_boxes(np.exp(np.minimum(box_Px4[where], MAX_LOG_DISTANCE)), centres_Px2[where],
+                   strides_P[where])
   scores = flat[idx]
   kept = [i for c in np.unique(label) for i in np.flatnonzero(label == c)[
       nms(boxes[label == c], scores[label == c], nms_iou)]]
