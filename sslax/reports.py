@@ -150,14 +150,17 @@ def _overlay(ax, image: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
 
 
 def _boxes(ax, image: np.ndarray, found: Mapping[str, Any], height: int, width: int,
-           min_score: float = 0.3) -> None:
+           limit: int | None = None, min_score: float = 0.5) -> None:
   """The image with boxes (given in its original height x width pixels), coloured by class;
-  detections below `min_score` are not drawn."""
+  of detections, the best `limit` with a score >= `min_score` (an undertrained detector's
+  many weak boxes would hide the image)."""
   ax.imshow(image)
   sy, sx = image.shape[0] / height, image.shape[1] / width
-  scores = found.get('scores', np.ones(len(found['labels'])))
-  for (x0, y0, x1, y1), label, score in zip(np.asarray(found['boxes']).reshape(-1, 4),
-                                            found['labels'], scores):
+  scores = np.asarray(found.get('scores', np.ones(len(found['labels']))), np.float64)
+  order = np.argsort(-scores)[:limit]
+  boxes = np.asarray(found['boxes']).reshape(-1, 4)
+  for (x0, y0, x1, y1), label, score in zip(boxes[order], np.asarray(found['labels'])[order],
+                                            scores[order]):
     if score < min_score:
       continue
     ax.add_patch(matplotlib.patches.Rectangle((x0 * sx, y0 * sy), (x1 - x0) * sx,
@@ -168,8 +171,8 @@ def _boxes(ax, image: np.ndarray, found: Mapping[str, Any], height: int, width: 
 
 
 def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
-  """Rows of test images: image, true mask (or boxes), then the mask (or boxes, score >=
-  0.3) each encoder ({prefix: picture} of one evaluator) predicted."""
+  """Rows of test images: image, true mask (or boxes), then the mask (or boxes: score >= 0.5,
+  at most twice the true count) each encoder ({prefix: picture} of one evaluator) predicted."""
   prefixes = list(pictures)
   first = pictures[prefixes[0]]
   rows, cols = len(first['images']), 2 + len(prefixes)
@@ -187,7 +190,7 @@ def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
       _boxes(axes[r][1], image, truth, truth['height'], truth['width'])
       for c, prefix in enumerate(prefixes):
         _boxes(axes[r][2 + c], image, pictures[prefix]['predicted'][r], truth['height'],
-               truth['width'])
+               truth['width'], limit=2 * len(truth['labels']))
       continue
     _overlay(axes[r][1], image, truth, k)
     for c, prefix in enumerate(prefixes):
