@@ -18,9 +18,9 @@ cropped and resized on the host.
 
 Hardware and time: a 2-core CPU shared with other jobs, 100 steps of batch 64 at 64x64
 (docs/vision.md): ~11 min on dsb2018, ~15 min on bccd. Expected (docs/dense.md): dsb2018
-mIoU 0.584 vs 0.446 at random init (linear), 0.786 vs 0.730 (fine-tune), 3 seeds; bccd
-mAP@0.5 0.682 vs 0.459. The evaluators added 5 min (dsb2018, one seed) and 25 min (bccd,
-sharing the CPU with two other evaluations; 4.5 CPU-minutes). `:smoke`: 3 steps at 16x16.
+mIoU 0.584 vs 0.446 at random init (linear), 0.786 vs 0.730 (fine-tune); bccd mAP@0.5
+0.607 vs 0.454; means of 3 seeds. The evaluators took 5 min (dsb2018, one seed) and 14 min
+(bccd, three seeds). `:smoke`: 3 steps at 16x16.
 """
 from configs import common_images
 
