@@ -1,4 +1,4 @@
-"""`coco:DIR`: object detection in COCO format, for the (planned) `detection` evaluator.
+"""`coco:DIR`: object detection in COCO format, for the `detection` evaluator.
 
 Layout (../shared/data/bccd's): `DIR/<split>.json` in COCO's detection format (`images` with
 id, file_name, width, height; `annotations` with image_id, category_id and `bbox` [x, y, w, h]
