@@ -123,7 +123,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
     # reports.write creates output_dir (local or gs://). The curves come from the run's
     # metrics.jsonl, so plot them from the workdir's.
     reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir,
-                  samples=evaluators.samples)
+                  samples=evaluators.samples,
+                  pictures=evaluators.pictures)
     print(reports.table(results))
   return results
 

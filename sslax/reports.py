@@ -12,6 +12,8 @@
   per encoder; also appended to results.md.
 - `embedding.png`: a PCA projection of test-set features, coloured by label, for the
   pretrained and the random-init encoder side by side.
+- `<name>.png` (segmentation, detection): a few test images, their true masks or boxes and
+  each encoder's predicted ones side by side (`plot_masks`).
 
 Every file goes through sslax/storage.py, so the workdir may be gs://; callers write reports
 from process 0 only.
@@ -23,6 +25,7 @@ from typing import Any
 
 import matplotlib
 matplotlib.use('Agg')   # files only: no display on servers and CI
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -132,12 +135,82 @@ def samples_markdown(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
   return '\n\n'.join(parts)
 
 
+def _overlay(ax, image: np.ndarray, mask: np.ndarray, num_classes: int) -> None:
+  """The image with its class ids over it (class 0 and ignored pixels left clear)."""
+  h, w = image.shape[:2]
+  if mask.shape != (h, w):   # full-size masks drawn at the view's size (nearest neighbour)
+    rows = np.arange(h) * mask.shape[0] // h
+    cols = np.arange(w) * mask.shape[1] // w
+    mask = mask[rows[:, None], cols[None, :]]
+  ax.imshow(image)
+  shown = np.ma.masked_where((mask == 0) | (mask >= num_classes), mask)
+  ax.imshow(shown, cmap='tab10', vmin=0, vmax=9, alpha=0.5, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def _boxes(ax, image: np.ndarray, found: Mapping[str, Any], height: int, width: int,
+           limit: int | None = None, min_score: float = 0.5) -> None:
+  """The image with boxes (given in its original height x width pixels), coloured by class;
+  of detections, the best `limit` with a score >= `min_score` (an undertrained detector's
+  many weak boxes would hide the image)."""
+  ax.imshow(image)
+  sy, sx = image.shape[0] / height, image.shape[1] / width
+  scores = np.asarray(found.get('scores', np.ones(len(found['labels']))), np.float64)
+  order = np.argsort(-scores)[:limit]
+  boxes = np.asarray(found['boxes']).reshape(-1, 4)
+  for (x0, y0, x1, y1), label, score in zip(boxes[order], np.asarray(found['labels'])[order],
+                                            scores[order]):
+    if score < min_score:
+      continue
+    ax.add_patch(matplotlib.patches.Rectangle((x0 * sx, y0 * sy), (x1 - x0) * sx,
+                                              (y1 - y0) * sy, fill=False, linewidth=1,
+                                              edgecolor=plt.cm.tab10(int(label) % 10)))
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def plot_masks(pictures: Mapping[str, Mapping[str, Any]], path: str) -> None:
+  """Rows of test images: image, true mask (or boxes), then the mask (or boxes: score >= 0.5,
+  at most twice the true count) each encoder ({prefix: picture} of one evaluator) predicted."""
+  prefixes = list(pictures)
+  first = pictures[prefixes[0]]
+  rows, cols = len(first['images']), 2 + len(prefixes)
+  if not rows:
+    return
+  k = len(first['classes'])
+  fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+  for r in range(rows):
+    image = first['images'][r]
+    axes[r][0].imshow(image)
+    axes[r][0].set_xticks([])
+    axes[r][0].set_yticks([])
+    truth = first['truth'][r]
+    if first.get('kind') == 'boxes':
+      _boxes(axes[r][1], image, truth, truth['height'], truth['width'])
+      for c, prefix in enumerate(prefixes):
+        _boxes(axes[r][2 + c], image, pictures[prefix]['predicted'][r], truth['height'],
+               truth['width'], limit=2 * len(truth['labels']))
+      continue
+    _overlay(axes[r][1], image, truth, k)
+    for c, prefix in enumerate(prefixes):
+      _overlay(axes[r][2 + c], image, pictures[prefix]['predicted'][r], k)
+  titles = ['image', 'truth'] + [f'{p.rstrip("/") or "pretrained"}' for p in prefixes]
+  for c, title in enumerate(titles):
+    axes[0][c].set_title(title)
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
+
+
 def write(workdir: str, results: Mapping[str, Any],
           test_features: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
           metrics_dir: str | None = None,
-          samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+          samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+          pictures: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> None:
   """results.json, results.md, curves.png (from `metrics_dir`/metrics.jsonl, default
-  `workdir`), given features embedding.png, and given samples samples.md in `workdir`."""
+  `workdir`), given features embedding.png, given samples samples.md, and given pictures
+  ({evaluator: {prefix: picture}}) <evaluator>.png in `workdir`."""
   root = storage.path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   (root / 'results.json').write_text(json.dumps(dict(results), indent=2, sort_keys=True))
@@ -152,3 +225,5 @@ def write(workdir: str, results: Mapping[str, Any],
     plot_curves(rows, root / 'curves.png')
   if test_features:
     plot_embedding(test_features, root / 'embedding.png')
+  for name, by_prefix in (pictures or {}).items():
+    plot_masks(by_prefix, root / f'{name}.png')

@@ -262,7 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
-    reports.write(workdir, results, evaluators.test_features, samples=evaluators.samples)
+    reports.write(workdir, results, evaluators.test_features, samples=evaluators.samples,
+                  pictures=evaluators.pictures)
     print(reports.table(results))
   return results
 

@@ -12,6 +12,11 @@ Forms (see `FORMS`):
                         <split>.json): context paragraphs as text; questions for `qa`
   asr:DIR               speech: DIR/<split>.tsv (header path<TAB>text) + WAVs; audio as an
                         audio folder's, transcripts for `asr`
+  coco:DIR              detection: DIR/<split>.json (COCO format) + images in DIR/<split>/
+                        (builders/coco.py)
+  segfolder:DIR         segmentation: DIR/classes.txt, DIR/<split>/images/<id>.png|jpg and
+                        DIR/<split>/masks/<id>.png (uint8 class ids, 255 = ignore), for
+                        `segmentation` (builders/segfolder.py)
   tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed);
                         catalog audio (e.g. tfds:speech_commands) is read like an audio folder
 
@@ -37,9 +42,11 @@ from sslax.data import waveforms
 from sslax.data.builders import arrays
 from sslax.data.builders import asr
 from sslax.data.builders import audio_folder
+from sslax.data.builders import coco
 from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
+from sslax.data.builders import segfolder
 from sslax.data.builders import squad
 from sslax.data.builders import text
 from sslax.data.builders import tsv
@@ -50,8 +57,12 @@ FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
          'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
          'squad:PATH (SQuAD v1.1 JSON; PATH may contain {split} or be a folder)',
          'asr:DIR (DIR/<split>.tsv with header path<TAB>text, WAV paths relative to DIR)',
+         'segfolder:DIR (DIR/classes.txt, DIR/<split>/images/<id>.png|jpg, '
+         'DIR/<split>/masks/<id>.png)',
+         'coco:DIR (DIR/<split>.json in COCO detection format, images in DIR/<split>/)',
          'tfds:NAME[/CONFIG][:VERSION]')
-SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'tfds')
+SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'segfolder', 'coco',
+           'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
@@ -156,6 +167,18 @@ def check(source: str, *, key: str = 'data.source') -> None:
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.tsv. '
           f'Fix: set {key} to asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
           '"path<TAB>text", WAV paths relative to DIR).')
+  elif scheme == 'segfolder':
+    if not segfolder.splits(rest):
+      raise errors.DataNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no '
+          f'<split>/images folder. Fix: set {key} to segfolder:DIR with DIR/classes.txt, '
+          'DIR/<split>/images/<id>.png|jpg and DIR/<split>/masks/<id>.png.')
+  elif scheme == 'coco':
+    if not coco.split_files(rest):
+      raise errors.DataNotFoundError(
+          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.json '
+          f'with a <split>/ image folder beside it. Fix: set {key} to coco:DIR with '
+          'DIR/train.json + DIR/train/ (and test) in COCO detection format.')
   else:
     name = rest.split('/')[0].split(':')[0]
     try:
@@ -202,6 +225,10 @@ def _builder(source: str, data_dir: str | None,
     return squad.prepare(rest, data_dir)
   if scheme == 'asr':
     return asr.prepare(rest, data_dir)
+  if scheme == 'segfolder':
+    return segfolder.prepare(rest, data_dir)
+  if scheme == 'coco':
+    return coco.prepare(rest, data_dir)
   # What tfds.data_source does, split in two so the split can be checked before reading.
   builder = tfds.builder(rest, data_dir=data_dir)
   builder.download_and_prepare(file_format='array_record')
@@ -258,7 +285,7 @@ def _to_numpy(example: Any, name: str = '') -> Any:
   """Plain numpy leaves: images always [H,W,C], class labels int64 scalars."""
   if isinstance(example, dict):
     return {k: _to_numpy(v, k) for k, v in example.items()}
-  if isinstance(example, bytes) and name == 'image':
+  if isinstance(example, bytes) and name in ('image', 'mask'):
     return example   # encoded images: np.asarray would strip trailing zero bytes
   value = np.asarray(example)
   if name == 'image' and value.ndim == 2:
@@ -333,6 +360,14 @@ def open_split(source: str, split: str, *, data_dir: str | None = None,
   _check_split(source, builder, split)
   return RandomAccess(source, split, os.fspath(builder.data_dir),
                       builder.as_data_source(split), _audio_rate(source, builder))
+
+
+def dense_classes(source: str, *, data_dir: str | None = None) -> list[str]:
+  """The class names of a `segfolder:` (its classes.txt) or `coco:` source (its categories
+  by id), building it if needed."""
+  if parse(source, key='source')[0] not in ('segfolder', 'coco'):
+    raise errors.ConfigError(f'{source!r} is neither a segfolder: nor a coco: source.')
+  return list(_builder(source, data_dir).info.metadata['class_names'])
 
 
 def info(source: str, *, data_dir: str | None = None, bad_files: str = 'error') -> SourceInfo:

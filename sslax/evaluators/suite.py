@@ -30,6 +30,7 @@ from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import clustering
+from sslax.evaluators import dense_tasks
 from sslax.evaluators import features as features_lib
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
@@ -52,9 +53,15 @@ OPTIONS = {
     'clustering': ('n_init',),
     'fine_tune': ('task', 'epochs', 'batch_size', 'learning_rate', 'weight_decay'),
     **sequence_tasks.OPTIONS,
+    **dense_tasks.OPTIONS,
 }
 # Types that fine-tune a head per token or frame and read their own sources (squad:, asr:).
 SEQUENCE_TYPES = tuple(sequence_tasks.OPTIONS)
+# Types that train a head per pixel or position on an encoder's feature maps and read their
+# own sources (segfolder:, coco:).
+DENSE_TYPES = tuple(dense_tasks.OPTIONS)
+# Types that read their own data (not the shared features or records of a labelled source).
+OWN_DATA_TYPES = SEQUENCE_TYPES + DENSE_TYPES
 TYPES = tuple(OPTIONS)
 # Types that score float targets (regression sources): ridge -> mse/mae/r2, fine_tune with
 # task='regression'.
@@ -77,7 +84,8 @@ OPTIONAL_BY_TYPE = {'linear_probe': {'minibatch_epochs': 20.0, 'minibatch_batch_
                                      'minibatch_learning_rate': 3e-2},
                     'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
                                   'eval_every': 0, 'layer_decay': 1.0},
-                    **sequence_tasks.OPTIONAL}
+                    **sequence_tasks.OPTIONAL,
+                    **dense_tasks.OPTIONAL}
 
 
 def optional(ev_type: str) -> dict[str, Any]:
@@ -157,6 +165,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     if ev.type in SEQUENCE_TYPES:
       sequence_tasks.check(key, ev, ev.source or config.eval.source,
                            f'{key}.source' if ev.source else 'config.eval.source')
+    if ev.type in DENSE_TYPES:
+      dense_tasks.check(key, ev, ev.source or config.eval.source,
+                        f'{key}.source' if ev.source else 'config.eval.source')
   for limit in ('max_train_examples', 'max_test_examples'):
     if int(config.eval.get(limit, 0)) < 0:
       raise errors.ConfigError(f'config.eval.{limit}={config.eval[limit]} must be >= 0 '
@@ -214,6 +225,9 @@ class Suite:
     self.config, self.mesh = config, mesh
     self._embed_sequence = embed_sequence   # the method's, for qa and asr
     self._sequence_data: dict[tuple[str, str], dict] = {}
+    self._dense_data: dict[tuple[str, str], dict] = {}
+    # Test images, true and predicted masks of dense evaluators: {name: {prefix: picture}}.
+    self.pictures: dict[str, dict[str, dict[str, Any]]] = {}
     # A few test predictions of qa/asr next to the truth, per '<prefix><name>' (reports).
     self.samples: dict[str, list[dict[str, Any]]] = {}
     replicated = sharding.replicated(mesh)
@@ -292,6 +306,15 @@ class Suite:
     if (ev.type, source) not in self._sequence_data:
       self._sequence_data[ev.type, source] = sequence_tasks.load(self.config, ev, source)
     return self._sequence_data[ev.type, source]
+
+  def _open_dense(self, name: str) -> dict:
+    """The data of segmentation / detection evaluator `name`, read once per (type, source,
+    options that shape it)."""
+    source = self._source(name)[0]
+    key = dense_tasks.data_key(self.config.evals[name], source)
+    if key not in self._dense_data:
+      self._dense_data[key] = dense_tasks.load(self.config, name, source)
+    return self._dense_data[key]
 
   def _check_task(self, name: str) -> None:
     """Each evaluator's type against its source's labels (classes or float targets)."""
@@ -402,8 +425,9 @@ class Suite:
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
-    if sources.parse(e.source, key='config.eval.source')[0] in sequence_tasks.SCHEME.values():
-      return {}   # squad:/asr: have no class labels or targets for a linear baseline
+    if sources.parse(e.source, key='config.eval.source')[0] in (
+        *sequence_tasks.SCHEME.values(), 'segfolder', 'coco'):
+      return {}   # squad:/asr:/segfolder:/coco: have no image labels for a linear baseline
     records = self._open(e.source, 'config.eval.source')
     # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
     # sample of raw_input_max_train records (it subsamples train to that many anyway).
@@ -427,6 +451,9 @@ class Suite:
       if self.config.evals[name].type in SEQUENCE_TYPES:
         self._open_sequence(name)
         continue
+      if self.config.evals[name].type in DENSE_TYPES:
+        self._open_dense(name)
+        continue
       self._open(*self._source(name))
       self._check_task(name)
     results = {}
@@ -438,7 +465,7 @@ class Suite:
           cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
         with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
           for name in names:
-            if self.config.evals[name].type in ('fine_tune',) + SEQUENCE_TYPES:
+            if self.config.evals[name].type in ('fine_tune',) + OWN_DATA_TYPES:
               continue
             source, key = self._source(name)
             if source not in cache:
@@ -456,6 +483,13 @@ class Suite:
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.samples[prefix + name] = samples
+          elif self.config.evals[name].type in DENSE_TYPES:
+            metrics, picture = dense_tasks.score(
+                self.config, self.config.evals[name], self._open_dense(name), encoder,
+                self.config.seed + i, self.mesh)
+            scores.update({f'{name}/{m}': v for m, v in metrics.items()})
+            if i == 0:
+              self.pictures.setdefault(name, {})[prefix] = picture
         test_split = cache.get(self.config.eval.source, {}).get(self.config.eval.test_split)
         if isinstance(test_split, tuple):   # host features only: a streamed split is not plotted
           self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]

@@ -229,7 +229,10 @@ class ResNet(nn.Module):
   conv_impl: str = 'auto'    # config.model.conv_impl, see CONV_IMPLS
 
   @nn.compact
-  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool,
+               return_stages: bool = False) -> jnp.ndarray | list[jnp.ndarray]:
+    """Pooled features [B, D]; with `return_stages`, each stage's output map [B, h, w, C]
+    instead (strides 1, 2, 4, ... after the stem), for the dense heads (models/dense.py)."""
     if len(self.widths) != len(self.blocks):
       raise errors.ConfigError(f'config.model.widths {tuple(self.widths)} and config.model.blocks '
                                f'{tuple(self.blocks)} must have the same length (one per stage).')
@@ -249,9 +252,13 @@ class ResNet(nn.Module):
       x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
     else:
       raise errors.ConfigError(f"config.model.stem={self.stem!r}; choose 'cifar' or 'imagenet'.")
+    stages = []
     for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
       for i in range(n):
         stride = 2 if stage > 0 and i == 0 else 1
         x = block_cls(width, stride, self.norm, self.zero_init_residual, dtype=self.dtype,
                       conv_impl=self.conv_impl, name=f'stage{stage}_block{i}')(x, train)
+      stages.append(x)
+    if return_stages:
+      return stages
     return jnp.mean(x, axis=(1, 2))
