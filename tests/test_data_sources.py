@@ -1,7 +1,7 @@
 """Tests for sslax.data.sources and the local TFDS builders (digits, npz, image folder).
 
 Every build goes into pytest's tmp_path. Real data under ../shared/data is used where it is
-quick (MNIST .npz); the CIFAR-10 folder build (~20 s on 2 cores) runs only with SSLAX_SLOW=1.
+quick (MNIST .npz); the CIFAR-10 folder build links the real test split and a tenth of train.
 """
 from __future__ import annotations
 
