@@ -29,7 +29,6 @@ import numpy as np
 import optax
 
 from sslax import errors
-from sslax import sharding
 from sslax.augment import image as image_aug
 from sslax.data import dense_augment
 from sslax.data import sources
@@ -48,15 +47,7 @@ OPTIONAL = {'image_size': 0, 'scale_range': (0.8, 1.25), 'flip_prob': 0.5, 'deco
 
 
 def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
-  if not float(ev.epochs) > 0:
-    raise errors.ConfigError(f'{key}.epochs={ev.epochs} must be > 0.')
-  if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
-    raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best '
-                             'step is chosen on it.')
-  low, high = (float(v) for v in ev.get('scale_range', OPTIONAL['scale_range']))
-  if not 0 < low <= high:
-    raise errors.ConfigError(f'{key}.scale_range={tuple(ev.scale_range)} must be (low, high) '
-                             'with 0 < low <= high.')
+  segmentation.check_fit_options(key, ev, OPTIONAL['scale_range'])
   if int(ev.get('min_stride', 2)) < 1:
     raise errors.ConfigError(f'{key}.min_stride={ev.min_stride} must be >= 1.')
   if sources.parse(source, key=source_key)[0] != 'coco':
@@ -101,23 +92,14 @@ def _compiled(model_json: str, num_classes: int, width: int, min_stride: int, lr
   neck, head, feature_maps, levels, forward = make_model(model_config, num_classes, width,
                                                          min_stride)
   tx = optax.adamw(fine_tune.schedule(lr, steps, warmup_steps), weight_decay=weight_decay)
-  rep, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   def loss_fn(variables, batch_stats, data):
     cls, box, ctr = forward(variables, batch_stats, data['image'])
     return fcos.loss(cls, box, ctr, data)
 
-  def step(variables, opt_state, batch_stats, data):
-    value, grads = jax.value_and_grad(loss_fn)(variables, batch_stats, data)
-    updates, opt_state = tx.update(grads, opt_state, variables)
-    return optax.apply_updates(variables, updates), opt_state, value
-
+  step, forward_jit, grads = segmentation.jit_on_mesh(loss_fn, forward, tx, mesh)
   return {'neck': neck, 'head': head, 'feature_maps': feature_maps, 'levels': levels, 'tx': tx,
-          'step': jax.jit(step, in_shardings=(rep, rep, rep, batch),
-                          out_shardings=(rep, rep, rep)),
-          'forward': jax.jit(forward, in_shardings=(rep, rep, batch), out_shardings=batch),
-          'grads': jax.jit(jax.value_and_grad(loss_fn), in_shardings=(rep, rep, batch),
-                           out_shardings=(rep, rep))}
+          'step': step, 'forward': forward_jit, 'grads': grads}
 
 
 def compiled(model_config, num_classes, width, min_stride=2, lr=1e-3, weight_decay=0.0,

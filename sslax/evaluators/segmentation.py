@@ -55,19 +55,26 @@ OPTIONAL = {'image_size': 0, 'scale_range': (0.5, 2.0), 'flip_prob': 0.5, 'decod
             'max_test': 0, 'num_pictures': 4}
 
 
-def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
-  """Options and source of a segmentation evaluator; ConfigError naming the key."""
-  if ev.mode not in MODES:
-    raise errors.ConfigError(f'{key}.mode={ev.mode!r} is unknown; choose one of {MODES}.')
+def check_fit_options(key: str, ev: ml_collections.ConfigDict,
+                      default_scale_range: tuple[float, float]) -> None:
+  """The options every dense fine-tune shares (segmentation, detection): epochs,
+  val_fraction, scale_range; ConfigError naming the key."""
   if not float(ev.epochs) > 0:
     raise errors.ConfigError(f'{key}.epochs={ev.epochs} must be > 0.')
   if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
     raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best '
                              'step is chosen on it.')
-  low, high = (float(v) for v in ev.get('scale_range', OPTIONAL['scale_range']))
+  low, high = (float(v) for v in ev.get('scale_range', default_scale_range))
   if not 0 < low <= high:
     raise errors.ConfigError(f'{key}.scale_range={tuple(ev.scale_range)} must be (low, high) '
                              'with 0 < low <= high.')
+
+
+def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
+  """Options and source of a segmentation evaluator; ConfigError naming the key."""
+  if ev.mode not in MODES:
+    raise errors.ConfigError(f'{key}.mode={ev.mode!r} is unknown; choose one of {MODES}.')
+  check_fit_options(key, ev, OPTIONAL['scale_range'])
   if sources.parse(source, key=source_key)[0] != 'segfolder':
     raise errors.ConfigError(f'{key} (type {ev.type!r}) reads a segfolder: source, but '
                              f'{source_key}={source!r}; set {key}.source=segfolder:DIR.')
@@ -134,21 +141,29 @@ def _compiled(model_config_json: str, mode: str, num_classes: int, width: int, l
   if mode == 'linear':   # only the head trains: the encoder's updates are zero, not decayed
     tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
                                {'encoder': 'frozen', 'head': 'train'})
-  rep, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   def loss_fn(variables, batch_stats, data):
     return pixel_loss(logits(variables, batch_stats, data['image']), data['mask'])
+
+  step, predict, grads = jit_on_mesh(loss_fn, logits, tx, mesh)
+  return head, feature_maps, tx, step, predict, grads
+
+
+def jit_on_mesh(loss_fn, forward, tx, mesh):
+  """(step, forward, grads) of a dense head (segmentation, detection), jitted like the
+  trainer's step: variables, optimiser state and BN statistics replicated, the batch sharded.
+  `loss_fn(variables, batch_stats, data)` and `forward(variables, batch_stats, images)`."""
+  rep, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
   def step(variables, opt_state, batch_stats, data):
     loss, grads = jax.value_and_grad(loss_fn)(variables, batch_stats, data)
     updates, opt_state = tx.update(grads, opt_state, variables)
     return optax.apply_updates(variables, updates), opt_state, loss
 
-  step = jax.jit(step, in_shardings=(rep, rep, rep, batch), out_shardings=(rep, rep, rep))
-  predict = jax.jit(logits, in_shardings=(rep, rep, batch), out_shardings=batch)
-  grads = jax.jit(jax.value_and_grad(loss_fn), in_shardings=(rep, rep, batch),
-                  out_shardings=(rep, rep))
-  return head, feature_maps, tx, step, predict, grads
+  return (jax.jit(step, in_shardings=(rep, rep, rep, batch), out_shardings=(rep, rep, rep)),
+          jax.jit(forward, in_shardings=(rep, rep, batch), out_shardings=batch),
+          jax.jit(jax.value_and_grad(loss_fn), in_shardings=(rep, rep, batch),
+                  out_shardings=(rep, rep)))
 
 
 def compiled(model_config, mode, num_classes, width, lr=1e-3, weight_decay=0.0, steps=1,
