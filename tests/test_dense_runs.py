@@ -35,6 +35,21 @@ def _segfolder(root):
       PIL.Image.fromarray(mask).save(root / split / 'masks' / f'{i}.png')
 
 
+def _assert_two_class_scores(miou, pixel_accuracy, valid, what):
+  """pixel_accuracy is k / `valid` (every non-ignored test pixel at its own size, no padding),
+  and miou is what some two-class confusion with k right pixels gives: with a = pixels right
+  as class 0, both classes' unions are their right pixels plus every wrong one."""
+  correct = pixel_accuracy * valid
+  assert abs(correct - round(correct)) < 1e-6 * valid, (what, pixel_accuracy, valid)
+  correct = round(correct)
+  wrong = valid - correct
+  possible = []
+  for a in range(correct + 1):
+    ious = [t / (t + wrong) for t in (a, correct - a) if t + wrong > 0]
+    possible.append(float(np.mean(ious)) if ious else 0.0)
+  assert np.isclose(possible, miou, rtol=0, atol=1e-6).any(), (what, miou, correct, wrong)
+
+
 def test_segmentation_from_training_and_from_the_command_line(tmp_path):
   seg = tmp_path / 'seg'
   _segfolder(seg)
@@ -45,10 +60,15 @@ def test_segmentation_from_training_and_from_the_command_line(tmp_path):
   config.data.data_dir = str(tmp_path / 'tfds')
   config.progress_bar = False
   results = train.run(config, str(tmp_path / 'run'))
+  # Scored at each test image's own size: 4 images, one ignored pixel each.
+  valid = sum(np.prod(PIL.Image.open(f).size) - 1
+              for f in (seg / 'test' / 'masks').glob('*.png'))
   for name in ('seg_linear', 'seg_fine_tune'):
     for prefix in ('', 'random_init/'):
-      for metric in ('miou', 'pixel_accuracy', 'val_miou'):
-        assert 0.0 <= results[f'{prefix}{name}/{metric}'] <= 1.0, (prefix, name, metric)
+      key = f'{prefix}{name}'
+      _assert_two_class_scores(results[f'{key}/miou'], results[f'{key}/pixel_accuracy'], valid,
+                               key)
+      assert 0.0 <= results[f'{key}/val_miou'] <= 1.0, key   # held-out images: any subset
     assert (tmp_path / 'run' / f'{name}.png').exists()
   assert 'raw_input/logistic/accuracy' not in results
   out = subprocess.run(
@@ -120,6 +140,11 @@ def test_detection_from_the_command_line(tmp_path):
   assert '| detection/map50 |' in out.stdout
   scored = json.loads((tmp_path / 'eval' / 'results.json').read_text())
   for prefix in ('', 'random_init/'):
-    for metric in ('map', 'map50', 'val_map50'):
-      assert 0.0 <= scored[f'{prefix}detection/{metric}'] <= 1.0, (prefix, metric)
+    key = f'{prefix}detection'
+    # COCO's AP at IoU 0.5 bounds the mean over 0.5:0.95 (precision only falls as IoU rises).
+    assert 0.0 <= scored[f'{key}/map'] <= scored[f'{key}/map50'] <= 1.0, scored
+    assert 0.0 <= scored[f'{key}/val_map50'] <= 1.0, key
+  # The printed table is the results.json it wrote, pretrained next to random init.
+  assert (f"| detection/map50 | {scored['detection/map50']:.4f} | "
+          f"{scored['random_init/detection/map50']:.4f} |") in out.stdout, out.stdout
   assert (tmp_path / 'eval' / 'detection.png').exists()
