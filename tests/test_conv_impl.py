@@ -36,6 +36,23 @@ def test_other_conv_impls_match_xla_outputs_and_gradients(impl, size):
     np.testing.assert_allclose(g_alt, g_ref, rtol=1e-4, atol=1e-5 * float(np.abs(g_ref).max()))
 
 
+def test_wgrad_gemm_computes_tiny_maps_without_xlas_convolution():
+  # 2x2 outputs (DINO's 16x16 local crops in ResNet-18's last stage) go through im2col's
+  # GEMM: XLA's CPU convolution ran at ~1 GFLOP/s on them. Same values and gradients.
+  conv = resnet.Conv(8, (3, 3), 1, impl='wgrad_gemm')
+  ref = resnet.nn.Conv(8, (3, 3), 1, use_bias=False)
+  for size, uses_conv in ((2, False), (3, True)):
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, size, size, 16))
+    variables = ref.init(jax.random.PRNGKey(1), x)
+    loss = lambda m, v: jnp.sum(jnp.sin(m.apply(v, x)))   # noqa: E731
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: loss(conv, v)))(variables))
+    assert ('conv_general_dilated' in jaxpr) == uses_conv, size
+    np.testing.assert_allclose(loss(conv, variables), loss(ref, variables), rtol=1e-5)
+    np.testing.assert_allclose(jax.grad(lambda v: loss(conv, v))(variables)['params']['kernel'],
+                               jax.grad(lambda v: loss(ref, v))(variables)['params']['kernel'],
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_conv_impl_from_config_and_unknown_value():
   config = ml_collections.ConfigDict(dict(
       name='resnet', widths=(4,), blocks=(1,), block='basic', stem='cifar', stem_width=4,

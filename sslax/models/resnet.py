@@ -34,6 +34,12 @@ from sslax import errors
 #             strided slice of the padded input)^T @ dy (`conv_wgrad_gemm`). XLA's own weight
 #             gradient (a convolution whose window is the whole feature map) took 6x the
 #             forward's time on the 32x32x64 layer on CPU; the GEMMs 2.3x (conv_impl.py).
+#             Outputs of at most TINY_MAX_PIXELS positions (2x2, 1x1) take the 'im2col' path
+#             instead: XLA's CPU convolution ran at ~1 GFLOP/s there (a 3x3 convolution of
+#             128 maps of 2x2x512, forward + gradients: 6.0 s vs 0.11 s as im2col; 4x4x256 ->
+#             2x2x512, stride 2: 0.86 s vs 0.05 s), which made the DINO ResNet-18 step, whose
+#             16x16 local crops reach 2x2 in the last stage, 5x lightly's time. At 4x4 outputs
+#             im2col measured 0.73-0.94x and above that 0.9-1.7x, so the rule stops at 2x2.
 #   'auto' (default): 'wgrad_gemm' on the CPU backend, 'xla' on GPU and TPU (where XLA's
 #             convolutions are cuDNN's / the TPU's own; no measurement here says to replace
 #             them). On the 2-core CPU the whole SimCLR ResNet-18 step took 0.78x / 0.72x /
@@ -42,6 +48,7 @@ from sslax import errors
 #             batch 32, XLA's buffer assignment; see _conv_wgrad_gemm_bwd).
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed', 'wgrad_gemm')
 MIXED_MAX_PIXELS = 16 * 16
+TINY_MAX_PIXELS = 2 * 2
 
 
 def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
@@ -122,7 +129,7 @@ class Conv(nn.Module):
     _, h, w, _ = x.shape
     (pt, pb), (pl, pr) = _same_padding(h, kh, sh), _same_padding(w, kw, sw)
     ho, wo = -(-h // sh), -(-w // sw)
-    if self.impl == 'wgrad_gemm':
+    if self.impl == 'wgrad_gemm' and ho * wo > TINY_MAX_PIXELS:
       return conv_wgrad_gemm(x, kernel, (sh, sw), ((pt, pb), (pl, pr)))
     if self.impl == 'mixed' and sh == sw == 1 and ho * wo > MIXED_MAX_PIXELS:
       return jax.lax.conv_general_dilated(x, kernel, (sh, sw), 'SAME',
