@@ -43,6 +43,21 @@ def test_harness_tiny_mlm(tmp_path, monkeypatch):
   assert '| bert_small_mlm | 4 |' in table
 
 
+def test_headroom_tiny_mlm_real_vs_synthetic(tmp_path, monkeypatch):
+  """headroom.py times the same step on real text batches and on a resident one."""
+  headroom = _load('headroom')
+  out = tmp_path / 'headroom.json'
+  monkeypatch.setattr(sys, 'argv', ['headroom.py', '--tiny', '--workloads', 'bert_small_mlm',
+                                    '--batch_size', '8', '--steps', '2', '--rounds', '1',
+                                    '--data_dir', str(tmp_path / 'tfds'), '--out', str(out)])
+  headroom.main()
+  (row,) = json.loads(out.read_text())['rows']
+  assert row['source'].startswith('text:') and row['batch'] == 8
+  assert row['synthetic_step_s'] > 0 and row['real_step_s'] > 0
+  assert row['real_speed'] == pytest.approx(row['synthetic_step_s'] / row['real_step_s'],
+                                            rel=2e-3)
+
+
 def test_markdown_table_formats_and_marks_missing():
   lib = _load('bench_lib')
   table = lib.markdown_table([{'workload': 'w', 'batch': 8, 'step_s': 0.25,
