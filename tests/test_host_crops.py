@@ -74,7 +74,7 @@ def test_views_are_a_function_of_seed_step_and_position():
 
 
 def test_reduced_scale_decode_gives_the_full_decode_crop():
-  """A JPEG decoded at 1/2..1/8 DCT scale, cropped and resized, against a full decode.
+  """A JPEG decoded at 5/8..1/8 DCT scale, cropped and resized, against a full decode.
 
   Stated tolerance (smooth 960x720 image, quality 95, 64x64 views of crops >= 20% of the
   area): mean absolute difference <= 1.5 of 255, no pixel off by more than 12.

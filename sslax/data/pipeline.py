@@ -280,14 +280,18 @@ class HostViews:
     rows = []
     getitems = getattr(self.src, '__getitems__', None)   # None: TFDS mocks, one at a time
     records = getitems(list(map(int, idx))) if getitems else [self.src[int(j)] for j in idx]
+    # Views go straight into the batch's arrays (stacking them would copy each twice more).
+    views = {s.key: np.empty((len(records), s.count, s.size, s.size, self.channels), np.uint8)
+             for s in self.specs}
     for r, record in enumerate(records):
       rng = host_crops.rng_for(self.seed, step, self.row_offset + r)
       try:
-        views = host_crops.train_views(record, self.specs, self.channels, rng, self.reduced)
+        host_crops.train_views(record, self.specs, self.channels, rng, self.reduced,
+                               out={k: v[r] for k, v in views.items()})
       except ValueError as e:
         raise errors.DataError(f'{_name(record, self.source)}: {e}') from None
-      rows.append({**_numeric(_without_geometry(record)), **views})
-    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+      rows.append(_numeric(_without_geometry(record)))
+    return {**{k: np.stack([row[k] for row in rows]) for k in rows[0]}, **views}
 
 
 def read_threads(data_config: ml_collections.ConfigDict) -> int:
