@@ -91,7 +91,7 @@ def base() -> ml_collections.ConfigDict:
   c.eval.max_host_bytes = 4 * 2**30
 
   # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
-  # one of suite.TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).
+  # one of evaluators/options.py TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).
   c.evals = ml_collections.ConfigDict()
   c.evals.knn = dict(type='knn', source='', every_steps=0, k=20, temperature=0.07)
   c.evals.linear_probe = dict(type='linear_probe', source='', every_steps=0,

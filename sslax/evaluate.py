@@ -31,6 +31,7 @@ from sslax import train
 from sslax import validate
 from sslax.data import tokenizers
 from sslax.evaluators import online_probe
+from sslax.evaluators import options
 from sslax.evaluators import suite
 
 def _tuples(node: Any) -> Any:
@@ -56,8 +57,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   config.setdefault('eval', {}).update(
       {k: v for k, v in defaults.items() if k not in config.get('eval', {})})
   for ev in config.get('evals', {}).values():
-    if isinstance(ev, dict) and ev.get('type') in suite.OPTIONS:
-      ev.update({k: v for k, v in suite.optional(ev['type']).items() if k not in ev})
+    if isinstance(ev, dict) and ev.get('type') in options.OPTIONS:
+      ev.update({k: v for k, v in options.optional(ev['type']).items() if k not in ev})
   return ml_collections.ConfigDict(config)
 
 

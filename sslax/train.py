@@ -25,6 +25,7 @@ from sslax import validate
 from sslax.data import pipeline
 from sslax.data import tokenizers
 from sslax.evaluators import online_probe
+from sslax.evaluators import options
 from sslax.evaluators import suite
 from sslax.state import TrainState
 
@@ -238,11 +239,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
                   'to resume.')
           break
-        if step < config.total_steps and suite.due(config, step):
+        if step < config.total_steps and options.due(config, step):
           # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
           # the last step's are the final report's.
           scores = evaluators.run({'': [(state.params, state.model_state)]},
-                                  suite.due(config, step))
+                                  options.due(config, step))
           writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
           timer.reset(step)
   except BaseException:

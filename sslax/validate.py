@@ -13,7 +13,7 @@ from sslax import optim
 from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
-from sslax.evaluators import suite
+from sslax.evaluators import options
 
 REQUIRED = ('method', 'seed', 'total_steps', 'batch_size', 'mesh', 'data.source', 'eval.source')
 
@@ -76,4 +76,4 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
                              '(threads per decoding process; 1: one batch at a time).')
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
-  suite.check(config)   # unknown evaluator types and options, before anything compiles
+  options.check(config)   # unknown evaluator types and options, before anything compiles

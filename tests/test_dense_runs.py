@@ -85,16 +85,16 @@ def test_segmentation_from_training_and_from_the_command_line(tmp_path):
 
 def test_a_source_of_the_wrong_kind_is_refused_naming_the_key(tmp_path):
   from configs import simclr_microscopy
-  from sslax.evaluators import suite
+  from sslax.evaluators import options
   config = simclr_microscopy.get_config('smoke')
   _segfolder(tmp_path / 'seg')
   config.evals.seg_linear.source = f'folder:{tmp_path}/seg/{{split}}/images'
   with pytest.raises(ValueError, match=r'config.evals.seg_linear .* reads a segfolder: source'):
-    suite.check(config)
+    options.check(config)
   config.evals.seg_linear.source = ''
   config.evals.seg_linear.mode = 'frozen'
   with pytest.raises(ValueError, match=r"seg_linear.mode='frozen' is unknown"):
-    suite.check(config)
+    options.check(config)
 
 
 def _coco(root):

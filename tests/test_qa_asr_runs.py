@@ -53,5 +53,5 @@ def test_qa_on_an_audio_method_says_what_is_missing(tmp_path):
   (tmp_path / 'train.tsv').write_text('path\ttext\n')
   config.evals.qa.source = f'asr:{tmp_path}'
   with pytest.raises(ValueError, match=r"config.evals.qa \(type 'qa'\) reads a squad: source"):
-    from sslax.evaluators import suite
-    suite.check(config)
+    from sslax.evaluators import options
+    options.check(config)

@@ -19,6 +19,7 @@ from sslax.evaluators import features
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
 from sslax.evaluators import streamed
+from sslax.evaluators import options
 from sslax.evaluators import suite
 
 NUM_CLASSES, SIDE = 4, 6
@@ -218,14 +219,14 @@ def test_kmeans_on_device_finds_blobs_like_sklearn():
 ])
 def test_bad_streaming_options_name_the_key(key, value, match):
   c = simclr_digits.get_config('smoke')
-  suite.check(c)   # the defaults pass
+  options.check(c)   # the defaults pass
   group, _, name = key.rpartition('.')
   node = c
   for part in group.split('.'):
     node = node[part]
   node[name] = value
   with pytest.raises(errors.ConfigError, match=match):
-    suite.check(c)
+    options.check(c)
 
 
 def test_streamed_eval_views_do_not_depend_on_workers(tmp_path):

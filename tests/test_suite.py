@@ -13,6 +13,7 @@ from sslax import sharding
 from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
 from sslax.evaluators import linear_probe
+from sslax.evaluators import options
 from sslax.evaluators import suite
 
 
@@ -190,7 +191,7 @@ def _config(**evals) -> ml_collections.ConfigDict:
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
   with pytest.raises(ValueError, match=match):
-    suite.check(_config(bad=ev))
+    options.check(_config(bad=ev))
 
 
 def _write_npz(path, labels):
