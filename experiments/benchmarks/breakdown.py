@@ -126,12 +126,14 @@ def main() -> None:
   parser.add_argument('--warmup', type=int, default=1)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--no_peers', action='store_true')
+  parser.add_argument('--peer_python', default='',
+                      help="a python with the peers' packages (default: run.py's .peer-venv)")
   parser.add_argument('--conv_layers', action='store_true')
   parser.add_argument('--conv_impl', default='auto', help="the ResNet's config.model.conv_impl")
   parser.add_argument('--out', default=os.path.join(HERE, 'results'))
   args = parser.parse_args()
   threads = os.cpu_count() or 1
-  python = None if args.no_peers else bench_run.peer_python()
+  python = None if args.no_peers else bench_run.peer_python(args.peer_python)
   rows = []
   for name in args.workloads.split(','):
     b = 4 if args.tiny else workloads.BATCH[name][1 if args.quick else 0]
