@@ -77,12 +77,14 @@ def read(path: str) -> list[Question]:
       context = paragraph.get('context', '')
       for k, qa in enumerate(paragraph.get('qas', [])):
         qid = str(qa.get('id', f'data[{i}].paragraphs[{j}].qas[{k}]'))
-        where = f'{path}:{_line_of(raw, qid)}: question {qid!r}'
+        # Only for an error message: finding the line scans the file, once per question
+        # this would make reading quadratic (11 s of the SQuAD smoke run).
+        where = lambda: f'{path}:{_line_of(raw, qid)}: question {qid!r}'  # noqa: E731
         if not context.strip():
           raise errors.DataError(
-              f'{where} has an empty context. Fix: give its paragraph a context.')
+              f'{where()} has an empty context. Fix: give its paragraph a context.')
         if not qa.get('answers'):
-          raise errors.DataError(f'{where} has no answers; SQuAD v1.1 questions need at least one '
+          raise errors.DataError(f'{where()} has no answers; SQuAD v1.1 questions need at least one '
                                  '(v2.0 unanswerable questions are not supported).')
         answers = []
         for a, answer in enumerate(qa['answers']):
@@ -90,7 +92,7 @@ def read(path: str) -> list[Question]:
           if not text or not isinstance(start, int) or context[start:start + len(text)] != text:
             found = context[start:start + len(text)] if isinstance(start, int) else None
             raise errors.DataError(
-                f'{where}, answer {a}: answer_start={start!r} points at {found!r} in the '
+                f'{where()}, answer {a}: answer_start={start!r} points at {found!r} in the '
                 f'context, not at the answer text {text!r}. Fix: answer_start must be the '
                 'character offset (not byte, not token) of the answer in its context.')
           answers.append((text, start))
