@@ -9,6 +9,18 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     " --xla_backend_optimization_level=0").strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
+# A persistent compilation cache for this test session, shared by the xdist workers and the
+# child processes the tests start (they inherit the environment): many tests compile the
+# same smoke programs (a resume compiles its train step again), and a cache hit loads the
+# executable instead (a paper-config smoke + resume: 27.5 s cold, 22.4 s with the cache
+# filling, 12.9 s warm). The key covers the program, the XLA flags and the backend, so a hit
+# is the same executable. A fresh directory per session: no test sees another run's state.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
+  import tempfile
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sslax-test-jax-cache-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 import pytest  # noqa: E402
 
