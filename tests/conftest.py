@@ -24,6 +24,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
+from sslax import cli  # noqa: E402
+
+# The test processes compile hundreds of small programs: the commands' garbage-collector
+# thresholds (sslax/cli.py) save them ~20% of their CPU too.
+cli.tune_gc()
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

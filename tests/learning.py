@@ -25,7 +25,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # The child's program: the test module's config for a seed, trained by the ordinary trainer.
 _TRAIN = ('import sys\n'
           'from importlib import import_module\n'
-          'from sslax import train\n'
+          'from sslax import cli, train\n'
+          'cli.tune_gc()   # as the sslax commands do\n'
           'module, data_dir, seed, workdir = sys.argv[1:]\n'
           'train.run(import_module(module).config(data_dir, int(seed)), workdir)\n')
 
