@@ -122,3 +122,30 @@ def test_ctc_loss_on_eight_devices_equals_one():
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
   # Gradients up to ~0.5 summed over 8 shards in another order: float32 noise ~1e-6 absolute.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g8, g1)
+
+
+def test_freeze_steps_train_the_head_alone_then_both():
+  _, method, variables, batch = _method_and_batch()
+  lr, wd = 3e-3, 0.01
+  tx, step, _ = asr._compiled(method.embed_sequence, lr, wd, 8, 2, 3)
+  opt_state = tx.init(variables)
+  v = variables
+  for t in range(3):   # frozen: AdamW's weight decay must not move the encoder either
+    v, opt_state, _ = step(v, opt_state, {}, batch, True)
+  same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()),
+                      v['encoder'], variables['encoder'])
+  assert all(jax.tree.leaves(same))
+  assert not np.array_equal(v['head']['w_DxV'], variables['head']['w_DxV'])
+  v, opt_state, _ = step(v, opt_state, {}, batch, False)
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), v['encoder'], variables['encoder'])
+  assert any(jax.tree.leaves(moved))
+  # Without freezing, the two AdamWs are the single AdamW over all the weights they replaced
+  # (same gradients in: Adam's first step divides by |g|, so gradients computed by two
+  # programs would differ wherever g is near 0). No warmup: its first rate, 0, hides all.
+  tx0 = asr._compiled(method.embed_sequence, lr, wd, 8, 0, 0)[0]
+  single = optax.adamw(lr, weight_decay=wd)
+  grads = jax.grad(_loss(method))(variables, batch)
+  got, _ = tx0.update(grads, tx0.init(variables), variables)
+  want, _ = single.update(grads, single.init(variables), variables)
+  assert np.abs(got['head']['w_DxV']).max() > 0
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12), got, want)

@@ -10,12 +10,17 @@ implementation, not ours) on the normalised transcripts (`builders/asr.py`).
 
 Encoder and head train on the training clips less a held-out `val_fraction`; held-out CER is
 measured every `eval_every` steps (0: each epoch) and the test split is scored once with the
-weights of the lowest (`best_step.py`).
+weights of the lowest (`best_step.py`). For the first `freeze_steps` steps only the head
+trains (wav2vec 2.0's `freeze_finetune_updates`, Baevski et al. 2020, which keeps the
+encoder frozen for 10k of 13k updates on its smallest labelled sets): the head learns to
+read the features before its first, arbitrary gradients reach the encoder, and those steps
+skip the encoder's backward pass.
 
 Shape suffixes: B = batch, F = frames, D = width, V = 1 + alphabet, S = transcript length.
 """
 from collections.abc import Callable, Sequence
 import functools
+import itertools
 import math
 from typing import Any
 
@@ -73,18 +78,31 @@ def ctc_loss(logits_BxFxV: jax.Array, mask_BxF: jax.Array, labels_BxS: jax.Array
 
 @functools.lru_cache(maxsize=8)
 def _compiled(embed_sequence: Callable, learning_rate: float, weight_decay: float, steps: int,
-              warmup_steps: int):
-  """(optimiser, jitted step, jitted logits), shared by the encoders of a run."""
-  tx = optax.adamw(fine_tune.schedule(learning_rate, steps, warmup_steps),
-                   weight_decay=weight_decay)
+              warmup_steps: int, freeze_steps: int):
+  """(optimiser, jitted step, jitted logits), shared by the encoders of a run.
 
-  def loss_fn(variables, model_state, batch):
+  step(..., frozen) with `frozen` static: the head's gradient alone (the encoder's is zero,
+  so XLA drops its backward), and the encoder's learning rate is 0 for the first
+  `freeze_steps` steps, so AdamW's weight decay leaves it unchanged too."""
+  head_lr = fine_tune.schedule(learning_rate, steps, warmup_steps)
+  encoder_lr = head_lr
+  if freeze_steps:
+    encoder_lr = lambda t: jnp.where(t < freeze_steps, 0.0,  # noqa: E731
+                                     head_lr(t) if callable(head_lr) else head_lr)
+  tx = optax.multi_transform(
+      {'encoder': optax.adamw(encoder_lr, weight_decay=weight_decay),
+       'head': optax.adamw(head_lr, weight_decay=weight_decay)},
+      {'encoder': 'encoder', 'head': 'head'})
+
+  def loss_fn(variables, model_state, batch, frozen):
+    if frozen:
+      variables = {**variables, 'encoder': jax.lax.stop_gradient(variables['encoder'])}
     logits, mask = frame_logits(variables, model_state, batch, embed_sequence)
     return ctc_loss(logits, mask, batch['labels'], batch['paddings'])
 
-  @jax.jit
-  def step(variables, opt_state, model_state, batch):
-    loss, grads = jax.value_and_grad(loss_fn)(variables, model_state, batch)
+  @functools.partial(jax.jit, static_argnums=4)
+  def step(variables, opt_state, model_state, batch, frozen):
+    loss, grads = jax.value_and_grad(loss_fn)(variables, model_state, batch, frozen)
     updates, opt_state = tx.update(grads, opt_state, variables)
     return optax.apply_updates(variables, updates), opt_state, loss
 
@@ -112,8 +130,9 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
              train: dict[str, np.ndarray], train_text: Sequence[str],
              test: dict[str, np.ndarray], test_text: Sequence[str], *, epochs: float,
              batch_size: int, learning_rate: float, weight_decay: float = 0.0,
-             warmup_steps: int = 0, val_fraction: float = 0.1, eval_every: int = 0,
-             seed: int = 0) -> tuple[dict[str, float], list[dict[str, str]]]:
+             warmup_steps: int = 0, freeze_steps: int = 0, val_fraction: float = 0.1,
+             eval_every: int = 0, seed: int = 0
+             ) -> tuple[dict[str, float], list[dict[str, str]]]:
   """Fine-tunes `params` + a CTC head on `train` ('audio', 'audio_len' and transcripts);
   ({'wer', 'cer', 'val_cer', 'best_step'} on `test` at the best held-out step, samples)."""
   if not epochs > 0 or not 0 < val_fraction < 1:
@@ -132,16 +151,21 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
   if not 0 <= warmup_steps < steps:
     raise ValueError(f'asr warmup_steps={warmup_steps} must be in [0, {steps}) (the steps of '
                      f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
+  if not 0 <= freeze_steps < steps:
+    raise ValueError(f'asr freeze_steps={freeze_steps} must be in [0, {steps}) (the steps of '
+                     f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
   tx, step, logits_fn = _compiled(embed_sequence, learning_rate, weight_decay, steps,
-                                  warmup_steps)
+                                  warmup_steps, freeze_steps)
   feat_dim = jax.eval_shape(embed_sequence, params, model_state,
                             {k: v[:1] for k, v in fit.items()})[0].shape[-1]
   variables = {'encoder': params, 'head': {'w_DxV': jnp.zeros((feat_dim, VOCAB), jnp.float32),
                                            'b_V': jnp.zeros((VOCAB,), jnp.float32)}}
   run = functools.partial(transcribe, logits_fn, batch_size=batch_size)
   validate = lambda v: -error_rates(val_text, run(v, model_state, val))['cer']
+  taken = itertools.count()   # steps taken so far: the first freeze_steps train the head only
   best, best_t, neg_cer, _ = best_step.train(
-      lambda v, o, b: step(v, o, model_state, b), variables, tx.init(variables), fit,
+      lambda v, o, b: step(v, o, model_state, b, next(taken) < freeze_steps), variables,
+      tx.init(variables), fit,
       batch_size=batch_size, steps=steps, every=eval_every or per_epoch, validate=validate,
       seed=seed)
   hypotheses = run(best, model_state, {k: test[k] for k in audio_keys})

@@ -28,7 +28,8 @@ _SHARED = {'warmup_steps': 0, 'val_fraction': 0.1, 'eval_every': 0, 'max_train':
 OPTIONAL = {
     # doc_stride: context tokens between window starts (BERT's document stride).
     'qa': {**_SHARED, 'doc_stride': 128, 'max_query_tokens': 64, 'max_answer_tokens': 30},
-    'asr': dict(_SHARED),
+    # freeze_steps: steps that train only the CTC head (asr.py).
+    'asr': {**_SHARED, 'freeze_steps': 0},
 }
 SCHEME = {'qa': 'squad', 'asr': 'asr'}
 
@@ -103,4 +104,5 @@ def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data
                        max_query_tokens=int(ev['max_query_tokens']),
                        max_answer_tokens=int(ev['max_answer_tokens']), **common)
   (train, train_text), (test, test_text) = data['train'], data['test']
-  return asr.evaluate(embed_sequence, *encoder, train, train_text, test, test_text, **common)
+  return asr.evaluate(embed_sequence, *encoder, train, train_text, test, test_text,
+                      freeze_steps=int(ev['freeze_steps']), **common)
