@@ -47,6 +47,24 @@ def test_resample_is_band_limited():
   assert np.abs(down[inner]).max() < 1e-3
 
 
+@pytest.mark.parametrize('rate_in, rate_out, n', [(22050, 8000, 331), (8000, 11025, 97),
+                                                  (16000, 8000, 200), (8000, 8001, 50)])
+def test_resample_equals_the_windowed_sinc_sum_per_output_sample(rate_in, rate_out, n):
+  """The polyphase arrangement against the formula it rearranges, in float64, one output
+  sample at a time: y(t) = sum_k x[k] c sinc(c (t - k)) kaiser((t - k) / half_width)."""
+  x = np.random.default_rng(0).normal(size=n)
+  c = min(1.0, rate_out / rate_in)
+  half_width = np.ceil(waveforms._SINC_ZEROS / c)
+  want = []
+  for m in range(int(np.ceil(n * rate_out / rate_in))):
+    d = m * rate_in / rate_out - np.arange(n)
+    # The kernel's 2 half_width taps cover -half_width <= t - k < half_width.
+    window = np.where((d >= -half_width) & (d < half_width), np.i0(waveforms._KAISER_BETA * np.sqrt(
+        np.clip(1 - (d / half_width) ** 2, 0, None))) / np.i0(waveforms._KAISER_BETA), 0.0)
+    want.append(np.sum(x * c * np.sinc(c * d) * window))
+  np.testing.assert_allclose(waveforms.resample(x, rate_in, rate_out), want, rtol=0, atol=1e-6)
+
+
 def _folder(root, rate=16000):
   rng = np.random.default_rng(0)
   for split, takes in (('train', 3), ('test', 1)):
