@@ -130,15 +130,20 @@ def test_freeze_steps_train_the_head_alone_then_both():
   tx, step, _ = asr._compiled(method.embed_sequence, lr, wd, 8, 2, 3)
   opt_state = tx.init(variables)
   v = variables
+  ones = jax.tree.map(jnp.ones_like, variables)
   for t in range(3):   # frozen: AdamW's weight decay must not move the encoder either
+    if t == 2:   # the last frozen step's rate: 0 for the encoder whatever its gradient
+      assert not any(np.asarray(u).any() for u in
+                     jax.tree.leaves(tx.update(ones, opt_state, v)[0]['encoder']))
     v, opt_state, _ = step(v, opt_state, {}, batch, True)
   same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()),
                       v['encoder'], variables['encoder'])
   assert all(jax.tree.leaves(same))
   assert not np.array_equal(v['head']['w_DxV'], variables['head']['w_DxV'])
-  v, opt_state, _ = step(v, opt_state, {}, batch, False)
-  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), v['encoder'], variables['encoder'])
-  assert any(jax.tree.leaves(moved))
+  # From step freeze_steps on, the encoder's gradients move it (the optimiser alone: a second
+  # compiled step would double the test's time).
+  updates = tx.update(ones, opt_state, v)[0]
+  assert all(bool((np.asarray(u) != 0).all()) for u in jax.tree.leaves(updates['encoder']))
   # Without freezing, the two AdamWs are the single AdamW over all the weights they replaced
   # (same gradients in: Adam's first step divides by |g|, so gradients computed by two
   # programs would differ wherever g is near 0). No warmup: its first rate, 0, hides all.
