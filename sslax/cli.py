@@ -156,8 +156,9 @@ def report(error: BaseException, argv: Sequence[str]) -> int:
 # Python's cyclic garbage collector at its default thresholds (700, 10, 10) starts a
 # collection every 700 net allocations and a full one every ~70,000; tracing and lowering
 # JAX programs allocate millions of short-lived objects, and each full pass walks the whole
-# heap (JAX's, TensorFlow's, the compiled programs'): ~20% of a smoke run's CPU, which
-# compiles much and computes little (tests/test_train.py: 68 -> 56 s). Cycles are still
+# heap (JAX's, TensorFlow's, the compiled programs'): up to ~30% of the samples of a
+# compile-heavy test under py-spy (tests/test_train.py on an idle CPU, one process: 71.6
+# and 67.0 s at the defaults, 62.1 and 61.5 s with these thresholds). Cycles are still
 # collected, 70x less often in the youngest generation; nothing sslax keeps relies on
 # prompt cycle collection (device buffers are freed by reference counting).
 GC_THRESHOLDS = (50_000, 20, 20)
