@@ -148,12 +148,10 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
   val_text = [train_text[i] for i in val_idx]
   per_epoch = math.ceil(len(fit_idx) / batch_size)
   steps = max(1, math.ceil(epochs * per_epoch))
-  if not 0 <= warmup_steps < steps:
-    raise ValueError(f'asr warmup_steps={warmup_steps} must be in [0, {steps}) (the steps of '
-                     f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
-  if not 0 <= freeze_steps < steps:
-    raise ValueError(f'asr freeze_steps={freeze_steps} must be in [0, {steps}) (the steps of '
-                     f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
+  for name, value in (('warmup_steps', warmup_steps), ('freeze_steps', freeze_steps)):
+    if not 0 <= value < steps:
+      raise ValueError(f'asr {name}={value} must be in [0, {steps}) (the steps of '
+                       f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
   tx, step, logits_fn = _compiled(embed_sequence, learning_rate, weight_decay, steps,
                                   warmup_steps, freeze_steps)
   feat_dim = jax.eval_shape(embed_sequence, params, model_state,
