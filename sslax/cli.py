@@ -36,6 +36,17 @@ _VERBOSE = flags.DEFINE_bool('verbose', False, 'On a config or data error, print
                              'traceback too (also: environment variable SSLAX_VERBOSE=1).')
 ENV_VERBOSE = 'SSLAX_VERBOSE'
 EXIT_USER_ERROR = 2
+# config.fast_compile's XLA flags (sslax.main sets them; the tests compile with them too):
+# XLA's cheapest backend optimisation, the CPU backend's loop emitters instead of its newer
+# MLIR fusion emitters, and each program's code generated as one LLVM module, not split for
+# parallel codegen. They trade step speed for compile time, which is most of a smoke run.
+# Measured on 2 cores, tests/test_methods_vision.py + test_vit_methods.py: 211 s of CPU
+# (119 s of it XLA compiling) with the first flag alone, 129 s (70 s) with all three. For a
+# run of many steps the loop emitters' code is slower: tests/test_learning_image.py's
+# 150-step child at XLA's default level took 28 -> 40 s with the last two, so only
+# fast_compile uses them.
+FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false '
+                      '--xla_cpu_parallel_codegen_split_count=1')
 
 
 # ConfigDict is no collections.abc.Mapping; config.json's nested dicts are.

@@ -34,15 +34,12 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
-
-
 def _fast_compile(config) -> None:
-  """config.fast_compile: XLA's cheapest backend optimisation, before JAX starts its backend
-  (XLA reads XLA_FLAGS once, then); an explicit level in XLA_FLAGS wins."""
+  """config.fast_compile: XLA's cheapest compile (cli.FAST_COMPILE_FLAGS), set before JAX
+  starts its backend (XLA reads XLA_FLAGS once, then); an explicit level in XLA_FLAGS wins."""
   current = os.environ.get('XLA_FLAGS', '')
   if config.get('fast_compile', False) and '--xla_backend_optimization_level' not in current:
-    os.environ['XLA_FLAGS'] = f'{current} {FAST_COMPILE_FLAG}'.strip()
+    os.environ['XLA_FLAGS'] = f'{current} {cli.FAST_COMPILE_FLAGS}'.strip()
 
 
 def main(argv):

@@ -2,12 +2,6 @@
 import os
 import pathlib
 
-# LLVM optimisation level 0 compiles the tiny test programs 3-6x faster (measured: smoke
-# train step 11.8 s -> 4.5 s, init 12 s -> 1.9 s) at the same numerics; runtime barely
-# matters at test sizes. Production runs keep XLA's default.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    " --xla_backend_optimization_level=0").strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 # A persistent compilation cache for this test session, shared by the xdist workers and the
 # child processes the tests start (they inherit the environment): many tests compile the
@@ -29,7 +23,17 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
+# JAX reads XLA_FLAGS when it starts its backend, not at import: cli imports no JAX anyway.
 from sslax import cli  # noqa: E402
+
+# The tests compile as `:smoke` runs do (config.fast_compile, cli.FAST_COMPILE_FLAGS): LLVM
+# level 0 alone compiled the tiny test programs 3-6x faster (smoke train step 11.8 s ->
+# 4.5 s, init 12 s -> 1.9 s), the other two flags cut the CPU of the compile-bound test
+# files by another ~40%; runtime barely matters at test sizes. Production runs keep XLA's
+# defaults; the learning tests' children too (tests/learning.py), as they run many steps.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 "
+    + cli.FAST_COMPILE_FLAGS).strip()
 
 # The test processes compile hundreds of small programs: the commands' garbage-collector
 # thresholds (sslax/cli.py) save them time too (~10% of tests/test_train.py, measured idle).

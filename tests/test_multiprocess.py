@@ -11,6 +11,7 @@ import sys
 import jax
 import numpy as np
 
+from sslax import cli
 from sslax import methods
 from sslax import optim
 from sslax import sharding
@@ -33,9 +34,10 @@ def _start(workdir, data_dir, devices: int, *extra: str) -> subprocess.Popen:
          '--workdir', str(workdir), f'--config.data.data_dir={data_dir}',
          '--config.progress_bar=False', '--config.log_every=1',
          '--config.evals.linear_probe.steps=5', *extra]   # evaluation: only that it runs
-  # Not this process's 8-device flag (STACK.md): each child sets its own device count.
+  # Not this process's 8-device flag (STACK.md): each child sets its own device count, and
+  # compiles as this process does.
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
-         f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0'}
+         f'--xla_force_host_platform_device_count={devices} {cli.FAST_COMPILE_FLAGS}'}
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
