@@ -34,21 +34,13 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _fast_compile(config) -> None:
-  """config.fast_compile: XLA's cheapest compile (cli.FAST_COMPILE_FLAGS), set before JAX
-  starts its backend (XLA reads XLA_FLAGS once, then); an explicit level in XLA_FLAGS wins."""
-  current = os.environ.get('XLA_FLAGS', '')
-  if config.get('fast_compile', False) and '--xla_backend_optimization_level' not in current:
-    os.environ['XLA_FLAGS'] = f'{current} {cli.FAST_COMPILE_FLAGS}'.strip()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     # Orbax and TFDS log every step of every save at INFO; --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
-  _fast_compile(_CONFIG.value)
+  cli.fast_compile(_CONFIG.value)
   # Multi-process runs must initialise before any other JAX call.
   if _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

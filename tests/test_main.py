@@ -38,3 +38,21 @@ def test_cli_rejects_unknown_override_key(tmp_path):
   bad = _main(tmp_path / 'run', tmp_path / 'tfds', '--config.totl_steps=3')
   assert bad.returncode != 0
   assert 'totl_steps' in bad.stderr
+
+
+def test_fast_compile_sets_the_flags_unless_a_level_is_given(monkeypatch):
+  import ml_collections
+  from sslax import cli
+  on = ml_collections.ConfigDict({'fast_compile': True})
+  monkeypatch.setenv('XLA_FLAGS', '--xla_dump_to=/tmp/x')
+  cli.fast_compile(on)
+  assert os.environ['XLA_FLAGS'] == f'--xla_dump_to=/tmp/x {cli.FAST_COMPILE_FLAGS}'
+  for flag in ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false'):
+    assert flag in cli.FAST_COMPILE_FLAGS
+  # A level the user chose wins; fast_compile off changes nothing.
+  monkeypatch.setenv('XLA_FLAGS', '--xla_backend_optimization_level=2')
+  cli.fast_compile(on)
+  assert os.environ['XLA_FLAGS'] == '--xla_backend_optimization_level=2'
+  monkeypatch.setenv('XLA_FLAGS', '')
+  cli.fast_compile(ml_collections.ConfigDict({'fast_compile': False}))
+  assert os.environ['XLA_FLAGS'] == ''
