@@ -154,3 +154,29 @@ def test_freeze_steps_train_the_head_alone_then_both():
   want, _ = single.update(grads, single.init(variables), variables)
   assert np.abs(got['head']['w_DxV']).max() > 0
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12), got, want)
+
+
+def test_asr_features_statistics_on_known_frames():
+  """experiments/asr_features.py's numbers on frames whose answers are known; padded frames
+  (garbage here) never count."""
+  import sys
+  from tests.conftest import REPO
+  sys.path.insert(0, str(REPO / 'experiments'))
+  import asr_features
+  rng = np.random.default_rng(0)
+  mask = np.zeros((2, 400), bool)
+  mask[0, :300], mask[1, :250] = True, True
+  garbage = lambda h: np.where(mask[..., None], h, 1e6 * rng.normal(size=h.shape))  # noqa: E731
+  # The same vector in every frame of a clip: no change over time, neighbours identical.
+  still = garbage(np.repeat(rng.normal(size=(2, 1, 8)), 400, axis=1))
+  stats = asr_features.frame_stats(still, mask)
+  assert stats['within_clip_std'] < 1e-9 and abs(stats['neighbour_cosine'] - 1) < 1e-9
+  # The sign flips every frame: neighbours opposite; all frames on one line: rank 1.
+  flip = garbage(rng.normal(size=(2, 1, 8)) * (-1.0) ** np.arange(400)[None, :, None])
+  stats = asr_features.frame_stats(flip, mask)
+  assert abs(stats['neighbour_cosine'] + 1) < 1e-9 and stats['participation_rank'] < 2.5
+  # Independent isotropic frames: neighbours unrelated, spread over most of the 8 directions.
+  noise = garbage(rng.normal(size=(2, 400, 8)))
+  stats = asr_features.frame_stats(noise, mask)
+  assert abs(stats['neighbour_cosine']) < 0.05 and stats['participation_rank'] > 7
+  assert abs(stats['within_clip_std'] - 1) < 0.1

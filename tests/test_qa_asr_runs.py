@@ -1,6 +1,8 @@
 """The pretraining configs for qa and asr end to end on the real data: configs/mlm_squad.py
 and configs/masked_audio_ljspeech.py at :smoke, then `python -m sslax.evaluate --evals NAME`
 with the evaluator's source set on the command line."""
+import json
+import runpy
 import subprocess
 import sys
 
@@ -24,7 +26,8 @@ def _config(module, data_dir):
     ('mlm_squad', 'qa', ('exact_match', 'f1', 'val_f1'), 'squad', True),
     ('masked_audio_ljspeech', 'asr', ('wer', 'cer', 'val_cer'), 'ljspeech', False),
 ])
-def test_smoke_pretraining_then_evaluate_by_name(tmp_path, module, name, metrics, data, cli):
+def test_smoke_pretraining_then_evaluate_by_name(tmp_path, monkeypatch, capsys, module, name,
+                                                  metrics, data, cli):
   source = shared_data(data)
   config = _config(module, tmp_path / 'tfds')
   results = train.run(config, str(tmp_path / 'run'))
@@ -34,6 +37,14 @@ def test_smoke_pretraining_then_evaluate_by_name(tmp_path, module, name, metrics
   assert 'raw_input/logistic/accuracy' not in results   # no labels: no raw-input baseline
   samples = (tmp_path / 'run' / 'samples.md').read_text()
   assert f'## {name}: test samples' in samples and f'## random_init/{name}' in samples
+  if name == 'asr':   # experiments/asr_features.py reads what the CTC head starts from
+    monkeypatch.setattr(sys, 'argv', ['asr_features.py', '--workdir', str(tmp_path / 'run'),
+                                      '--clips', '4'])
+    runpy.run_path(str(REPO / 'experiments' / 'asr_features.py'), run_name='__main__')
+    features = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for encoder in ('pretrained', 'random_init'):
+      assert 0 < features[encoder]['participation_rank'] <= config.model.width, features
+      assert features[encoder]['head_grad_norm'] > 0 and features[encoder]['within_clip_std'] > 0
   if not cli:
     return
   # The same evaluator from the command line, its source named explicitly.
