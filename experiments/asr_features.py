@@ -7,8 +7,8 @@ training clips with `embed_sequence` (the features the CTC head reads) and print
 as JSON: how much each feature varies within a clip over time (`within_clip_std`, mean over
 dimensions), how alike neighbouring frames are (`neighbour_cosine`), how many directions the
 features spread over (`participation_rank`: (sum s)^2 / sum s^2 of the singular values of the
-centred frames), and the norm of the CTC gradient a zero head gets (`head_grad_norm`, the
-first update's size before any blank plateau). Features that barely change from frame to frame
+centred frames), and the norm of the CTC gradient a zero head gets (`head_grad_norm`: how
+strongly the characters pull on the head at the start, before any blank plateau). Features that barely change from frame to frame
 leave a per-frame character head little to separate (docs/qa_asr.md).
 """
 import argparse
@@ -19,6 +19,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sslax import evaluate  # noqa: E402
@@ -62,8 +63,7 @@ def main() -> None:
     grad = jax.grad(lambda hd: asr.ctc_loss(h_BxFxD.astype(jnp.float32) @ hd['w_DxV'] + hd['b_V'],
                                             mask_BxF, labels, paddings))(head)
     out[name] = {**frame_stats(np.asarray(h_BxFxD), np.asarray(mask_BxF)),
-                 'head_grad_norm': float(jnp.sqrt(sum(jnp.sum(g ** 2)
-                                                      for g in jax.tree.leaves(grad))))}
+                 'head_grad_norm': float(optax.global_norm(grad))}
   print(json.dumps(out))
 
 
