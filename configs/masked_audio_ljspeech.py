@@ -19,7 +19,8 @@ init: the random-init fine-tunes all left CTC's blank-only plateau, the pretrain
 spread (and best epochs 700 +- 486 steps) says one of three did not, so this config does
 not show pretraining paying off; 89 CPU-minutes in all (`/usr/bin/time`).
 
-`configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2 CTC epochs, in
+This file also holds the LJSpeech defaults (`ljspeech_config`) that configs/cpc_ljspeech.py
+starts from. `configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2 CTC epochs, in
 seconds.
 """
 from configs import apc_audio
@@ -28,8 +29,17 @@ LJSPEECH = 'asr:../shared/data/ljspeech'
 
 
 def get_config(arg: str = ''):
-  c = apc_audio.audio_config('masked_audio', arg, 'configs/masked_audio_ljspeech.py')
+  c = ljspeech_config('masked_audio', arg, 'configs/masked_audio_ljspeech.py')
   c.masked_audio = dict(start_prob=0.065, span=5)
+  if arg == 'smoke':
+    c.masked_audio.span = 3
+  return c
+
+
+def ljspeech_config(method: str, arg: str, config_file: str):
+  """LJSpeech's data, front end, model and `asr` evaluator for an audio `method`; the
+  caller adds the method's own settings. `arg` is '' or 'smoke'."""
+  c = apc_audio.audio_config(method, arg, config_file)
   c.data.source = c.eval.source = LJSPEECH
   c.data.sample_rate = 8000
   c.data.clip_seconds = 10.1
@@ -49,7 +59,6 @@ def get_config(arg: str = ''):
                      freeze_steps=0, eval_every=0, max_train=0, max_test=0)
   if arg == 'smoke':
     c.eval.num_seeds = 1
-    c.masked_audio.span = 3
     c.total_steps, c.batch_size = 4, 8
     c.data.clip_seconds = 10.1
     c.audio.update(crop_seconds=0.5, n_mels=16)

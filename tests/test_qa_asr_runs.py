@@ -1,5 +1,5 @@
-"""The pretraining configs for qa and asr end to end on the real data: configs/mlm_squad.py
-and configs/masked_audio_ljspeech.py at :smoke, then `python -m sslax.evaluate --evals NAME`
+"""The pretraining configs for qa and asr end to end on the real data: configs/mlm_squad.py,
+configs/masked_audio_ljspeech.py and configs/cpc_ljspeech.py (a causal encoder) at :smoke, then `python -m sslax.evaluate --evals NAME`
 with the evaluator's source set on the command line."""
 import json
 import runpy
@@ -25,6 +25,7 @@ def _config(module, data_dir):
 @pytest.mark.parametrize('module, name, metrics, data, cli', [
     ('mlm_squad', 'qa', ('exact_match', 'f1', 'val_f1'), 'squad', True),
     ('masked_audio_ljspeech', 'asr', ('wer', 'cer', 'val_cer'), 'ljspeech', False),
+    ('cpc_ljspeech', 'asr', ('wer', 'cer', 'val_cer'), 'ljspeech', False),
 ])
 def test_smoke_pretraining_then_evaluate_by_name(tmp_path, monkeypatch, capsys, module, name,
                                                   metrics, data, cli):
