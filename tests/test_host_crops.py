@@ -34,7 +34,8 @@ def smooth_image(height: int, width: int) -> np.ndarray:
                   -1).clip(0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize('channels', [1, 3])
+# 4: RGBX, the layout colour JPEGs are decoded to (its fourth byte is padding).
+@pytest.mark.parametrize('channels', [1, 3, 4])
 def test_crop_resize_matches_float64_reference(channels):
   rng = np.random.default_rng(0)
   for _ in range(30):
@@ -43,9 +44,12 @@ def test_crop_resize_matches_float64_reference(channels):
     box = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
     size = int(rng.integers(4, 96))   # down- and upsampling
     got = host_crops.crop_resize(image, *box, size)
-    assert got.shape == (size, size, channels) and got.dtype == np.uint8
+    want = crop_resize_f64(image[..., :3], *box, size)
+    assert got.shape == want.shape[:2] + (min(channels, 3),) and got.dtype == np.uint8
     # Pillow works in fixed point and rounds to uint8 between its two passes.
-    np.testing.assert_allclose(got, crop_resize_f64(image, *box, size), atol=1.0 + 1e-9)
+    np.testing.assert_allclose(got, want, atol=1.0 + 1e-9)
+    np.testing.assert_array_equal(host_crops.crop_resize(image, *box, size, flip=True),
+                                  got[:, ::-1])
 
 
 def test_sample_box_follows_random_resized_crop():
