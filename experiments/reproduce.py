@@ -79,6 +79,9 @@ ROWS = {
     'asr_ljspeech': {'config': 'configs/masked_audio_ljspeech.py', 'args': [], 'expect': {
         'asr/cer': 0.711, 'asr/wer': 0.998, 'random_init/asr/cer': 0.583,
         'random_init/asr/wer': 1.009}},
+    'asr_cpc_ljspeech': {'config': 'configs/cpc_ljspeech.py', 'args': [], 'expect': {
+        'asr/cer': 0.553, 'asr/wer': 1.030, 'random_init/asr/cer': 0.709,
+        'random_init/asr/wer': 1.015}},
 }
 
 
