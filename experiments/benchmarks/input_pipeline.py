@@ -15,7 +15,8 @@ One run, one CPU, the same files, the same work per view: decode a JPEG, random-
   `PILToTensor()` (uint8, as sslax hands over) + `DataLoader(shuffle=True)`, same worker count
   and batch, run by `--torch_python` (a separate venv; torch is never an sslax dependency).
 Both are timed after a warm-up batch, over `--seconds`, epochs repeating. Also reported: the
-build's stored bytes / source bytes and build seconds per 1,000 images.
+build's stored bytes / source bytes, build seconds per 1,000 images, and sslax's CPU per view
+on one thread, split into decode and crop/resize/flip/copy.
 
 Prints one JSON line per pipeline and a Markdown table (the README's "Images at scale").
 """
@@ -98,6 +99,32 @@ def sslax_run(tree: pathlib.Path, workers: int, threads: int, batch: int,
           'stored_bytes': stored, 'images': len(src)}
 
 
+def view_cpu(images: pathlib.Path, rounds: int = 5) -> dict:
+  """CPU ms per view in this process, one thread, split into sslax's two costs: the
+  reduced-scale decode, and the crop + resize + flip + copy into the batch (crop_resize)."""
+  import numpy as np
+  from sslax.data import host_crops
+  rng = np.random.default_rng(0)
+  datas = [p.read_bytes() for p in sorted(images.glob('*.jp*g'))[:64]]
+  jobs = []
+  for data in datas:
+    height, width = host_crops.image_size(data)
+    top, left, h, w = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
+    jobs.append((data, (height, width), (top, left, h, w), max(VIEW / h, VIEW / w),
+                 bool(rng.random() < 0.5)))
+  out = np.empty((VIEW, VIEW, 3), np.uint8)
+  decode = resize = 0.0
+  for _ in range(rounds):
+    for data, hw, (top, left, h, w), need, flip in jobs:
+      t0 = time.process_time()
+      pixels, sy, sx = host_crops._scaled_decode(data, 3, need, hw)   # pylint: disable=protected-access
+      t1 = time.process_time()
+      out[...] = host_crops.crop_resize(pixels, top * sy, left * sx, h * sy, w * sx, VIEW, flip)
+      decode, resize = decode + t1 - t0, resize + time.process_time() - t1
+  n = rounds * len(jobs)
+  return {'decode_ms': 1e3 * decode / n, 'crop_resize_ms': 1e3 * resize / n, 'views': n}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--images', default=str(ROOT.parent / 'shared/data/bccd/train'))
@@ -137,6 +164,9 @@ def main() -> None:
              if 'torchvision' in rows else float('nan'))
     print(f"| {name} | {row['workers']}x{row['threads']} | {row['views_per_sec']:.0f} | "
           f"{row['views_per_sec_per_core']:.0f} | {ratio:.2f}x |")
+  cpu = view_cpu(images)
+  print(f"\nsslax CPU per view, one thread ({cpu['views']} views): decode "
+        f"{cpu['decode_ms']:.2f} ms + crop/resize/flip/copy {cpu['crop_resize_ms']:.2f} ms")
   s = rows[next(k for k in rows if k.startswith('sslax'))]
   print(f"\nstored / source bytes: {s['stored_bytes'] / source_bytes:.3f} "
         f"({s['stored_bytes'] / 2**20:.1f} MiB / {source_bytes / 2**20:.1f} MiB); build: "
