@@ -23,7 +23,7 @@ def get_config(arg: str = ''):
   if arg == 'smoke':
     c.cpc.steps_ahead = (1, 2)
   else:
-    # One seed (docs/qa_asr.md): 300 steps already reach 0.95 frame-prediction accuracy
-    # at k=1; the fine-tunes, not pretraining, are most of this config's time.
+    # 300 steps already reach 0.95 frame-prediction accuracy at k=1 (docs/qa_asr.md); the
+    # fine-tunes, not pretraining, are most of this config's time.
     c.total_steps = 300
   return c

@@ -21,8 +21,8 @@ not show pretraining paying off; 89 CPU-minutes in all (`/usr/bin/time`). CPC on
 data does better (configs/cpc_ljspeech.py).
 
 This file also holds the LJSpeech defaults (`ljspeech_config`) that configs/cpc_ljspeech.py
-starts from. `configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2 CTC epochs, in
-seconds.
+starts from. `configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2
+CTC epochs, in seconds.
 """
 from configs import apc_audio
 

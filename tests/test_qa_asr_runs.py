@@ -1,6 +1,7 @@
 """The pretraining configs for qa and asr end to end on the real data: configs/mlm_squad.py,
-configs/masked_audio_ljspeech.py and configs/cpc_ljspeech.py (a causal encoder) at :smoke, then `python -m sslax.evaluate --evals NAME`
-with the evaluator's source set on the command line."""
+configs/masked_audio_ljspeech.py and configs/cpc_ljspeech.py (a causal encoder) at :smoke,
+then `python -m sslax.evaluate --evals NAME` with the evaluator's source set on the command
+line."""
 import json
 import runpy
 import subprocess

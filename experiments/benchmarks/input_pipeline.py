@@ -117,7 +117,8 @@ def view_cpu(images: pathlib.Path, rounds: int = 5) -> dict:
   for _ in range(rounds):
     for data, hw, (top, left, h, w), need, flip in jobs:
       t0 = time.process_time()
-      pixels, sy, sx = host_crops._scaled_decode(data, 3, need, hw)   # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      pixels, sy, sx = host_crops._scaled_decode(data, 3, need, hw)
       t1 = time.process_time()
       out[...] = host_crops.crop_resize(pixels, top * sy, left * sx, h * sy, w * sx, VIEW, flip)
       decode, resize = decode + t1 - t0, resize + time.process_time() - t1
