@@ -57,7 +57,8 @@ def ljspeech_config(method: str, arg: str, config_file: str):
   # lr 3e-3, 600 steps all stay there for both encoders; 1,200 steps (40 epochs) leave it.
   c.evals.asr = dict(type='asr', source='', every_steps=0, epochs=40.0, batch_size=8,
                      learning_rate=3e-3, weight_decay=0.01, warmup_steps=60, val_fraction=0.1,
-                     freeze_steps=0, eval_every=0, max_train=0, max_test=0)
+                     freeze_steps=0, length_buckets=10, eval_every=0, max_train=0,
+                     max_test=0)
   if arg == 'smoke':
     c.eval.num_seeds = 1
     c.total_steps, c.batch_size = 4, 8

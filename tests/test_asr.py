@@ -69,12 +69,14 @@ def test_error_rates_come_from_jiwer():
   assert rates['cer'] == pytest.approx(3 / 13)  # 1 substitution + 2 deletions, 13 characters
 
 
-def _method_and_batch():
+def _method_and_batch(method_name='masked_audio'):
+  from configs import cpc_ljspeech
   from configs import masked_audio_ljspeech
-  config = masked_audio_ljspeech.get_config('smoke')
+  config = {'masked_audio': masked_audio_ljspeech, 'cpc': cpc_ljspeech}[method_name].get_config(
+      'smoke')
   config.data.clip_seconds = 1.0
   config.model.max_frames = 64
-  method = methods.get('masked_audio')(config)
+  method = methods.get(method_name)(config)
   rng = np.random.default_rng(0)
   audio = rng.normal(0, 0.1, (8, 8000)).astype(np.float32)
   audio_len = np.array([8000, 7000, 6000, 5000, 8000, 4000, 7500, 6500], np.int32)
@@ -122,6 +124,77 @@ def test_ctc_loss_on_eight_devices_equals_one():
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
   # Gradients up to ~0.5 summed over 8 shards in another order: float32 noise ~1e-6 absolute.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g8, g1)
+
+
+@pytest.mark.parametrize('method_name', ['masked_audio', 'cpc'])
+def test_cut_batches_give_every_real_frame_the_same_logits(method_name):
+  """Cutting a batch's padding (length buckets) must not change any real frame: the
+  bidirectional encoder's attention and convolutions, and the causal one's, never read it."""
+  config, method, variables, batch = _method_and_batch(method_name)
+  frames = asr.Frames(int(config.audio.n_fft), int(config.audio.hop), buckets=8)
+  batch = {**batch, 'audio_len': batch['audio_len'] // 2}   # at most half the clip is real
+  cut = frames.cut(batch)
+  assert cut['audio'].shape[1] < batch['audio'].shape[1]
+  full_logits, full_mask = asr.frame_logits(variables, {}, batch, method.embed_sequence)
+  cut_logits, cut_mask = asr.frame_logits(variables, {}, cut, method.embed_sequence)
+  width = cut_logits.shape[1]
+  assert not np.asarray(full_mask)[:, width:].any()   # every real frame survives the cut
+  np.testing.assert_array_equal(cut_mask, np.asarray(full_mask)[:, :width])
+  real = np.asarray(cut_mask)
+  np.testing.assert_allclose(np.asarray(cut_logits)[real],
+                             np.asarray(full_logits)[:, :width][real], rtol=1e-5, atol=1e-5)
+
+
+def test_frames_count_real_frames_and_round_the_cut_up_to_a_bucket():
+  from sslax.augment import audio as audio_aug
+  frames = asr.Frames(n_fft=200, hop=160, buckets=5)
+  lens = np.array([0, 1, 99, 100, 101, 260, 261, 8000, 80800])
+  mask = audio_aug.frame_mask(jnp.asarray(lens), 505, 200, 160)
+  np.testing.assert_array_equal(frames.real(lens), np.asarray(mask).sum(1))
+  audio = np.zeros((2, 80800), np.float32)   # 10.1 s at 8 kHz: 504 frames, buckets of 101
+  for longest, kept in ((8000, 101), (16260, 101), (16261, 202), (64000, 404), (80800, 504)):
+    cut = frames.cut({'audio': audio, 'audio_len': np.array([100, longest])})
+    # All 504 frames: the batch as it was (its last 120 samples, read by no frame, kept).
+    assert cut['audio'].shape[1] == (80800 if kept == 504 else 200 + (kept - 1) * 160)
+  assert asr.Frames(200, 160, 0).cut({'audio': audio, 'audio_len': np.array([1, 2])})[
+      'audio'].shape == audio.shape
+
+
+def test_length_sorted_order_covers_each_epoch_and_batches_similar_lengths():
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 1000, 64)
+  order = asr.length_sorted_order(lengths, 8, np.random.default_rng(1), pool_batches=8)
+  for _ in range(3):   # a pool of 8 batches of 8 is one epoch of these 64 clips
+    batches = [next(order) for _ in range(8)]
+    assert all(b.shape == (8,) for b in batches)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(64))
+    # Sorted within the pool: the batches' length ranges do not interleave.
+    spans = sorted((lengths[b].min(), lengths[b].max()) for b in batches)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+  # The pool's batches come in random order, not shortest first, and change every epoch.
+  firsts = [lengths[next(order)].min() for _ in range(8)]
+  assert firsts != sorted(firsts)
+
+
+def test_transcribe_in_length_order_returns_clips_in_their_own_order():
+  """Each clip's fake logits spell a letter chosen by its length, so a transcript put back
+  in the wrong place would show."""
+  lens = np.array([7000, 900, 4000, 8000, 300, 2500, 6000, 100, 5000, 3000, 8000])
+  audio = {'audio': np.zeros((len(lens), 8000), np.float32), 'audio_len': lens}
+  shapes = []
+
+  def logits_fn(variables, model_state, batch):
+    del variables, model_state
+    shapes.append(batch['audio'].shape)
+    letters = 1 + (np.asarray(batch['audio_len']) // 100) % 26
+    return np.eye(asr.VOCAB)[letters][:, None], np.ones((len(letters), 1), bool)
+
+  want = [asr_data.ALPHABET[(n // 100) % 26] for n in lens]
+  plain = asr.transcribe(logits_fn, None, None, audio, batch_size=4)
+  cut = asr.transcribe(logits_fn, None, None, audio, batch_size=4,
+                       frames=asr.Frames(200, 160, buckets=4))
+  assert plain == want and cut == want
+  assert shapes[:3] == [(4, 8000)] * 3 and shapes[3][1] < 8000   # shortest clips first
 
 
 def test_freeze_steps_train_the_head_alone_then_both():

@@ -3,7 +3,7 @@ train for a number of steps, score a held-out part of train every `every` steps 
 the last, and keep the weights of the best held-out score (ties: the earlier step), so the
 test split is scored once, at that point, for pretrained and random-init encoders alike.
 """
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -13,14 +13,17 @@ from sslax.evaluators import fine_tune
 
 def train(step: Callable, variables: Any, opt_state: Any, data: Mapping[str, np.ndarray], *,
           batch_size: int, steps: int, every: int, validate: Callable[[Any], float],
-          seed: int) -> tuple[Any, int, float, list[float]]:
+          seed: int, order: Iterator[np.ndarray] | None = None
+          ) -> tuple[Any, int, float, list[float]]:
   """(best variables, best step, its held-out score, training losses).
 
   step(variables, opt_state, batch) -> (variables, opt_state, loss); `validate(variables)`
-  is higher-is-better. Minibatches are per-epoch shuffles of `data` (fine_tune.batch_order).
+  is higher-is-better. Minibatches are per-epoch shuffles of `data` (fine_tune.batch_order)
+  unless `order` yields the index batches.
   """
-  n = len(next(iter(data.values())))
-  order = fine_tune.batch_order(n, batch_size, np.random.default_rng(seed))
+  if order is None:
+    n = len(next(iter(data.values())))
+    order = fine_tune.batch_order(n, batch_size, np.random.default_rng(seed))
   best, losses = None, []
   for t in range(1, steps + 1):
     idx = next(order)

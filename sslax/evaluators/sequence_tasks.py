@@ -28,8 +28,10 @@ _SHARED = {'warmup_steps': 0, 'val_fraction': 0.1, 'eval_every': 0, 'max_train':
 OPTIONAL = {
     # doc_stride: context tokens between window starts (BERT's document stride).
     'qa': {**_SHARED, 'doc_stride': 128, 'max_query_tokens': 64, 'max_answer_tokens': 30},
-    # freeze_steps: steps that train only the CTC head (asr.py).
-    'asr': {**_SHARED, 'freeze_steps': 0},
+    # freeze_steps: steps that train only the CTC head; length_buckets: batches sorted by
+    # length and cut to their longest clip in steps of 1/length_buckets of the padded clip
+    # (0: every batch padded to the longest clip of the source). See asr.py.
+    'asr': {**_SHARED, 'freeze_steps': 0, 'length_buckets': 10},
 }
 SCHEME = {'qa': 'squad', 'asr': 'asr'}
 
@@ -41,6 +43,8 @@ def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str)
   if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
     raise ValueError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best step '
                      'is chosen on it.')
+  if ev.type == 'asr' and int(ev.get('length_buckets', 0)) < 0:
+    raise ValueError(f'{key}.length_buckets={ev.length_buckets} must be >= 0 (0: no cut).')
   scheme = sources.parse(source, key=source_key)[0]
   if scheme != SCHEME[ev.type]:
     raise ValueError(f'{key} (type {ev.type!r}) reads a {SCHEME[ev.type]}: source, but '
@@ -104,5 +108,7 @@ def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data
                        max_query_tokens=int(ev['max_query_tokens']),
                        max_answer_tokens=int(ev['max_answer_tokens']), **common)
   (train, train_text), (test, test_text) = data['train'], data['test']
+  frames = asr.Frames(int(config.audio.n_fft), int(config.audio.hop),
+                      int(ev['length_buckets']))
   return asr.evaluate(embed_sequence, *encoder, train, train_text, test, test_text,
-                      freeze_steps=int(ev['freeze_steps']), **common)
+                      freeze_steps=int(ev['freeze_steps']), frames=frames, **common)
