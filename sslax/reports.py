@@ -1,10 +1,11 @@
 """What a run leaves for people: results.json, a results.md table and PNG plots.
 
 - `results.json`: every downstream metric (fractions in [0, 1], NMI/ARI, MSE/R^2), the same
-  under `random_init/`, `<key>_std` over seeds when `config.eval.num_seeds` > 1, the raw-input
+  under `random_init/`, `<key>_std` over seeds and each seed's `<key>_seed<i>` (seed
+  config.seed + i) when `config.eval.num_seeds` > 1, the raw-input
   baseline under `raw_input/logistic/` (accuracy, c, val_accuracy, num_train; class labels) or
   `raw_input/ridge/` (mse, mae, r2, alpha, num_train; regression targets), and `step`.
-- `results.md`: the pretrained-vs-random-init table, mean +- std, with the raw-input
+- `results.md`: the pretrained-vs-random-init table, mean +- std [each seed], with the raw-input
   baseline's number for the same metric (accuracy, or mse/mae/r2) as a third column.
 - `curves.png`: training loss, online-probe accuracy and periodic evaluations from
   metrics.jsonl, against the step.
@@ -19,8 +20,10 @@ Every file goes through sslax/storage.py, so the workdir may be gs://; callers w
 from process 0 only.
 """
 from collections.abc import Mapping, Sequence
+import itertools
 import json
 import os
+import re
 from typing import Any
 
 import matplotlib
@@ -36,6 +39,8 @@ RANDOM = 'random_init/'
 RAW_INPUT = 'raw_input/'
 # The baseline's model: logistic regression for class labels, ridge for regression targets.
 RAW_INPUT_MODELS = ('logistic', 'ridge')
+# '<key>_seed<i>': the value of seed config.seed + i, beside the mean '<key>' and '<key>_std'.
+SEED = '_seed'
 
 
 def _cell(results: Mapping[str, float], key: str) -> str:
@@ -44,14 +49,17 @@ def _cell(results: Mapping[str, float], key: str) -> str:
   std = results.get(key + '_std')
   # Step counts (a fine-tune's best_step) read as steps; a mean over seeds keeps one decimal.
   digits = 1 if key.endswith('/best_step') else 4
-  return f'{results[key]:.{digits}f}' + ('' if std is None else f' ± {std:.{digits}f}')
+  seeds = [results[f'{key}{SEED}{i}'] for i in itertools.takewhile(
+      lambda i: f'{key}{SEED}{i}' in results, itertools.count())]
+  return (f'{results[key]:.{digits}f}' + ('' if std is None else f' ± {std:.{digits}f}')
+          + (' [' + ', '.join(f'{v:.{digits}f}' for v in seeds) + ']' if seeds else ''))
 
 
 def table(results: Mapping[str, Any]) -> str:
   """A markdown table: one row per metric, pretrained vs random init vs the raw-input
   baseline, whose test accuracy stands in every accuracy row (it has no other metric)."""
   keys = sorted(k for k in results if '/' in k and not k.startswith((RANDOM, RAW_INPUT))
-                and not k.endswith('_std'))
+                and not k.endswith('_std') and not re.search(f'{SEED}\\d+$', k))
   models = [m for m in RAW_INPUT_MODELS if any(k.startswith(f'{RAW_INPUT}{m}/') for k in results)]
   model = models[0] if models else RAW_INPUT_MODELS[0]
   shown = {'logistic': ('accuracy',), 'ridge': ('mse', 'mae', 'r2')}[model]

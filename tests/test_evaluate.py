@@ -66,8 +66,16 @@ def test_run_then_evaluate_reproduces_results(tmp_path):
                        evals=['knn', 'linear_probe'])
   assert early['step'] == 2
   assert early['knn/accuracy_std'] == 0.0   # kNN has no randomness
-  assert 'random_init/knn/accuracy_std' in early
-  assert '±' in (tmp_path / 'early' / 'results.md').read_text()
+  assert early['knn/accuracy_seed0'] == early['knn/accuracy_seed1'] == early['knn/accuracy']
+  assert 'knn/accuracy_seed2' not in early
+  probe = [early[f'random_init/linear_probe/accuracy_seed{i}'] for i in range(2)]
+  assert early['random_init/linear_probe/accuracy'] == pytest.approx(np.mean(probe))
+  assert early['random_init/linear_probe/accuracy_std'] == pytest.approx(np.std(probe))
+  table = (tmp_path / 'early' / 'results.md').read_text()
+  knn_row = next(r for r in table.splitlines() if r.startswith('| knn/accuracy |'))
+  acc = early['knn/accuracy']
+  assert f'{acc:.4f} ± 0.0000 [{acc:.4f}, {acc:.4f}]' in knn_row
+  assert '_seed' not in table   # per-seed values sit in their metric's row, not rows of their own
 
 
 def test_evals_flag_names_an_unknown_evaluator(tmp_path):

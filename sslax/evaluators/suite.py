@@ -8,7 +8,7 @@ reads the raw examples instead, and the sequence tasks `qa` and `asr` (sequence_
 fine-tune a head per token or frame through the method's `embed_sequence`. Encoders are
 named by a prefix, so one call scores the pretrained encoder and its random initialisation
 side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
-reported as mean (`<key>`) and std (`<key>_std`).
+reported as mean (`<key>`), std (`<key>_std`) and each seed's value (`<key>_seed<i>`).
 
 Host memory per split is bounded by `config.eval.max_host_bytes`: records are decoded into
 memory only when they fit (variable-size images never are), features (features.py) reach
@@ -299,7 +299,8 @@ class Suite:
 
     Encoder i is evaluated with seed config.seed + i (probe split, k-means, fine-tune data
     order). Keys are '<prefix><name>/<metric>' (e.g. 'random_init/knn/accuracy'), the mean
-    over seeds, plus '<...>_std' when a prefix has several encoders.
+    over seeds, plus '<...>_std' and each seed's '<...>_seed<i>' when a prefix has several
+    encoders.
     """
     names = options.enabled(self.config) if names is None else list(names)
     for name in names:
@@ -354,4 +355,7 @@ class Suite:
         results[prefix + k] = float(values.mean())
         if len(values) > 1:
           results[f'{prefix}{k}_std'] = float(values.std())
+          # Each seed's value too: a mean and std cannot tell one failed fine-tune (an asr
+          # seed left on CTC's blank plateau) from three mediocre ones.
+          results.update({f'{prefix}{k}{reports.SEED}{i}': float(v) for i, v in enumerate(values)})
     return results
