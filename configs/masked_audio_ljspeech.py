@@ -17,8 +17,10 @@ best epoch by held-out CER) and reports WER and CER on the 60 test clips, greedy
 Measured (docs/qa_asr.md): test CER 0.711 +- 0.204 pretrained vs 0.583 +- 0.026 random
 init: the random-init fine-tunes all left CTC's blank-only plateau, the pretrained ones'
 spread (and best epochs 700 +- 486 steps) says one of three did not, so this config does
-not show pretraining paying off; 89 CPU-minutes in all (`/usr/bin/time`). CPC on the same
-data does better (configs/cpc_ljspeech.py).
+not show pretraining paying off; 89 CPU-minutes in all (`/usr/bin/time`), measured with
+every `asr` batch padded to 10.1 s (`--config.evals.asr.length_buckets=0` reproduces it; the
+default now cuts batches to their clips, ~1/3 less CPU). CPC on the same data does better
+(configs/cpc_ljspeech.py).
 
 This file also holds the LJSpeech defaults (`ljspeech_config`) that configs/cpc_ljspeech.py
 starts from. `configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2

@@ -334,3 +334,23 @@ def test_fine_tune_holds_out_a_disjoint_stratified_part_never_trained_on():
   trained = np.concatenate(seen[:steps])
   assert out['best_step'] == steps and np.intersect1d(trained, val).size == 0
   assert set(trained.tolist()) == set(fit.tolist())   # two epochs: every fitted example
+
+
+def test_best_step_keeps_the_best_held_out_weights_and_shows_its_progress(capsys):
+  """best_step.train (qa, asr, segmentation, detection): the weights of the best held-out
+  score, ties to the earlier step, every `every` steps and after the last; the bar, when
+  asked for, names the fine-tune and shows the best score so far."""
+  from sslax.evaluators import best_step
+  held_out = {1: 0.0, 2: 0.5, 3: 0.2, 4: 0.5, 5: 0.1}   # a peak at step 2, tied at 4
+
+  def step(variables, opt_state, batch):
+    assert batch['x'].shape == (2,)
+    return variables + 1, opt_state, 0.0
+
+  for progress in ('', 'asr seed 1/3'):
+    best, t, value, losses = best_step.train(
+        step, 0, None, {'x': np.arange(5)}, batch_size=2, steps=5, every=1,
+        validate=lambda v: held_out[v], seed=0, progress=progress)
+    assert (best, t, value, len(losses)) == (2, 2, 0.5, 5)
+    err = capsys.readouterr().err
+    assert ('asr seed 1/3' in err and 'best_held_out=0.5000' in err) == bool(progress), err

@@ -193,11 +193,12 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
              test: dict[str, np.ndarray], test_text: Sequence[str], *, epochs: float,
              batch_size: int, learning_rate: float, weight_decay: float = 0.0,
              warmup_steps: int = 0, freeze_steps: int = 0, val_fraction: float = 0.1,
-             eval_every: int = 0, seed: int = 0, frames: Frames | None = None
-             ) -> tuple[dict[str, float], list[dict[str, str]]]:
+             eval_every: int = 0, seed: int = 0, frames: Frames | None = None,
+             progress: str = '') -> tuple[dict[str, float], list[dict[str, str]]]:
   """Fine-tunes `params` + a CTC head on `train` ('audio', 'audio_len' and transcripts);
   ({'wer', 'cer', 'val_cer', 'best_step'} on `test` at the best held-out step, samples).
-  `frames` (with buckets > 0): length-sorted batches cut to their longest clip."""
+  `frames` (with buckets > 0): length-sorted batches cut to their longest clip. `progress`:
+  a progress bar's description ('': none)."""
   if not epochs > 0 or not 0 < val_fraction < 1:
     raise ValueError(f'asr needs epochs > 0 and val_fraction in (0, 1); got {epochs}, '
                      f'{val_fraction}.')
@@ -233,7 +234,7 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
       lambda v, o, b: step(v, o, model_state, cut(b), next(taken) < freeze_steps), variables,
       tx.init(variables), fit,
       batch_size=batch_size, steps=steps, every=eval_every or per_epoch, validate=validate,
-      seed=seed, order=order)
+      seed=seed, order=order, progress=progress)
   hypotheses = run(best, model_state, {k: test[k] for k in audio_keys})
   samples = [{'reference': r, 'predicted': h}
              for r, h in zip(test_text[:NUM_SAMPLES], hypotheses)]

@@ -39,6 +39,7 @@ def load(config: ml_collections.ConfigDict, name: str, source: str) -> dict[str,
 
 
 def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-          encoder: tuple[Any, Any], seed: int, mesh) -> tuple[dict[str, float], dict]:
-  """({metric: value}, picture) of one encoder."""
-  return MODULES[ev.type].evaluate(config, ev, data, encoder, seed, mesh)
+          encoder: tuple[Any, Any], seed: int, mesh,
+          progress: str = '') -> tuple[dict[str, float], dict]:
+  """({metric: value}, picture) of one encoder; `progress`: a bar's description ('': none)."""
+  return MODULES[ev.type].evaluate(config, ev, data, encoder, seed, mesh, progress)

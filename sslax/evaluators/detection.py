@@ -183,7 +183,8 @@ def detect(parts, variables, batch_stats, views, geometry, ev, batch_size, mesh)
 
 
 def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-             encoder: tuple[Any, Any], seed: int, mesh) -> tuple[dict[str, float], dict]:
+             encoder: tuple[Any, Any], seed: int, mesh,
+             progress: str = '') -> tuple[dict[str, float], dict]:
   """({'map', 'map50', 'val_map50', 'best_step'}, picture data) of one encoder."""
   ev = {**OPTIONAL, **ev.to_dict()}
   size, num_classes, batch_size = data['size'], len(data['classes']), int(ev['batch_size'])
@@ -230,7 +231,7 @@ def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, d
   best, best_t, val_map50, _ = best_step.train(
       train_step, variables, parts['tx'].init(variables), {'index': np.arange(len(fit))},
       batch_size=batch_size, steps=steps, every=int(ev['eval_every']) or per_epoch,
-      validate=validate, seed=seed)
+      validate=validate, seed=seed, progress=progress)
   found = run(best, data['test'])
   shown = int(ev['num_pictures'])
   picture = {'images': [v for v, _ in data['test'][:shown]],

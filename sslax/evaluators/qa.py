@@ -99,9 +99,10 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any, tokenizer,
              epochs: float, batch_size: int, learning_rate: float, weight_decay: float = 0.0,
              warmup_steps: int = 0, doc_stride: int = 128, max_query_tokens: int = 64,
              max_answer_tokens: int = 30, val_fraction: float = 0.1, eval_every: int = 0,
-             seed: int = 0) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             seed: int = 0, progress: str = '') -> tuple[dict[str, float], list[dict[str, Any]]]:
   """Fine-tunes `params` + a span head on `train`; ({'exact_match', 'f1', 'val_f1',
-  'best_step'} on `test` at the best held-out step, a few test predictions)."""
+  'best_step'} on `test` at the best held-out step, a few test predictions). `progress`: a
+  progress bar's description ('': none)."""
   if not epochs > 0 or not 0 < val_fraction < 1:
     raise ValueError(f'qa needs epochs > 0 and val_fraction in (0, 1); got {epochs}, '
                      f'{val_fraction}.')
@@ -131,7 +132,7 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any, tokenizer,
   best, best_t, val_f1, _ = best_step.train(
       lambda v, o, b: step(v, o, model_state, b), variables, tx.init(variables), data,
       batch_size=batch_size, steps=steps, every=eval_every or per_epoch, validate=validate,
-      seed=seed)
+      seed=seed, progress=progress)
   predictions = answer(best, model_state, test, test_w)
   scores = squad_metrics.score(predictions, golds(test))
   samples = [{'question': q.question, 'predicted': p, 'gold': [a for a, _ in q.answers]}

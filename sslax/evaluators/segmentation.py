@@ -242,7 +242,8 @@ def split_scores(predicted: Sequence[np.ndarray], views, num_classes: int) -> di
 
 
 def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-             encoder: tuple[Any, Any], seed: int, mesh) -> tuple[dict[str, float], dict]:
+             encoder: tuple[Any, Any], seed: int, mesh,
+             progress: str = '') -> tuple[dict[str, float], dict]:
   """({'miou', 'pixel_accuracy', 'val_miou', 'best_step'}, picture data) of one encoder."""
   ev = {**OPTIONAL, **ev.to_dict()}
   size, num_classes = data['size'], len(data['classes'])
@@ -278,7 +279,7 @@ def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, d
   best, best_t, val_miou, _ = best_step.train(
       train_step, variables, tx.init(variables), {'index': np.arange(len(fit))},
       batch_size=batch_size, steps=steps, every=int(ev['eval_every']) or per_epoch,
-      validate=validate, seed=seed)
+      validate=validate, seed=seed, progress=progress)
   predicted = run(best, data['test'])
   shown = int(ev['num_pictures'])
   picture = {'images': [v for v, _ in data['test'][:shown]],

@@ -94,13 +94,14 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
 
 
 def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-          embed_sequence, encoder: tuple[Any, Any], seed: int) -> tuple[dict, list]:
-  """({metric: value}, test samples) of one encoder."""
+          embed_sequence, encoder: tuple[Any, Any], seed: int,
+          progress: str = '') -> tuple[dict, list]:
+  """({metric: value}, test samples) of one encoder; `progress`: a bar's description."""
   ev = {**OPTIONAL[ev.type], **ev.to_dict()}   # a run's config.json may predate an option
   common = dict(epochs=float(ev['epochs']), batch_size=int(ev['batch_size']),
                 learning_rate=float(ev['learning_rate']), weight_decay=float(ev['weight_decay']),
                 warmup_steps=int(ev['warmup_steps']), val_fraction=float(ev['val_fraction']),
-                eval_every=int(ev['eval_every']), seed=seed)
+                eval_every=int(ev['eval_every']), seed=seed, progress=progress)
   if ev['type'] == 'qa':
     return qa.evaluate(embed_sequence, *encoder, tokenizers.make(config.data), data['train'],
                        data['test'], seq_len=int(config.data.seq_len),

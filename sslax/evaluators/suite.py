@@ -313,6 +313,12 @@ class Suite:
       self._open(*self._source(name))
       self._check_task(name)
     results = {}
+    show = self.config.get('progress_bar', True) and jax.process_index() == 0
+
+    def bar(prefix: str, name: str, i: int, n: int) -> str:
+      """A fine-tune's progress bar ('': none); qa, asr and the dense tasks take minutes."""
+      return f'{prefix or "pretrained/"}{name} seed {i + 1}/{n}' if show else ''
+
     for prefix, seeds in encoders.items():
       per_seed, cache = [], {}
       for i, encoder in enumerate(seeds):
@@ -335,14 +341,15 @@ class Suite:
           elif self.config.evals[name].type in options.SEQUENCE_TYPES:
             metrics, samples = sequence_tasks.score(
                 self.config, self.config.evals[name], self._open_sequence(name),
-                self._embed_sequence, encoder, self.config.seed + i)
+                self._embed_sequence, encoder, self.config.seed + i,
+                bar(prefix, name, i, len(seeds)))
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.samples[prefix + name] = samples
           elif self.config.evals[name].type in options.DENSE_TYPES:
             metrics, picture = dense_tasks.score(
                 self.config, self.config.evals[name], self._open_dense(name), encoder,
-                self.config.seed + i, self.mesh)
+                self.config.seed + i, self.mesh, bar(prefix, name, i, len(seeds)))
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.pictures.setdefault(name, {})[prefix] = picture
