@@ -82,8 +82,8 @@ ROWS = {
         'asr/cer': 0.711, 'asr/wer': 0.998, 'random_init/asr/cer': 0.583,
         'random_init/asr/wer': 1.009}},
     'asr_cpc_ljspeech': {'config': 'configs/cpc_ljspeech.py', 'args': [], 'expect': {
-        'asr/cer': 0.553, 'asr/wer': 1.030, 'random_init/asr/cer': 0.709,
-        'random_init/asr/wer': 1.015}},
+        'asr/cer': 0.557, 'asr/wer': 1.005, 'random_init/asr/cer': 0.586,
+        'random_init/asr/wer': 1.002}},
 }
 
 
