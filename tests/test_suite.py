@@ -188,6 +188,9 @@ def _config(**evals) -> ml_collections.ConfigDict:
     (dict(type='fine_tune', source='', every_steps=0, task='regression', epochs=1,
           batch_size=8, learning_rate=0.1, weight_decay=0.0, head_init='probe'),
      r"config.evals.bad.head_init='probe' \(LP-FT\) needs task='classification'"),
+    (dict(type='asr', source='', every_steps=0, epochs=1, batch_size=8,
+          learning_rate=0.1, weight_decay=0.0, length_buckets=-1),
+     r'config.evals.bad.length_buckets=-1 must be >= 0'),
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
   with pytest.raises(ValueError, match=match):
