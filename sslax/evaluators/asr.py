@@ -83,14 +83,10 @@ class Frames:
 
 def length_sorted_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                         pool_batches: int = POOL_BATCHES):
-  """Index batches of fixed size: `pool_batches` batches' worth of a stream of per-epoch
-  permutations (as `fine_tune.batch_order`) sorted by length, cut into batches, which are
-  yielded in random order."""
-  stream, size = np.zeros(0, np.int64), batch_size * pool_batches
-  while True:
-    while stream.size < size:
-      stream = np.concatenate([stream, rng.permutation(len(lengths))])
-    pool, stream = stream[:size], stream[size:]
+  """Index batches of fixed size: pools of `pool_batches` batches from
+  `fine_tune.batch_order`'s stream of per-epoch permutations, each sorted by length, cut into
+  batches, which are yielded in random order."""
+  for pool in fine_tune.batch_order(len(lengths), batch_size * pool_batches, rng):
     batches = pool[np.argsort(lengths[pool], kind='stable')].reshape(pool_batches, batch_size)
     yield from batches[rng.permutation(pool_batches)]
 
