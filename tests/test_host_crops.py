@@ -9,21 +9,36 @@ import simplejpeg
 from sslax.data import host_crops
 
 
-def _weights_f64(start: float, length: float, in_size: int, out_size: int) -> np.ndarray:
-  """Antialiased bilinear weights [out, in] over pixels [start, start+length) only: the
-  triangle kernel widened by the downscale factor, half-pixel centres, normalised rows."""
-  inv_scale = length / out_size
-  centre = (np.arange(out_size) + 0.5) * inv_scale - 0.5
-  offset = np.arange(in_size) - start
-  w = np.maximum(0.0, 1.0 - np.abs(centre[:, None] - offset[None, :]) / max(inv_scale, 1.0))
-  w = np.where((offset >= 0) & (offset < length), w, 0.0)
-  return w / w.sum(axis=1, keepdims=True)
+def _area_weights_f64(n_in: int, n_out: int) -> np.ndarray:
+  """[out, in]: output pixel o is the mean of source interval [o*s, (o+1)*s), s = n_in/n_out,
+  each source pixel weighted by its overlap with it (area averaging)."""
+  s = n_in / n_out
+  lo = np.arange(n_out)[:, None] * s
+  i = np.arange(n_in)[None, :]
+  return np.clip(np.minimum(lo + s, i + 1) - np.maximum(lo, i), 0.0, None) / s
+
+
+def _linear_weights_f64(start: float, length: float, n_in: int, n_out: int) -> np.ndarray:
+  """[out, in]: bilinear samples of [start, start+length) at the output's pixel centres,
+  positions clamped to the image."""
+  centre = start + (np.arange(n_out) + 0.5) * length / n_out - 0.5
+  centre = np.clip(centre, 0, n_in - 1)
+  return np.maximum(0.0, 1.0 - np.abs(centre[:, None] - np.arange(n_in)[None, :]))
 
 
 def crop_resize_f64(image, top, left, height, width, size):
-  rows = _weights_f64(top, height, image.shape[0], size)
-  cols = _weights_f64(left, width, image.shape[1], size)
-  return np.einsum('oh,hwc,pw->opc', rows, image.astype(np.float64), cols)
+  """The box resized in float64: area averaging over the box rounded to whole pixels when it
+  shrinks more than 2x, else bilinear samples of the (fractional) box."""
+  image = image.astype(np.float64)
+  if min(height, width) >= size and max(height, width) > 2 * size:
+    r0, c0 = round(top), round(left)
+    r1, c1 = round(top + height), round(left + width)
+    rows, cols = _area_weights_f64(r1 - r0, size), _area_weights_f64(c1 - c0, size)
+    image = image[r0:r1, c0:c1]
+  else:
+    rows = _linear_weights_f64(top, height, image.shape[0], size)
+    cols = _linear_weights_f64(left, width, image.shape[1], size)
+  return np.einsum('oh,hwc,pw->opc', rows, image, cols, optimize=True)
 
 
 def smooth_image(height: int, width: int) -> np.ndarray:
@@ -34,22 +49,28 @@ def smooth_image(height: int, width: int) -> np.ndarray:
                   -1).clip(0, 255).astype(np.uint8)
 
 
-# 4: RGBX, the layout colour JPEGs are decoded to (its fourth byte is padding).
-@pytest.mark.parametrize('channels', [1, 3, 4])
+@pytest.mark.parametrize('channels', [1, 3])
 def test_crop_resize_matches_float64_reference(channels):
   rng = np.random.default_rng(0)
-  for _ in range(30):
+  filters = set()
+  for i in range(40):
     height, width = rng.integers(5, 160, 2)
     image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
     box = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
-    size = int(rng.integers(4, 96))   # down- and upsampling
+    if i % 2:   # fractional, as boxes on a reduced-scale decode are
+      shrink = rng.uniform(0.9, 1.0)
+      box = tuple(x * shrink for x in box)
+    size = int(rng.integers(4, 96))
+    filters.add('up' if min(box[2:]) < size else 'area' if max(box[2:]) > 2 * size
+                else 'bilinear')
     got = host_crops.crop_resize(image, *box, size)
-    want = crop_resize_f64(image[..., :3], *box, size)
-    assert got.shape == want.shape[:2] + (min(channels, 3),) and got.dtype == np.uint8
-    # Pillow works in fixed point and rounds to uint8 between its two passes.
+    want = crop_resize_f64(image, *box, size)
+    assert got.shape == want.shape and got.dtype == np.uint8
+    # OpenCV's bilinear weights are fixed point; its area sums are float32.
     np.testing.assert_allclose(got, want, atol=1.0 + 1e-9)
     np.testing.assert_array_equal(host_crops.crop_resize(image, *box, size, flip=True),
                                   got[:, ::-1])
+  assert filters == {'up', 'bilinear', 'area'}   # every regime was checked
 
 
 def test_sample_box_follows_random_resized_crop():
@@ -81,17 +102,22 @@ def test_reduced_scale_decode_gives_the_full_decode_crop():
   """A JPEG decoded at 5/8..1/8 DCT scale, cropped and resized, against a full decode.
 
   Stated tolerance (smooth 960x720 image, quality 95, 64x64 views of crops >= 20% of the
-  area): mean absolute difference <= 1.5 of 255, no pixel off by more than 12.
+  area): mean absolute difference <= 2 of 255 in every step's views and <= 1 over all
+  steps, no pixel off by more than 12. (DCT scaling filters differently from a bilinear
+  shrink of the full decode; measured over 60 steps: step means 0.3-1.7, max 10.)
   """
   data = simplejpeg.encode_jpeg(smooth_image(720, 960), quality=95)
   record = {'image': data, 'height': 720, 'width': 960}
   spec = [host_crops.CropSpec('image', 2, 64, (0.2, 1.0), flip_prob=0.5)]
+  diffs = []
   for step in range(20):
     fast = host_crops.train_views(record, spec, 3, host_crops.rng_for(0, step, 0))['image']
     full = host_crops.train_views(record, spec, 3, host_crops.rng_for(0, step, 0),
                                   reduced=False)['image']
     diff = np.abs(fast.astype(np.float64) - full)
-    assert diff.mean() <= 1.5 and diff.max() <= 12, (step, diff.mean(), diff.max())
+    assert diff.mean() <= 2.0 and diff.max() <= 12, (step, diff.mean(), diff.max())
+    diffs.append(diff.mean())
+  assert np.mean(diffs) <= 1.0, diffs
   # The decode really was reduced: 20% of 960x720 is >= 383 px a side, so >= 1/4 scale.
   assert host_crops.decode(data, 3, 180, 240).shape == (180, 240, 3)
 

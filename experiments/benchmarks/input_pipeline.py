@@ -109,17 +109,18 @@ def view_cpu(images: pathlib.Path, rounds: int = 5) -> dict:
   jobs = []
   for data in datas:
     height, width = host_crops.image_size(data)
-    top, left, h, w = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
-    jobs.append((data, (height, width), (top, left, h, w), max(VIEW / h, VIEW / w),
+    box = host_crops.sample_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
+    jobs.append((data, (height, width), box, max(VIEW / box[2], VIEW / box[3]),
                  bool(rng.random() < 0.5)))
   out = np.empty((VIEW, VIEW, 3), np.uint8)
   decode = resize = 0.0
   for _ in range(rounds):
-    for data, hw, (top, left, h, w), need, flip in jobs:
+    for data, hw, box, need, flip in jobs:
       t0 = time.process_time()
       # pylint: disable-next=protected-access
       pixels, sy, sx = host_crops._scaled_decode(data, 3, need, hw)
       t1 = time.process_time()
+      top, left, h, w = box
       out[...] = host_crops.crop_resize(pixels, top * sy, left * sx, h * sy, w * sx, VIEW, flip)
       decode, resize = decode + t1 - t0, resize + time.process_time() - t1
   n = rounds * len(jobs)
