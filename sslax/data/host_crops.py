@@ -41,8 +41,9 @@ ATTEMPTS = 10
 # CPU per 640x480 -> 224 view, random-resized crops, with Pillow's resize (medians of 4
 # rounds): minimum factor 2 (1/2 and below) 2.26 ms, 1.5 (5/8 and below) 1.96 ms, 1.25 (3/4
 # too) 2.03, 1.1 2.18; with OpenCV's (2026-12-03, medians of 14 alternating rounds of 320
-# views, read to batch): 2 1.44 ms, 1.5 1.34 ms. libjpeg-turbo's fast IDCT and upsampling
-# (simplejpeg's fastdct/fastupsample) gave no clear gain on top (1.33-1.35 ms): not used.
+# views, read to batch, two runs): 2 1.44 / 1.28 ms, 1.5 1.34 / 1.21 ms. libjpeg-turbo's
+# fast IDCT and upsampling (simplejpeg's fastdct/fastupsample) gave 1.35 / 1.14 ms, within
+# this machine's run-to-run noise and not bit-equal to other decoders: not used.
 MIN_DCT_FACTOR = 1.5
 _JPEG_MAGIC = b'\xff\xd8'
 
