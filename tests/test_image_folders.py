@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pathlib
+import pickle
 
 import jax
 import numpy as np
@@ -178,6 +179,9 @@ def test_unlabelled_flat_and_split_field_layouts(tmp_path):
 def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeypatch):
   # TFDS 4.9.10's mocked data source breaks on batched reads (see test_audio_data.py).
   monkeypatch.setattr(sources.RandomAccess, '__getitems__', None)
+  # The mock encodes through TensorFlow when decoders are asked for (sources._decoders), so
+  # its images stay decoded here; test_catalog_images_reach_the_host_crops_encoded reads bytes.
+  monkeypatch.setattr(sources, '_decoders', lambda builder: None)
   config = _config('tfds:imagenette', tmp_path)
   with tfds.testing.mock_data(num_examples=8):
     raw = sources.open_split('tfds:imagenette', 'train', data_dir=str(tmp_path))
@@ -190,6 +194,58 @@ def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeyp
     records = pipeline.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
                                in_memory=True, image_size=16)
     assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
+
+
+class SslaxTestJpegs(tfds.core.GeneratorBasedBuilder):
+  """A catalog-style data set: a TFDS `Image` feature of variable size, as imagenet2012's.
+  Built from JPEG paths, whose bytes TFDS stores as they are, so no TensorFlow is needed."""
+  VERSION = tfds.core.Version('1.0.0')
+  FILES: list[str] = []
+
+  def _info(self):
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(None, None, 3)),
+        'label': tfds.features.ClassLabel(num_classes=2)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    for i, path in enumerate(self.FILES):
+      yield i, {'image': path, 'label': i % 2}
+
+
+def test_catalog_images_reach_the_host_crops_encoded(tmp_path, monkeypatch):
+  """A variable-size catalog `Image` is read as its JPEG bytes (TFDS's SkipDecoding), so the
+  host crops decode it at reduced scale instead of TFDS decoding it whole first."""
+  rng = np.random.default_rng(3)
+  files = []
+  for i in range(8):
+    h, w = (int(v) for v in rng.integers(64, 200, 2))
+    _save(tmp_path / 'jpegs' / f'{i}.jpg',
+          PIL.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+    files.append(str(tmp_path / 'jpegs' / f'{i}.jpg'))
+  monkeypatch.setattr(SslaxTestJpegs, 'FILES', files)
+  source, data_dir = 'tfds:sslax_test_jpegs', str(tmp_path / 'tfds')
+  src = sources.open_split(source, 'train', data_dir=data_dir)
+  reopened = pickle.loads(pickle.dumps(src))   # as grain worker processes receive it
+  stored = {src[i]['image'] for i in range(8)}
+  assert stored == {reopened[i]['image'] for i in range(8)}
+  assert stored == {pathlib.Path(f).read_bytes() for f in files}
+  assert pipeline.host_channels(source, data_dir) == 3
+  decodes = []
+  decode = pipeline.host_crops.decode
+  monkeypatch.setattr(pipeline.host_crops, 'decode',
+                      lambda data, channels, *shape: decodes.append(shape) or
+                      decode(data, channels, *shape))
+  config = _config(source, tmp_path / 'tfds')
+  batch = next(pipeline.make_train(config, sharding.make_mesh(config.mesh)))
+  assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
+  # 16² views from >= 64² images: every decode was asked for a reduced size.
+  assert len(decodes) == 8 and all(0 < h < 200 for h, _ in decodes), decodes
+  records = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True, image_size=16)
+  assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
 
 
 @pytest.mark.parametrize('method', ['dino', 'mae'])

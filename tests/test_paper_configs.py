@@ -19,13 +19,15 @@ PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_
 
 @contextlib.contextmanager
 def mock_tfds(monkeypatch):
-  """TFDS mock data of one shape per feature: ImageNet's images are variable-size, which the
-  pipeline cannot stack until issue #16; the mock draws 10 for every unknown dimension."""
+  """TFDS mock data of one shape per feature (10 for every unknown dimension), so smoke runs
+  stay small; ImageNet's feature is still variable-size, so its images take the host path."""
   init = mocking.RandomFakeGenerator.__init__
   monkeypatch.setattr(mocking.RandomFakeGenerator, '__init__',
                       functools.partialmethod(init, constant_dynamic_shape=True))
   # TFDS 4.9.10's mocked data source breaks on batched reads (tests/test_audio_data.py).
   monkeypatch.setattr(sources.RandomAccess, '__getitems__', None)
+  # Its mock encodes through TensorFlow when decoders are asked for: keep images decoded.
+  monkeypatch.setattr(sources, '_decoders', lambda builder: None)
   with tfds.testing.mock_data(num_examples=48):
     yield
 
