@@ -50,7 +50,7 @@ def base() -> ml_collections.ConfigDict:
   c.data.num_workers = -1
   # Threads per decoding process (each worker, or the training process with num_workers=0)
   # that read and decode whole batches ahead, in order. Decoding (simplejpeg) and resizing
-  # (Pillow) release the GIL, so threads add cores without a process's hand-over copies.
+  # (OpenCV) release the GIL, so threads add cores without a process's hand-over copies.
   c.data.read_threads = 1
   # An image file that cannot be decoded: 'error' stops the build naming it, 'skip' leaves
   # it out (counted in the log). Audio folders read it too.

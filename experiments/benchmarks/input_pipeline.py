@@ -7,7 +7,7 @@
 One run, one CPU, the same files, the same work per view: decode a JPEG, random-resized-crop
 (scale 0.08-1, aspect 3/4-4/3), resize to 224x224, random horizontal flip, uint8 batch.
 - sslax: `folder:` build of the images (encoded storage), then `pipeline.host_view_batches`
-  (grain worker processes, simplejpeg reduced-scale decode, Pillow resize), once per
+  (grain worker processes, simplejpeg reduced-scale decode, OpenCV resize), once per
   `--sslax` setting WORKERSxTHREADS (config.data.num_workers x config.data.read_threads;
   default: `--workers` processes of one thread). Each setting is compared with torchvision
   at the same `--workers`: the same cores, since both decode with every core given.
