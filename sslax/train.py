@@ -1,6 +1,6 @@
 """The shared trainer: one loop for every method and modality (DESIGN.md, "The one path")."""
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax.core import meta
 import jax
@@ -123,6 +123,35 @@ def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeS
           for k, v in record.items()}
 
 
+class Parts(NamedTuple):
+  """What the train step is made of, before anything is initialised or compiled."""
+  method: methods.Method
+  tx: optax.GradientTransformation
+  init_fn: Any                  # () -> TrainState at step 0
+  abstract_state: TrainState    # ShapeDtypeStructs
+  state_sharding: TrainState    # NamedShardings on the mesh
+  batch_sharding: Any
+  step_fn: Any                  # jitted train_step(state, batch), state donated
+
+
+def build(config: ml_collections.ConfigDict, mesh, sample) -> Parts:
+  """The sharded train step of `config` on `mesh`, for `sample` (an abstract global batch):
+  what train.run executes, and what sslax.compile_check compiles for a TPU topology."""
+  method = methods.get(config.method)(config)
+  tx, lr_schedule = optim.make(config)
+  probe = online_probe.make(config, method)
+  init_fn = make_init(method, tx, sample, config.seed, probe)
+  abstract_state = jax.eval_shape(init_fn)
+  state_sharding = state_shardings(config, method, sample, abstract_state, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  grad_cache.check_method(method, config.method, config.grad_accum_steps)
+  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
+                                    config.grad_accum_steps, probe), donate_argnums=0,
+                    in_shardings=(state_sharding, batch_sharding),
+                    out_shardings=(state_sharding, sharding.replicated(mesh)))
+  return Parts(method, tx, init_fn, abstract_state, state_sharding, batch_sharding, step_fn)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Pretrains (or resumes) in `workdir`, then evaluates; returns results.json's content."""
   # ---- Check the config before compiling or building anything. ----------------------------
@@ -142,18 +171,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, lr_schedule = optim.make(config)
-  probe = online_probe.make(config, method)
   sample = sample_batch(config)
-  init_fn = make_init(method, tx, sample, config.seed, probe)
-  abstract_state = jax.eval_shape(init_fn)
-  state_sharding = state_shardings(config, method, sample, abstract_state, mesh)
+  parts = build(config, mesh, sample)
+  method, tx, init_fn = parts.method, parts.tx, parts.init_fn
+  abstract_state, state_sharding = parts.abstract_state, parts.state_sharding
   # FSDP / tensor parallelism: how much stays replicated (raises if mesh.model is wasted).
   layout = sharding.report(abstract_state.params, state_sharding.params, mesh)
   if is_main and layout:
     print(layout)
-  batch_sharding = sharding.batch_sharding(mesh)
 
   # ---- Restore or initialise. -------------------------------------------------------------
   ckpt = checkpoint.Manager(root / 'checkpoints',
@@ -190,11 +215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         json.dumps(encoder_lib.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
-  grad_cache.check_method(method, config.method, config.grad_accum_steps)
-  step_fn = jax.jit(make_train_step(method, tx, lr_schedule, config.nan_policy,
-                                    config.grad_accum_steps, probe), donate_argnums=0,
-                    in_shardings=(state_sharding, batch_sharding),
-                    out_shardings=(state_sharding, sharding.replicated(mesh)))
+  step_fn = parts.step_fn
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   timer = metrics_lib.Throughput(config.batch_size)

@@ -1,35 +1,17 @@
 """Every paper-scale config (configs/paper/) trains its `smoke` variant on CPU, is killed after
 step 2's checkpoint, and resumes to the end; TFDS sources run on `tfds.testing.mock_data`."""
 import contextlib
-import functools
 import importlib
 
 import pytest
-import tensorflow_datasets as tfds
-from tensorflow_datasets.testing import mocking
 
 from sslax import storage
 from sslax import train
-from sslax.data import sources
+from sslax.data import mock_catalog
 from tests import test_train
 
 PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_vitb16',
                  'bert_base', 'cpc_librispeech')
-
-
-@contextlib.contextmanager
-def mock_tfds(monkeypatch):
-  """TFDS mock data of one shape per feature (10 for every unknown dimension), so smoke runs
-  stay small; ImageNet's feature is still variable-size, so its images take the host path."""
-  init = mocking.RandomFakeGenerator.__init__
-  monkeypatch.setattr(mocking.RandomFakeGenerator, '__init__',
-                      functools.partialmethod(init, constant_dynamic_shape=True))
-  # TFDS 4.9.10's mocked data source breaks on batched reads (tests/test_audio_data.py).
-  monkeypatch.setattr(sources.RandomAccess, '__getitems__', None)
-  # Its mock encodes through TensorFlow when decoders are asked for: keep images decoded.
-  monkeypatch.setattr(sources, '_decoders', lambda builder: None)
-  with tfds.testing.mock_data(num_examples=48):
-    yield
 
 
 @pytest.mark.parametrize('name', PAPER_CONFIGS)
@@ -48,7 +30,7 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
     # its l2 with; kNN still evaluates the pretrained and the random-init encoder.
     config.evals.linear_probe.enabled = False
   workdir = tmp_path / 'run'
-  with mock_tfds(monkeypatch) if config.data.source.startswith('tfds:') else \
+  with mock_catalog.catalog_mock() if config.data.source.startswith('tfds:') else \
       contextlib.nullcontext():
     test_train.run_killed_after(config, workdir, monkeypatch, steps=2)
     assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2']
@@ -73,3 +55,7 @@ def test_accelerator_check_writes_a_row_per_config(tmp_path, monkeypatch):
   assert row['config'] == 'configs/paper/bert_base.py:smoke', row
   for key in ('step_s', 'examples_per_s', 'flops_per_step', 'mfu', 'headroom'):
     assert row[key] > 0, key
+  # XLA counts one device's share of an SPMD step: MFU is that over one device's peak.
+  assert row['flops_per_step'] == pytest.approx(8 * row['flops_per_device'])
+  assert row['mfu'] == pytest.approx(
+      row['flops_per_device'] / row['step_s'] / report['peak_flops_per_device'])
