@@ -44,7 +44,7 @@ def audio_config(method: str, arg: str, config_file: str):
                  gain_db=6.0, noise_std=0.0,
                  time_masks=2, time_width=5, freq_masks=2, freq_width=5)
   c.model = dict(name='audio_transformer', width=64, depth=2, num_heads=4, mlp_dim=128,
-                 max_frames=100, conv_kernel=3)
+                 max_frames=100, conv_kernel=3, dtype='float32')
 
   c.evals.linear_probe.steps = 300
   # Fine-tuning the whole encoder + a linear head on the labelled train clips (digits, or

@@ -34,7 +34,7 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
   # A small CIFAR-stem ResNet: widths 16-32-64, one basic block per stage.
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),
                  blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False,
-                 conv_impl='auto')   # see sslax/models/resnet.py's CONV_IMPLS
+                 conv_impl='auto', dtype='float32')   # conv_impl: sslax/models/resnet.py's CONV_IMPLS
   # SimCLR's CIFAR recipe: no blur at 32x32 (it erases most of the image).
   c.augment = dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
                    jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,

@@ -15,7 +15,7 @@ from configs import common_images
 def get_config(arg: str = ''):
   c = common_images.images('mae', arg)
   c.model = dict(name='vit', patch_size=4, width=128, depth=4, num_heads=4, mlp_ratio=4,
-                 pool='mean', pos_emb='sincos')
+                 pool='mean', pos_emb='sincos', dtype='float32')
   # A light decoder: it runs on all 64 tokens (the encoder on 16), so the paper-style 2-block,
   # width-128 one cost most of a step. With this one a step took 0.22-0.5 s (the 2-block
   # one: ~1.4 s, on a CPU shared with other jobs), so a CPU budget buys 2000 steps; 200 steps

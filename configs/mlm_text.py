@@ -46,7 +46,7 @@ def get_config(arg: str = ''):
   c.eval.source = stdlib_source('email')
 
   c.model = dict(name='transformer', width=128, depth=4, num_heads=4, mlp_dim=512,
-                 max_len=128, tie_embeddings=True)
+                 max_len=128, tie_embeddings=True, dtype='float32')
   # BERT's corruption; 20 predictions per 128-token sequence as in BERT's seq-128 phase.
   # span_p > 0: SpanBERT's geometric spans (0.2, at most span_max=10) fill the same budget.
   c.mlm = dict(mask_prob=0.15, replace_prob=0.8, random_prob=0.1, max_predictions=20,

@@ -28,7 +28,7 @@ def get_config(arg: str = ''):
 
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),
                  blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False,
-                 conv_impl='auto')   # see sslax/models/resnet.py's CONV_IMPLS
+                 conv_impl='auto', dtype='float32')   # conv_impl: sslax/models/resnet.py's CONV_IMPLS
   # chunked_loss=True: InfoNCE without the [2N, 2N] similarity matrix on any device (for
   # global batches whose matrix does not fit one device); same loss and gradients.
   c.simclr = dict(temperature=0.5, proj_hidden_dims=(128,), proj_dim=64, chunked_loss=False)

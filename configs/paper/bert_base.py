@@ -45,7 +45,7 @@ def get_config(arg: str = ''):
   c.data.seq_len = 128
   c.eval.source = c.data.source
   c.model = dict(name='transformer', width=768, depth=12, num_heads=12, mlp_dim=3072,
-                 max_len=512, tie_embeddings=True)
+                 max_len=512, tie_embeddings=True, dtype='bfloat16')
   c.mlm = dict(mask_prob=0.15, replace_prob=0.8, random_prob=0.1, max_predictions=20,
                span_p=0.0, span_max=10)
   c.optim.name = 'adamw'

@@ -43,7 +43,7 @@ def get_config(arg: str = ''):
   # 25 ms windows, 10 ms hop (the paper's encoder rate), 80 mel bins; the crop is the window.
   c.audio.update(crop_seconds=1.28, n_fft=400, hop=160, n_mels=80, fmin=20.0, fmax=8000.0)
   c.model = dict(name='audio_transformer', width=768, depth=12, num_heads=12, mlp_dim=3072,
-                 max_frames=128, conv_kernel=3)
+                 max_frames=128, conv_kernel=3, dtype='bfloat16')
   c.cpc = dict(steps_ahead=tuple(range(1, 13)), temperature=0.1)
   c.optim.name = 'adamw'
   c.optim.learning_rate = 2e-4

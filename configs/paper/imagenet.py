@@ -43,7 +43,7 @@ def imagenet(method: str, arg: str, config_file: str) -> ml_collections.ConfigDi
   # ResNet-50 (He et al. 2016): ImageNet stem, bottleneck blocks 3-4-6-3, 2048-d features.
   c.model = dict(name='resnet', stem='imagenet', stem_width=64, widths=(64, 128, 256, 512),
                  blocks=(3, 4, 6, 3), block='bottleneck', norm='batch',
-                 zero_init_residual=True, conv_impl='auto')
+                 zero_init_residual=True, conv_impl='auto', dtype='bfloat16')
   # SimCLR's ImageNet augmentation (appendix A): crop (0.08, 1), flip, colour jitter of
   # strength 1 with p 0.8, greyscale 0.2, Gaussian blur p 0.5 with sigma in (0.1, 2).
   c.augment = dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
