@@ -9,11 +9,15 @@ state) and reports, per config, one JSON row:
   step_s               median wall time of `--steps` steps on one fixed batch (after warm-up);
   examples_per_s       batch_size / step_s (an example is an image, a sequence or a clip; the
                        method's views of it are all inside the step);
-  flops_per_step       XLA's cost analysis of the compiled step (experiments/benchmarks/
+  flops_per_device     XLA's cost analysis of the compiled step (experiments/benchmarks/
                        bench_lib.py): the model's forward and backward plus augmentation and
-                       the optimiser, as compiled; hence "model FLOP/s" is an upper bound;
-  flops_per_s, mfu     flops_per_step / step_s, and that over the devices' peak: the datasheet
-                       dense bf16 peak from PEAK_BF16 (a measured float32 matmul on CPUs);
+                       the optimiser, as compiled; an SPMD program is the per-device program,
+                       so this is one device's share (tests/test_compile_check.py checks it
+                       on fake devices); hence "model FLOP/s" is an upper bound;
+  flops_per_step       flops_per_device x devices;
+  flops_per_s, mfu     flops_per_step / step_s, and flops_per_device / step_s over one
+                       device's peak: the datasheet dense bf16 peak from PEAK_BF16 (a measured
+                       float32 matmul on CPUs);
   pipeline_examples_per_s, headroom
                        examples/s the real input pipeline (pipeline.make_train: records, host
                        decoding, transfer to the mesh) delivers alone, and that over
@@ -24,14 +28,12 @@ Process 0 writes `--out` (a local path or gs://).
 """
 import argparse
 import contextlib
-import functools
 import importlib
 import json
 import os
 import platform
 import sys
 import time
-from unittest import mock
 
 import jax
 
@@ -44,6 +46,7 @@ from sslax import optim  # noqa: E402
 from sslax import sharding  # noqa: E402
 from sslax import storage  # noqa: E402
 from sslax import train  # noqa: E402
+from sslax.data import mock_catalog  # noqa: E402
 from sslax.data import pipeline  # noqa: E402
 from sslax.data import tokenizers  # noqa: E402
 
@@ -68,21 +71,6 @@ def device_peak() -> tuple[float, str]:
       return peak, f'datasheet bf16 ({prefix})'
   # CPUs (and unknown chips): what a large float32 matmul reaches here.
   return bench_lib.measured_peak_flops(), 'measured float32 matmul'
-
-
-@contextlib.contextmanager
-def mock_tfds():
-  """TFDS mock data with every unknown dimension 10 (one image size, as the pipeline needs
-  until issue #16); batched reads off, as TFDS 4.9.10's mocked source breaks on them."""
-  import tensorflow_datasets as tfds
-  from tensorflow_datasets.testing import mocking
-  from sslax.data import sources
-  init = mocking.RandomFakeGenerator.__init__
-  with mock.patch.object(mocking.RandomFakeGenerator, '__init__',
-                         functools.partialmethod(init, constant_dynamic_shape=True)), \
-      mock.patch.object(sources.RandomAccess, '__getitems__', None), \
-      tfds.testing.mock_data(num_examples=64):
-    yield
 
 
 def load_config(name: str, variant: str, args):
@@ -121,11 +109,14 @@ def check(config, steps: int, workdir: str) -> dict:
     jax.block_until_ready(next(batches))
   pipeline_s = (time.perf_counter() - start) / steps
 
-  flops = timed['flops_per_step']
+  # XLA's cost analysis of an SPMD program counts one device's share.
+  flops_per_device = timed['flops_per_step']
+  flops = flops_per_device * jax.device_count()
   params = sum(x.size for x in jax.tree.leaves(abstract.params))
   return {'batch_size': config.batch_size, 'params': int(params),
           **{k: timed[k] for k in ('compile_s', 'step_s', 'step_s_min', 'step_s_max',
-                                   'flops_per_step', 'peak_bytes')},
+                                   'peak_bytes')},
+          'flops_per_device': flops_per_device, 'flops_per_step': flops,
           'examples_per_s': config.batch_size / step_s, 'flops_per_s': flops / step_s,
           'pipeline_examples_per_s': config.batch_size / pipeline_s,
           'headroom': step_s / pipeline_s}
@@ -154,10 +145,11 @@ def main() -> None:
   for name in args.configs.split(','):
     config = load_config(name, args.variant, args)
     uses_tfds = config.data.source.startswith('tfds:')
-    with mock_tfds() if args.mock_data and uses_tfds else contextlib.nullcontext():
+    with mock_catalog.catalog_mock(64) if args.mock_data and uses_tfds else \
+        contextlib.nullcontext():
       try:
         row = check(config, args.steps, os.path.join(args.workdir, name))
-        row['mfu'] = row['flops_per_s'] / (peak * n)
+        row['mfu'] = row['flops_per_device'] / row['step_s'] / peak
       except Exception as e:   # one config's failure (memory, missing data) is a row, not the end
         row = {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:300]}'}
     rows.append({'config': f'configs/paper/{name}.py' + (f':{args.variant}' if args.variant
