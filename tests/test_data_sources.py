@@ -15,6 +15,7 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
+from sslax import errors
 from sslax.data import sources
 from sslax.data.builders import digits as digits_builder
 from sslax.data.builders import image_folder
@@ -110,6 +111,18 @@ def test_a_build_leaves_no_temp_dirs(tmp_path, monkeypatch):
   assert len(sources.open_split(f'npz:{tmp_path}/x.npz', 'train',
                                 data_dir=str(tmp_path / 'tfds'))) == 4
   assert not list(scratch.iterdir())
+
+
+@pytest.mark.parametrize('source', ['builtin:digits', 'npz:x.npz', 'text:corpus.txt'])
+def test_local_source_refuses_a_url_data_dir(source, tmp_path, monkeypatch):
+  # Local builders write with local file APIs: a gs:// data_dir is refused before any build,
+  # with the fix in the message, and nothing lands in ./gs:/.
+  monkeypatch.chdir(tmp_path)
+  np.savez('x.npz', images=np.zeros((4, 2, 2, 1), np.uint8))
+  pathlib.Path('corpus.txt').write_text('some text\n')
+  with pytest.raises(errors.ConfigError, match=r"data_dir='gs://b/tfds'.*gcsfuse"):
+    sources.info(source, data_dir='gs://b/tfds')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['corpus.txt', 'x.npz']
 
 
 def test_unknown_split_lists_available(data_dir):

