@@ -3,6 +3,7 @@ a smoke config, and each kind of failure is a FAILED line with its fix and exit 
 Nothing here compiles or trains."""
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -122,3 +123,23 @@ def test_topology_hands_the_config_to_compile_check():
        '--topology', 'v5e-16'], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == 'REPORT v5e-16 simclr'
+
+
+def test_two_processes_join_through_the_shared_distributed_flags(data_dir, tmp_path):
+  """The flags sslax.main takes (cli.define_distributed_flags): 2 processes x 2 devices."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'sslax.preflight', '--config', 'configs/simclr_digits.py:smoke',
+       f'--config.data.data_dir={data_dir}', '--workdir', str(tmp_path / 'run'),
+       '--expect_devices=4', '--expect_processes=2', f'--coordinator_address=127.0.0.1:{port}',
+       '--num_processes=2', f'--process_id={i}', '--initialization_timeout=60'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, out + err[-3000:]
+    assert f'4 cpu devices in 2 process(es) (2 on this one, process {i}), as expected' in out
+  assert list((tmp_path / 'run').iterdir()) == []
