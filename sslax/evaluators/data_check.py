@@ -27,9 +27,9 @@ def require_labels(source: str, key: str, info: sources.SourceInfo) -> None:
 def _eval_uses(config: ml_collections.ConfigDict) -> list[tuple[str, str, str]]:
   """(config key, source, reader) of every evaluation source the run reads: reader is the
   evaluator type for qa/asr/dense tasks (their own readers), 'labelled' for the shared
-  feature path (knn, probes, fine_tune), '' for config.eval.source when only its records
-  are read."""
-  uses = [('config.eval.source', config.eval.source, '')]
+  feature path (knn, probes, fine_tune, the raw-input baseline). config.eval.source is read
+  only through these: a run whose evaluators all name their own sources never opens it."""
+  uses = []
   for name in options.enabled(config):
     ev = config.evals[name]
     key = f'config.evals.{name}.source' if ev.source else 'config.eval.source'
