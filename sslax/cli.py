@@ -26,6 +26,9 @@ from typing import Any
 
 from absl import app
 from absl import flags
+# Importing JAX starts no backend: XLA_FLAGS set after this (fast_compile, the tests'
+# conftest) still apply.
+import jax
 import ml_collections
 # The parser class of DEFINE_config_file flags (the package's __init__ does not export it).
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
@@ -186,6 +189,41 @@ GC_THRESHOLDS = (50_000, 20, 20)
 def tune_gc() -> None:
   """Sets GC_THRESHOLDS for this process (the sslax commands call it first)."""
   gc.set_threshold(*GC_THRESHOLDS)
+
+
+def define_distributed_flags() -> None:
+  """--distributed, --coordinator_address, --num_processes, --process_id and
+  --initialization_timeout: what sslax.main and sslax.preflight share (a recipe passes both
+  the same flags); defined once however many of them a process imports."""
+  if 'distributed' in flags.FLAGS:
+    return
+  flags.DEFINE_bool(
+      'distributed', False, 'Call jax.distributed.initialize() with auto-detection (Cloud TPU, '
+      'SLURM, ...). Implied by --coordinator_address or JAX_COORDINATOR_ADDRESS.')
+  flags.DEFINE_string(
+      'coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
+      'host:port of process 0, for multi-process runs without auto-detection.')
+  flags.DEFINE_integer(
+      'num_processes', int(os.environ.get('JAX_NUM_PROCESSES', 0)) or None,
+      'Number of processes.')
+  flags.DEFINE_integer(
+      'process_id', int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None,
+      'This process index.')
+  flags.DEFINE_integer(
+      'initialization_timeout', 300, 'Seconds jax.distributed.initialize waits for all processes.')
+
+
+def initialize_distributed() -> None:
+  """jax.distributed.initialize as the flags of define_distributed_flags ask (nothing for a
+  single process); call it before any other JAX call, which would start a one-process
+  backend."""
+  f = flags.FLAGS
+  if f.coordinator_address:
+    jax.distributed.initialize(coordinator_address=f.coordinator_address,
+                               num_processes=f.num_processes, process_id=f.process_id,
+                               initialization_timeout=f.initialization_timeout)
+  elif f.distributed:
+    jax.distributed.initialize(initialization_timeout=f.initialization_timeout)
 
 
 def run(main: Callable[[list[str]], Any], *,

@@ -45,7 +45,11 @@ def _tuples(node: Any) -> Any:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run wrote to `workdir/config.json`."""
-  path = storage.path(workdir) / 'config.json'
+  root = storage.path(workdir)
+  if root.exists() and not root.is_dir():
+    raise errors.ConfigError(f'--workdir={workdir!r} is a file; pass the directory of a '
+                             'sslax.main run (the one holding config.json and checkpoints/).')
+  path = root / 'config.json'
   if not path.exists():
     raise errors.DataNotFoundError(
         f'--workdir={workdir!r} has no config.json; pass the directory of a sslax.main run.')
@@ -116,10 +120,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
   """
   if evals is not None:
     config = select(config, evals)
+  output_dir = output_dir or workdir
+  if jax.process_index() == 0:
+    # Before restoring and evaluating, which take minutes: reports.write would only then
+    # find that the directory cannot be made.
+    storage.make_dir(output_dir, '--output_dir' if output_dir != workdir else '--workdir')
   config, method, mesh, state, random_init = restore(config, workdir, step)
   evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
   results = train.evaluate(config, evaluators, state, random_init)
-  output_dir = output_dir or workdir
   if jax.process_index() == 0:
     # reports.write creates output_dir (local or gs://). The curves come from the run's
     # metrics.jsonl, so plot them from the workdir's.

@@ -4,8 +4,6 @@ Rerunning the same command on the same workdir resumes from its last checkpoint;
 `--config.key=value` overrides any config value. A config or data error prints one line and
 exits 2 (`--verbose` or SSLAX_VERBOSE=1 adds the traceback; see sslax/cli.py).
 """
-import os
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -18,19 +16,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
     'configs/simclr_digits.py:smoke.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
-_DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', False, 'Call jax.distributed.initialize() with auto-detection (Cloud TPU, '
-    'SLURM, ...). Implied by --coordinator_address or JAX_COORDINATOR_ADDRESS.')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS'),
-    'host:port of process 0, for multi-process runs without auto-detection.')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', int(os.environ.get('JAX_NUM_PROCESSES', 0)) or None, 'Number of processes.')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', int(os.environ['JAX_PROCESS_ID']) if 'JAX_PROCESS_ID' in os.environ else None,
-    'This process index.')
-_INIT_TIMEOUT = flags.DEFINE_integer(
-    'initialization_timeout', 300, 'Seconds jax.distributed.initialize waits for all processes.')
+cli.define_distributed_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -41,13 +27,7 @@ def main(argv):
     # Orbax and TFDS log every step of every save at INFO; --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
   cli.fast_compile(_CONFIG.value)
-  # Multi-process runs must initialise before any other JAX call.
-  if _COORDINATOR.value:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                               initialization_timeout=_INIT_TIMEOUT.value)
-  elif _DISTRIBUTED.value:
-    jax.distributed.initialize(initialization_timeout=_INIT_TIMEOUT.value)
+  cli.initialize_distributed()   # multi-process runs: before any other JAX call
   logging.info('JAX %s: %d processes, %d devices (%s)', jax.__version__, jax.process_count(),
                jax.device_count(), jax.devices()[0].platform)
   from sslax import train   # after distributed init: importing it touches no backend, but be safe

@@ -14,6 +14,8 @@ import os
 
 from etils import epath
 
+from sslax import errors
+
 
 def path(p: str | os.PathLike) -> epath.Path:
   """`p` as an epath.Path: URLs (gs://, s3://) as given, local paths absolute with ~ expanded."""
@@ -25,6 +27,24 @@ def path(p: str | os.PathLike) -> epath.Path:
 
 def is_remote(p: str | os.PathLike) -> bool:
   return '://' in os.fspath(p)
+
+
+def make_dir(p: str | os.PathLike, flag: str = '--workdir') -> epath.Path:
+  """`p` as a directory, created if missing; ConfigError naming `flag` when it cannot be one.
+
+  mkdir's own FileExistsError (a file of that name) or NotADirectoryError (a file above it)
+  would reach a user as a traceback, after the config and data checks passed.
+  """
+  root = path(p)
+  try:
+    if root.exists() and not root.is_dir():
+      raise FileExistsError(f'{root} is a file')
+    root.mkdir(parents=True, exist_ok=True)   # idempotent; a no-op on object stores
+  except (FileExistsError, NotADirectoryError, PermissionError) as e:
+    raise errors.ConfigError(
+        f'{flag}={os.fspath(p)!r}: {root} cannot be a directory ({e}). Fix: pass {flag} a '
+        'directory path that does not exist yet or is a directory you may write.') from None
+  return root
 
 
 def append_text(p: epath.Path, text: str) -> None:

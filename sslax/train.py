@@ -24,6 +24,7 @@ from sslax import storage
 from sslax import validate
 from sslax.data import pipeline
 from sslax.data import tokenizers
+from sslax.evaluators import data_check
 from sslax.evaluators import online_probe
 from sslax.evaluators import options
 from sslax.evaluators import suite
@@ -159,8 +160,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   is_main = jax.process_index() == 0
   # A local folder, a shared filesystem or gs:// (sslax/storage.py); only process 0 writes
   # config.json, input_spec.json, logs and reports; every process writes checkpoint shards.
-  root = storage.path(workdir)
-  root.mkdir(parents=True, exist_ok=True)   # idempotent; a no-op on object stores
+  root = storage.make_dir(workdir)   # one line, not a traceback, when it is a file
+  # Every source the run reads (evaluation ones too, else first opened after pretraining)
+  # built and its first records read before anything compiles (evaluators/data_check.py).
+  data_check.check_sources(config)
   config_path = root / 'config.json'
   resolved = json.loads(config.to_json_best_effort())
   previous = json.loads(config_path.read_text()) if config_path.exists() else None

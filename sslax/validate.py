@@ -56,6 +56,7 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   for key in ('total_steps', 'batch_size'):
     if int(_get(config, key)) <= 0:
       raise errors.ConfigError(f'config.{key}={_get(config, key)} must be positive.')
+  _check_ranges(config)
   shape = sharding.mesh_shape(config.mesh, num_devices)
   data_parallel = shape[sharding.MESH_AXES.index('data')] * shape[sharding.MESH_AXES.index('fsdp')]
   for key in ('batch_size', 'eval.batch_size'):
@@ -77,3 +78,51 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
   sources.check(config.data.source, key='data.source')
   sources.check(config.eval.source, key='eval.source')
   options.check(config)   # unknown evaluator types and options, before anything compiles
+
+
+# (key, test, what it must be) of numbers with a range; a value outside trains without a word
+# (a negative learning rate ascends the loss) or fails mid-run (log_every=0 divides by zero
+# at the first step). optim.warmup_steps above total_steps is not here: the schedule caps it
+# (optim.schedule), which smoke variants of long recipes rely on.
+_RANGES = (
+    ('optim.learning_rate', lambda v: v > 0, '> 0 (e.g. 1e-3 for adamw)'),
+    ('optim.weight_decay', lambda v: v >= 0, '>= 0 (0: none)'),
+    ('optim.warmup_steps', lambda v: v >= 0, '>= 0 (0: no warmup)'),
+    ('optim.end_lr_fraction', lambda v: 0 <= v <= 1, 'in [0, 1] (of the peak rate)'),
+    ('optim.grad_clip_norm', lambda v: v >= 0, '>= 0 (0: no clipping)'),
+    ('optim.momentum', lambda v: 0 <= v < 1, 'in [0, 1) (0.9 is usual)'),
+    ('optim.b1', lambda v: 0 <= v < 1, 'in [0, 1) (0.9 is usual)'),
+    ('optim.b2', lambda v: 0 <= v < 1, 'in [0, 1) (0.999 is usual)'),
+    ('log_every', lambda v: v >= 1, '>= 1 (steps between metric rows)'),
+    ('checkpoint.every_steps', lambda v: v >= 1, '>= 1 (steps between checkpoints)'),
+    ('checkpoint.max_to_keep', lambda v: v >= 1, '>= 1 (newest checkpoints kept)'),
+    ('eval.batch_size', lambda v: v >= 1, '>= 1 (examples per evaluation batch)'),
+    ('online_probe.learning_rate', lambda v: v > 0, '> 0'),
+)
+
+
+def _check_ranges(config: ml_collections.ConfigDict) -> None:
+  """The ranges of _RANGES, and every temperature of the method's section and of kNN
+  evaluators: a softmax divides by it, so 0 gives NaN and a negative one flips the loss."""
+  checks = [(key, _value(config, key), test, want) for key, test, want in _RANGES]
+  section = config.get(config.method)
+  if isinstance(section, ml_collections.ConfigDict):
+    checks += [(f'{config.method}.{k}', v, lambda v: v > 0, '> 0 (a softmax divides by it)')
+               for k, v in section.items() if k.endswith('temperature')]
+  checks += [(f'evals.{n}.temperature', ev.temperature, lambda v: v > 0,
+              '> 0 (a softmax divides by it)')
+             for n, ev in config.evals.items() if 'temperature' in ev]
+  for key, value, test, want in checks:
+    if value is not None and not test(value):
+      raise errors.ConfigError(f'config.{key}={value} must be {want}; set --config.{key} '
+                               'to such a value.')
+
+
+def _value(config: ml_collections.ConfigDict, dotted: str):
+  """The value at `dotted`, None when the config lacks it (old config.json files)."""
+  node = config
+  for part in dotted.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return None
+    node = node[part]
+  return node

@@ -23,7 +23,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
-# JAX reads XLA_FLAGS when it starts its backend, not at import: cli imports no JAX anyway.
+# JAX reads XLA_FLAGS when it starts its backend, not at import (cli imports JAX for
+# jax.distributed), so setting it below still applies.
 from sslax import cli  # noqa: E402
 
 # The tests compile as `:smoke` runs do (config.fast_compile, cli.FAST_COMPILE_FLAGS): LLVM

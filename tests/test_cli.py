@@ -49,6 +49,21 @@ def test_main_reports_a_bad_value_caught_by_validation(tmp_path):
   _one_line_error(_main(tmp_path, '--config.total_steps=0'), 'config.total_steps=0')
 
 
+def test_main_refuses_a_negative_learning_rate(tmp_path):
+  line = _one_line_error(_main(tmp_path, '--config.optim.learning_rate=-1'),
+                         'config.optim.learning_rate=-1', 'must be > 0')
+  assert '--config.optim.learning_rate' in line   # the fix names the flag
+  assert not (tmp_path / 'run').exists()   # refused before the workdir was made
+
+
+def test_main_and_evaluate_report_a_workdir_that_is_a_file(tmp_path):
+  file = tmp_path / 'run'
+  file.write_text('not a directory')
+  _one_line_error(_main(tmp_path), f"--workdir='{file}'", 'Fix:')
+  assert not (tmp_path / 'tfds').exists()   # failed before building any data
+  _one_line_error(_run(['-m', 'sslax.evaluate', f'--workdir={file}']), str(file), 'is a file')
+
+
 def test_main_reports_a_missing_data_path(tmp_path):
   missing = tmp_path / 'no_such_folder'
   _one_line_error(_main(tmp_path, f'--config.data.source=folder:{missing}'),
@@ -103,6 +118,10 @@ def test_check_overrides_accepts_known_paths_and_names_the_nearest():
     ('total_steps', 0), ('optim.name', 'adamx'), ('nan_policy', 'ignore'),
     ('mesh.data', 3), ('data.source', 'fold:x'), ('eval.source', 'folder:/no/such/dir'),
     ('eval.max_test_examples', -1), ('evals.knn.type', 'knnn'), ('method', 'simclrr'),
+    ('optim.learning_rate', 0.0), ('optim.weight_decay', -1e-4), ('optim.warmup_steps', -1),
+    ('optim.end_lr_fraction', 2.0), ('log_every', 0), ('checkpoint.every_steps', 0),
+    ('eval.batch_size', 0), ('eval.batch_size', -8), ('eval.num_seeds', 0),
+    ('simclr.temperature', 0.0), ('evals.knn.temperature', -0.07),
 ])
 def test_every_validation_error_is_a_one_line_user_error(key, value):
   from configs import simclr_digits   # pylint: disable=import-outside-toplevel

@@ -30,6 +30,7 @@ from sslax import sharding
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.evaluators import clustering
+from sslax.evaluators import data_check
 from sslax.evaluators import dense_tasks
 from sslax.evaluators import features as features_lib
 from sslax.evaluators import fine_tune
@@ -109,9 +110,7 @@ class Suite:
       e, data_dir = self.config.eval, self.config.data.data_dir or None
       bad_files = self.config.data.get('bad_files', 'error')
       info = sources.info(source, data_dir=data_dir, bad_files=bad_files)
-      if not info.num_classes and not info.regression:
-        raise errors.ConfigError(f'{key}={source!r} has no labels; downstream evaluation needs a '
-                                 'labelled source (class ids, or float regression targets).')
+      data_check.require_labels(source, key, info)
       # config.json of runs older than the max_*_examples keys lacks them: whole splits.
       limits = {e.train_split: int(e.get('max_train_examples', 0)),
                 e.test_split: int(e.get('max_test_examples', 0))}
