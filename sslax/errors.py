@@ -24,3 +24,7 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(UserError, FileNotFoundError):
   """A path named by the config or the command line that does not exist."""
+
+
+class WorkdirLockedError(UserError):
+  """Another run holds the workdir's lock (sslax/workdir_lock.py): one writer per workdir."""
