@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+from sslax import cli
 from sslax import errors
 from sslax import workdir_lock
 from tests.test_gcs import BUCKET
@@ -33,6 +35,20 @@ from sslax import cli, workdir_lock
 def main(argv):
   with workdir_lock.hold(os.environ['WORKDIR']):
     print('acquired', flush=True)
+cli.run(main)
+'''
+
+# Process $PROCESS of a 2-process JAX run doing the same.
+TWO_PROCESSES = '''
+import os
+import jax
+jax.distributed.initialize(coordinator_address=os.environ['COORDINATOR'], num_processes=2,
+                           process_id=int(os.environ['PROCESS']), initialization_timeout=60)
+from sslax import cli, workdir_lock
+def main(argv):
+  with workdir_lock.hold(os.environ['WORKDIR']):
+    record = open(os.path.join(os.environ['WORKDIR'], workdir_lock.LOCK_NAME)).read()
+    print('acquired', jax.process_index(), os.getpid(), record, flush=True)
 cli.run(main)
 '''
 
@@ -214,3 +230,51 @@ def test_cli_refuses_a_locked_workdir_before_writing(tmp_path):
   assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
   assert lines[0].startswith('sslax.main: error: Workdir ') and f'pid {os.getpid()}' in lines[0]
   assert sorted(p.name for p in workdir.iterdir()) == [workdir_lock.LOCK_NAME]
+
+
+def test_evaluate_refuses_a_locked_output_dir(tmp_path):
+  # Refused before it restores anything: a config.json is all the command reads first.
+  (tmp_path / 'config.json').write_text(json.dumps({'evals': {}}))
+  with workdir_lock.hold(str(tmp_path)):
+    result = subprocess.run([sys.executable, '-m', 'sslax.evaluate', '--workdir', str(tmp_path)],
+                            cwd=REPO, env=os.environ, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('sslax.evaluate: error: Workdir '), lines
+  assert f'pid {os.getpid()}' in lines[0]
+
+
+def _two_processes(workdir) -> list[subprocess.CompletedProcess]:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  env = _env(workdir, COORDINATOR=f'127.0.0.1:{port}', XLA_FLAGS=(
+      f'--xla_force_host_platform_device_count=2 {cli.FAST_COMPILE_FLAGS}'))
+  children = [subprocess.Popen([sys.executable, '-c', TWO_PROCESSES], cwd=REPO,
+                               env={**env, 'PROCESS': str(i)}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for i in range(2)]
+  results = []
+  for child in children:
+    out, err = child.communicate(timeout=240)
+    results.append(subprocess.CompletedProcess(child.args, child.returncode, out, err))
+  return results
+
+
+def test_multi_process_run_is_refused_on_every_process(tmp_path):
+  workdir = tmp_path / 'run'
+  with workdir_lock.hold(str(workdir)):
+    refused = _two_processes(workdir)
+  for i, result in enumerate(refused):
+    assert result.returncode == 2 and 'acquired' not in result.stdout, (i, result.stderr[-3000:])
+    line = result.stderr.strip().splitlines()[-1]
+    assert ': error: Workdir ' in line and f'pid {os.getpid()}' in line, (i, line)
+  assert '(process 0 was refused)' in refused[1].stderr
+
+  # Free: both run, and only process 0 holds (and names itself in) the lock.
+  ran = _two_processes(workdir)
+  assert [r.returncode for r in ran] == [0, 0], [r.stderr[-3000:] for r in ran]
+  outputs = [r.stdout.split(maxsplit=3) for r in ran]
+  assert [o[:2] for o in outputs] == [['acquired', '0'], ['acquired', '1']], outputs
+  assert all(json.loads(o[3])['pid'] == int(outputs[0][2]) for o in outputs), outputs
+  assert (workdir / workdir_lock.LOCK_NAME).read_text() == ''   # released by process 0
