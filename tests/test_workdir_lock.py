@@ -42,6 +42,7 @@ cli.run(main)
 TWO_PROCESSES = '''
 import os
 import jax
+from jax.experimental import multihost_utils
 jax.distributed.initialize(coordinator_address=os.environ['COORDINATOR'], num_processes=2,
                            process_id=int(os.environ['PROCESS']), initialization_timeout=60)
 from sslax import cli, workdir_lock
@@ -49,6 +50,7 @@ def main(argv):
   with workdir_lock.hold(os.environ['WORKDIR']):
     record = open(os.path.join(os.environ['WORKDIR'], workdir_lock.LOCK_NAME)).read()
     print('acquired', jax.process_index(), os.getpid(), record, flush=True)
+    multihost_utils.sync_global_devices('read')   # process 0 releases after both have read
 cli.run(main)
 '''
 
@@ -274,7 +276,9 @@ def test_multi_process_run_is_refused_on_every_process(tmp_path):
   # Free: both run, and only process 0 holds (and names itself in) the lock.
   ran = _two_processes(workdir)
   assert [r.returncode for r in ran] == [0, 0], [r.stderr[-3000:] for r in ran]
-  outputs = [r.stdout.split(maxsplit=3) for r in ran]
+  # Gloo (the CPU collectives) prints to stdout as well.
+  outputs = [next(l for l in r.stdout.splitlines() if l.startswith('acquired')).split(maxsplit=3)
+             for r in ran]
   assert [o[:2] for o in outputs] == [['acquired', '0'], ['acquired', '1']], outputs
   assert all(json.loads(o[3])['pid'] == int(outputs[0][2]) for o in outputs), outputs
   assert (workdir / workdir_lock.LOCK_NAME).read_text() == ''   # released by process 0
