@@ -1,4 +1,5 @@
-"""Errors a user causes and can fix: a config value, a data path, malformed data.
+"""Errors a user causes and can fix: a config value, a data path, malformed data, a workdir
+another run holds.
 
 The command lines (sslax/cli.py) print these as one line and exit with status 2; every
 other exception keeps its traceback, because it is a bug to report, not a setting to change.
@@ -24,3 +25,7 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(UserError, FileNotFoundError):
   """A path named by the config or the command line that does not exist."""
+
+
+class WorkdirLockedError(UserError):
+  """Another run holds the workdir's lock (sslax/workdir_lock.py): one writer per workdir."""

@@ -29,6 +29,7 @@ from sslax import sharding
 from sslax import storage
 from sslax import train
 from sslax import validate
+from sslax import workdir_lock
 from sslax.data import tokenizers
 from sslax.evaluators import online_probe
 from sslax.evaluators import options
@@ -125,16 +126,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
     # Before restoring and evaluating, which take minutes: reports.write would only then
     # find that the directory cannot be made.
     storage.make_dir(output_dir, '--output_dir' if output_dir != workdir else '--workdir')
-  config, method, mesh, state, random_init = restore(config, workdir, step)
-  evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
-  results = train.evaluate(config, evaluators, state, random_init)
-  if jax.process_index() == 0:
-    # reports.write creates output_dir (local or gs://). The curves come from the run's
-    # metrics.jsonl, so plot them from the workdir's.
-    reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir,
-                  samples=evaluators.samples,
-                  pictures=evaluators.pictures)
-    print(reports.table(results))
+  # Reports replace the run's own when output_dir is its workdir: not while it trains there,
+  # nor beside another evaluation writing the same files.
+  with workdir_lock.hold(output_dir):
+    config, method, mesh, state, random_init = restore(config, workdir, step)
+    evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
+    results = train.evaluate(config, evaluators, state, random_init)
+    if jax.process_index() == 0:
+      # reports.write creates output_dir (local or gs://). The curves come from the run's
+      # metrics.jsonl, so plot them from the workdir's.
+      reports.write(output_dir, results, evaluators.test_features, metrics_dir=workdir,
+                    samples=evaluators.samples,
+                    pictures=evaluators.pictures)
+      print(reports.table(results))
   return results
 
 

@@ -50,8 +50,11 @@ _EXPECT_DEVICES = flags.DEFINE_integer(
 _EXPECT_PROCESSES = flags.DEFINE_integer(
     'expect_processes', None, 'Processes the job must have; default: SLURM_NTASKS, if set.')
 _TOPOLOGY = flags.DEFINE_string(
-    'topology', None, 'A TPU topology (e.g. v4-32, v5e-16): compile the train step for it '
-    'instead of the live checks (sslax/compile_check.py).')
+    'topology', None, 'A TPU slice (e.g. v4-32, v5e-16): compile the train step for it on '
+    'this host (libtpu, no TPU needed) instead of the live checks (sslax/compile_check.py).')
+_MOCK_DATA = flags.DEFINE_bool(
+    'mock_data', False, 'With --topology: tfds: sources read TFDS mock records of the '
+    "config's shapes, so the catalog data set need not be on this host.")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(['config'])
 
@@ -223,11 +226,13 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)   # TFDS logs every build step at INFO
   config = _CONFIG.value
   if _TOPOLOGY.value:
-    report = compile_check.check(config, _TOPOLOGY.value)
+    # Compile-only: the host's own backend is the CPU, also on a TPU VM whose chips a job
+    # may be using (jax_platforms is read when the first backend starts, i.e. later).
+    jax.config.update('jax_platforms', 'cpu')
+    report = compile_check.check(config, _TOPOLOGY.value, mock_data=_MOCK_DATA.value,
+                                 name=flags.FLAGS['config'].config_filename)
     print(compile_check.format_report(report), flush=True)
-    if report.get('fits') is False:
-      raise errors.ConfigError(f'the train step does not fit --topology={_TOPOLOGY.value}; see '
-                               'the report above for its memory and the fix.')
+    compile_check.assert_fits(report)   # one line and exit 2, with the fixes
     return
   if not _WORKDIR.value:
     raise errors.ConfigError('--workdir is needed for the live checks (or pass --topology).')

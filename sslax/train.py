@@ -22,6 +22,7 @@ from sslax import reports
 from sslax import sharding
 from sslax import storage
 from sslax import validate
+from sslax import workdir_lock
 from sslax.data import pipeline
 from sslax.data import tokenizers
 from sslax.evaluators import data_check
@@ -157,10 +158,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Pretrains (or resumes) in `workdir`, then evaluates; returns results.json's content."""
   # ---- Check the config before compiling or building anything. ----------------------------
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+  storage.make_dir(workdir)   # one line, not a traceback, when it is a file
+  # One writer per workdir, from before its first write until the run ends however it ends.
+  with workdir_lock.hold(workdir):
+    return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   is_main = jax.process_index() == 0
   # A local folder, a shared filesystem or gs:// (sslax/storage.py); only process 0 writes
   # config.json, input_spec.json, logs and reports; every process writes checkpoint shards.
-  root = storage.make_dir(workdir)   # one line, not a traceback, when it is a file
+  root = storage.path(workdir)
   # Every source the run reads (evaluation ones too, else first opened after pretraining)
   # built and its first records read before anything compiles (evaluators/data_check.py).
   data_check.check_sources(config)

@@ -109,20 +109,19 @@ def test_versions_against_the_pins(tmp_path):
   assert not check.ok and 'is not the pinned 0.0.1' in check.detail
 
 
-def test_topology_hands_the_config_to_compile_check():
-  """--topology reaches compile_check.check (a stub here, replaced) and skips the live checks."""
-  program = (
-      'import sys\n'
-      'from sslax import cli, compile_check, preflight\n'
-      'compile_check.check = lambda config, topology: {"topology": topology, '
-      '"method": config.method, "fits": True}\n'
-      'compile_check.format_report = lambda r: f"REPORT {r[\'topology\']} {r[\'method\']}"\n'
-      'cli.run(preflight.main)\n')
+def test_topology_compiles_and_refuses_what_does_not_fit():
+  """--topology: the real compile for a v5e chip (16 GiB), no live checks; 2^17 digit pairs
+  do not fit, so exit 2 with one line naming the fixes (tests/test_compile_check.py covers
+  the report's numbers)."""
   result = subprocess.run(
-      [sys.executable, '-c', program, '--config', 'configs/simclr_digits.py:smoke',
-       '--topology', 'v5e-16'], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.strip() == 'REPORT v5e-16 simclr'
+      [sys.executable, '-m', 'sslax.preflight', '--config', 'configs/simclr_digits.py:smoke',
+       '--topology', 'v5e-1', '--config.batch_size=131072', '--config.eval.batch_size=131072'],
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert 'configs/simclr_digits.py:smoke on v5e-1 (1 x TPU v5 lite' in result.stdout
+  assert 'fits: NO' in result.stdout
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith('sslax.preflight: error: ') and '--config.batch_size=65536' in line
 
 
 def test_two_processes_join_through_the_shared_distributed_flags(data_dir, tmp_path):
