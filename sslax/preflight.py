@@ -56,7 +56,6 @@ _MOCK_DATA = flags.DEFINE_bool(
     'mock_data', False, 'With --topology: tfds: sources read TFDS mock records of the '
     "config's shapes, so the catalog data set need not be on this host.")
 cli.define_distributed_flags()
-flags.mark_flags_as_required(['config'])
 
 MIN_PYTHON = (3, 11)
 REQUIREMENTS = pathlib.Path(__file__).resolve().parents[1] / 'requirements.txt'
@@ -131,9 +130,10 @@ def check_devices(expect_devices: int | None, expect_processes: int | None,
   if problems:
     # One SLURM task per 8-GPU node whose processes each see one GPU is the classic case.
     return Check('devices', False, f'{found}: {"; ".join(problems)} ({where}). Fix: under SLURM '
-                 'run one task per GPU (srun --ntasks-per-node=<GPUs per node> '
-                 '--gpus-per-task=1), or set JAX_LOCAL_DEVICE_IDS so each process sees its '
-                 'own GPUs; pass --distributed (or --coordinator_address, --num_processes, '
+                 'run one task per GPU (--ntasks-per-node=<GPUs per node>, every task seeing '
+                 'its node\'s GPUs, as experiments/slurm_gpu.sbatch does; not --gpus-per-task=1, '
+                 'which hides the GPU JAX picks), or one task per node with '
+                 'JAX_LOCAL_DEVICE_IDS=0,1,...; pass --distributed (or --coordinator_address, --num_processes, '
                  '--process_id), as to sslax.main, so the processes join one job.')
   return Check('devices', True, f'{found}, as expected ({where})')
 
@@ -224,6 +224,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)   # TFDS logs every build step at INFO
+  # Checked here, not with flags.mark_flags_as_required: that validator would run on every
+  # parse of absl's global FLAGS in a process that imports this module (tests; grain workers
+  # parse them too, data/pipeline.py) and fail there without a --config.
+  if _CONFIG.value is None:
+    raise errors.ConfigError('--config is required, e.g. --config configs/simclr_digits.py.')
   config = _CONFIG.value
   if _TOPOLOGY.value:
     # Compile-only: the host's own backend is the CPU, also on a TPU VM whose chips a job

@@ -142,3 +142,11 @@ def test_two_processes_join_through_the_shared_distributed_flags(data_dir, tmp_p
     assert p.returncode == 0, out + err[-3000:]
     assert f'4 cpu devices in 2 process(es) (2 on this one, process {i}), as expected' in out
   assert list((tmp_path / 'run').iterdir()) == []
+
+
+def test_config_is_required():
+  result = subprocess.run([sys.executable, '-m', 'sslax.preflight', '--workdir', '/tmp/x'],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip() == ('sslax.preflight: error: --config is required, e.g. '
+                                   '--config configs/simclr_digits.py.')
