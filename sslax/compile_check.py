@@ -173,8 +173,9 @@ def check(config: ml_collections.ConfigDict, topology: str, *, mock_data: bool =
   with tempfile.TemporaryDirectory(prefix='sslax-compile-check-') as workdir, mock:
     config = tokenizers.prepare(config, workdir)   # a SentencePiece vocabulary, if any
     sample = train.sample_batch(config)
-    mesh = sharding.make_mesh(config.mesh, tpu_devices)
-    parts = train.build(config, mesh, sample)
+    with sharding.target_devices(tpu_devices):   # chunked losses make their own mesh
+      mesh = sharding.make_mesh(config.mesh)
+      parts = train.build(config, mesh, sample)
   state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                        parts.abstract_state, parts.state_sharding)
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=parts.batch_sharding)

@@ -18,7 +18,8 @@ models/text.py) and LOGICAL_AXIS_RULES maps those names to mesh axes, as flax's
 optimiser array with the same dict-key path and rank, such as Adam's moments) uses the names;
 every other leaf keeps the size rule above.
 """
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+import contextlib
 import math
 from typing import Any
 
@@ -68,8 +69,27 @@ def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, .
   return tuple(sizes)
 
 
+# The devices meshes are made of when no caller names them: jax.devices(), except inside
+# `target_devices` (compile_check's TPU slice on a CPU host).
+_TARGET_DEVICES: list[Any] | None = None
+
+
+@contextlib.contextmanager
+def target_devices(devices: list[Any]) -> Iterator[None]:
+  """Meshes made without explicit devices use `devices` inside this block, so that a method
+  that makes its chunked loss's mesh itself (methods.chunked_loss_mesh) makes it of the same
+  devices as the trainer's mesh."""
+  global _TARGET_DEVICES
+  saved, _TARGET_DEVICES = _TARGET_DEVICES, list(devices)
+  try:
+    yield
+  finally:
+    _TARGET_DEVICES = saved
+
+
 def make_mesh(mesh_config: Mapping[str, int], devices: list[Any] | None = None) -> Mesh:
-  devices = jax.devices() if devices is None else devices
+  if devices is None:
+    devices = jax.devices() if _TARGET_DEVICES is None else _TARGET_DEVICES
   shape = mesh_shape(mesh_config, len(devices))
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
 

@@ -78,10 +78,13 @@ def test_the_train_step_compiles_for_a_tpu_topology(digits_on_v4_8):
   compile_check.assert_fits(report)
 
 
-def test_fsdp_shards_the_state_across_chips(digits_on_v4_8):
+def test_fsdp_and_a_chunked_loss_compile_on_the_slice(digits_on_v4_8):
+  """FSDP shards the state over the chips; the chunked InfoNCE's shard_map makes its mesh of
+  the slice's devices too (sharding.target_devices), not of this host's CPUs."""
   config = simclr_digits.get_config('smoke')
   config.mesh.update(data=1, fsdp=4)
   config.fsdp_min_size = 1
+  config.simclr.chunked_loss = True
   report = compile_check.check(config, 'v4-8')
   assert report['argument_bytes'] < digits_on_v4_8['argument_bytes'] / 2
   assert report['collectives'].get('all-gather', 0) > digits_on_v4_8['collectives'].get(
