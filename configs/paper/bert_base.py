@@ -17,10 +17,13 @@ which sslax does not depend on. A SentencePiece vocabulary of 30,522 ids is trai
 WORKDIR/tokenizer. Downstream: `eval.source` (default: the corpus's files as classes; SST-2 as
 a `tsv:` gives the paper's sentiment task, linear probe + fine-tuning).
 
-Hardware: sized for TPU v4-8 or 8x H100. Expected step time: about 0.12 s on a v4-8
-(estimate: 6 x 110M params x 32,768 tokens = 22 TFLOP per step at 40% bf16 MFU of 4 x 275
-TFLOP/s... plus attention), 1M steps, ~35 h wall time. The paper: 4 days on 16 TPU v2/v3 chips.
-Not measured here: experiments/accelerator_check.py measures it.
+Hardware: sized for TPU v4-8 (64 sequences per chip) or 8x H100. Compile check on this CPU
+(`python -m sslax.preflight --config configs/paper/bert_base.py --topology v4-8
+--config.data.source=text:CORPUS`, docs/scale.md): 3.1 of 32 GiB HBM per chip in bfloat16;
+17.6 TFLOP per step as compiled (checked on a Tiny Shakespeare vocabulary of fewer than 30,522
+pieces: 94M parameters, not 110M; the extra embedding rows cost memory, barely FLOPs), so 0.016 s
+at the v4's bf16 peak and ~0.040 s at 40% MFU: 1M steps in ~11 h of compute. The paper: 4 days
+on 16 TPU v2/v3 chips. Not run on a TPU yet: experiments/accelerator_check.py measures it.
 Deviations from the paper: README "Paper-scale configs" (one length, 128, for the whole
 schedule; cosine instead of linear decay; SentencePiece unigram instead of WordPiece; no NSP).
 `configs/paper/bert_base.py:smoke`: 4 steps of a 1-block model on the `json` package (CI).

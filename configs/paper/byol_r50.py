@@ -9,10 +9,14 @@ BN excluded), lr = 0.2 x batch/256 = 3.2, weight decay 1.5e-6, 10 warmup epochs 
 target EMA tau from 0.996 to 1 on a cosine, projector and predictor MLPs 4096-256 with BN.
 Headline metric (Table 1): 74.3% top-1 linear evaluation on ImageNet after 1000 epochs.
 
-Hardware: sized for TPU v4-32 or 2x8 H100. Expected step time: about 0.5 s on a v4-32
-(estimate: SimCLR's two-view ResNet-50 step plus the target network's forward passes);
-312,750 steps, ~45 h wall time. The paper: ~8 h for 300 epochs on 512 TPU v3 cores.
-Not measured here: experiments/accelerator_check.py measures it.
+Hardware: sized for TPU v4-32 (256 images per chip) or 2x8 H100. Compile check on this CPU
+(`python -m sslax.preflight --config configs/paper/byol_r50.py --topology v4-32 --mock_data`,
+docs/scale.md): 18.8 of 32 GiB HBM per chip in bfloat16; 264 TFLOP per step as
+compiled (XLA's count; SimCLR's step plus the target network's forwards and the predictor), so
+0.060 s per step at the v4's bf16 peak and ~0.15 s at 40% MFU: 312,750 steps in ~13 h of
+compute if the input keeps up. Not run on a TPU yet: experiments/accelerator_check.py measures
+it.
+The paper: ~8 h for 300 epochs on 512 TPU v3 cores.
 
 Data: see configs/paper/imagenet.py. Deviations: README "Paper-scale configs" (notably one
 symmetric augmentation for both views: BYOL's blur 1.0/0.1 and solarisation 0/0.2 differ per view).

@@ -16,9 +16,12 @@ on frozen features. The paper's speaker identification is not wired: TFDS stores
 `speaker_id` as a plain integer, not a class label, and sslax's evaluators need the class
 count; phone labels are not in TFDS at all.
 
-Hardware: sized for 8x H100 (or a TPU v4-8). Expected step time: about 0.15 s (estimate:
-a 12-layer, width-768 transformer on 128 log-mel frames x 256 clips), 100,000 steps,
-~4.5 h wall time. Not measured here: experiments/accelerator_check.py measures it.
+Hardware: sized for 8x H100 (or a TPU v4-8, 64 clips per chip). Compile check on this CPU
+(`python -m sslax.preflight --config configs/paper/cpc_librispeech.py --topology v4-8
+--mock_data`, docs/scale.md): 14.4 of 32 GiB HBM per chip in bfloat16; 70.8 TFLOP per step as
+compiled (most of it the 12 steps' [32,768 x 32,768] scores against every frame of the batch),
+so 0.064 s at the v4's bf16 peak and ~0.16 s at 40% MFU: 100,000 steps in ~4.5 h of compute.
+Not run on an accelerator yet: experiments/accelerator_check.py measures it.
 Deviations from the paper: README "Paper-scale configs" (log-mel front end + transformer
 instead of a strided conv encoder + GRU; warmup + cosine instead of a constant lr).
 `configs/paper/cpc_librispeech.py:smoke`: 4 steps of a tiny model on TFDS mock data (CI).

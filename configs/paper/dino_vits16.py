@@ -15,10 +15,12 @@ interpolated to the 96 px crops (2-D sin-cos positions here, which fit any crop 
 
 Paper's headline metric: ImageNet linear probe 77.0% and k-NN 74.5% top-1 (ViT-S/16, 800
 epochs).
-Hardware: 8x H100 (80 GB) or TPU v4-32; 128 images (x 12 crops) per device.
-Expected step time: ~0.25 s on 8x H100 (an estimate: the paper's Table 8 gives 24.2 h per 100
-epochs on 16 V100s for this multi-crop setting; one H100 taken as ~6 V100s in bfloat16), not
-measured. 1,000,911 steps: ~3 days.
+Hardware: 8x H100 (80 GB; 128 images x 12 crops per device) or TPU v4-32 (64 per chip).
+Compile check on this CPU (`python -m sslax.preflight --config configs/paper/dino_vits16.py
+--topology v4-32 --mock_data`, docs/scale.md): 12.2 of 32 GiB HBM per chip; 128 TFLOP per step
+as compiled, so 0.029 s at the v4's bf16 peak and ~0.073 s at 40% MFU: 1,000,911 steps in ~20 h
+of compute. (The paper's Table 8: 24.2 h per 100 epochs on 16 V100s.) Not run on an
+accelerator yet.
 
 `:smoke`: the same code path with tiny shapes (32 px globals, 16 px locals, patch 8, 2 blocks
 of width 64, batch 16, 4 steps) for CI with mocked ImageNet.

@@ -10,9 +10,12 @@ cosine, 75% random masking, decoder 8 blocks of width 512, normalised-pixel loss
 resized crop (0.2, 1) + flip only. Headline metric (Table 3 / sec. 4): ViT-B/16 fine-tuned
 83.6% top-1 on ImageNet; linear probing 68.0%.
 
-Hardware: sized for TPU v4-32 or 2x8 H100. Expected step time: about 0.35 s on a v4-32
-(estimate: the encoder sees 49 of 196 patches, ~4.4 GFLOP per image forward with the decoder);
-500,400 steps, ~49 h wall time. Not measured here: experiments/accelerator_check.py measures it.
+Hardware: sized for TPU v4-32 (256 images per chip) or 2x8 H100. Compile check on this CPU
+(`python -m sslax.preflight --config configs/paper/mae_vitb16.py --topology v4-32 --mock_data`,
+docs/scale.md): 14.5 of 32 GiB HBM per chip in bfloat16; 239 TFLOP per step as
+compiled (XLA's count; the encoder sees 49 of 196 patches, the decoder all of them), so 0.054 s
+per step at the v4's bf16 peak and ~0.14 s at 40% MFU: 500,400 steps in ~19 h of compute if the
+input keeps up. Not run on a TPU yet: experiments/accelerator_check.py measures it.
 
 Data: see configs/paper/imagenet.py. Deviations: README "Paper-scale configs".
 `configs/paper/mae_vitb16.py:smoke`: 4 steps of a 1-block ViT on TFDS mock data (CI).

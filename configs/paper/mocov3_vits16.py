@@ -12,11 +12,12 @@ Not reproduced: the frozen random patch projection (their stability trick), BYOL
 blur/solarize (one symmetric setting in between here), the BN-without-affine last layers.
 
 Paper's headline metric: ImageNet linear probe 73.2% top-1 (ViT-S, 300 epochs).
-Hardware: 8x H100 (80 GB) or TPU v4-32; 512 images per device.
-Expected step time: ~0.1 s of compute per step on 8x H100 (an estimate from FLOPs: 2 views x
-(forward + backward) + 2 target forwards of a 4.6 GFLOP ViT-S at ~25% utilisation), not
-measured; likely input-bound, ~0.3 s at ~15k decoded JPEGs/s. 93,835 steps: ~8 h compute-
-bound, ~1 day input-bound.
+Hardware: 8x H100 (80 GB; 512 images per device) or TPU v4-32 (256 per chip). Compile check on
+this CPU (`python -m sslax.preflight --config configs/paper/mocov3_vits16.py --topology v4-32
+--mock_data`, docs/scale.md): 16.4 of 32 GiB HBM per chip; 307 TFLOP per step as compiled (2
+views x forward and backward + 2 target forwards), so 0.070 s at the v4's bf16 peak and ~0.17 s
+at 40% MFU: 93,835 steps in ~4.5 h of compute. Likely input-bound instead (~16k decoded JPEGs/s
+across the hosts at that rate). Not run on an accelerator yet.
 
 `:smoke`: the same code path with tiny shapes (32 px, patch 8, 2 blocks of width 64, batch 16,
 4 steps) for CI with mocked ImageNet.

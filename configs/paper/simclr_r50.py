@@ -9,11 +9,14 @@ Visual Representations", ICML 2020 (arXiv:2002.05709). Recipe (sec. 2.3, appendi
 temperature 0.1 (Table 5, best at batch 4096), projection head 2048-2048-128, global BN.
 Headline metric (Table 6): 69.3% top-1 linear evaluation on ImageNet after 1000 epochs.
 
-Hardware: sized for TPU v4-32 (16 chips, 256 per chip) or 2x8 H100. Expected step time: about
-0.4 s on a v4-32 (estimate: ~4.1 GFLOP per 224^2 forward, x3 for the backward, x2 views, x4096
-= ~100 TFLOP per step at 35% bf16 MFU of 16 x 275 TFLOP/s); 312,750 steps, ~35 h wall time.
-The paper reports ~1.5 h per 100 epochs of batch 4096 on 128 TPU v3 cores. Not measured here:
-experiments/accelerator_check.py measures it (README "Accelerator check").
+Hardware: sized for TPU v4-32 (256 images per chip) or 2x8 H100. Compile check on this CPU
+(`python -m sslax.preflight --config configs/paper/simclr_r50.py --topology v4-32 --mock_data`,
+docs/scale.md): 18.2 of 32 GiB HBM per chip in bfloat16; 198 TFLOP per step as
+compiled (XLA's count; ResNet-50 is 4.1 GMACs = 8.2 GFLOP per 224^2 forward, x3 with the
+backward, x2 views, x4096 = 201 T), so 0.045 s per step at the v4's bf16 peak and ~0.11 s at
+40% MFU: 312,750 steps in ~10 h of compute if the input keeps up. Not run on a TPU yet:
+experiments/accelerator_check.py measures it.
+The paper reports ~1.5 h per 100 epochs of batch 4096 on 128 TPU v3 cores.
 
 Data: see configs/paper/imagenet.py (manual download; one image size until issue #16).
 Deviations from the paper: README "Paper-scale configs".
