@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from sslax import errors
 from sslax import methods
 from sslax import sharding
 from sslax.data.builders import asr as asr_data
@@ -52,6 +53,12 @@ def test_asr_source_stores_audio_at_its_rate_and_transcripts(tmp_path):
   assert len(split) == 2 and int(split[1]['sample_rate']) == 16000
   assert split[1]['audio'].shape == (8000,)
   assert asr_data.transcripts(str(tmp_path), 'train') == ['hello there', 'world']
+
+
+def test_transcripts_of_a_folder_that_is_gone_say_so(tmp_path):
+  gone = tmp_path / 'gone'
+  with pytest.raises(errors.DataNotFoundError, match=rf'asr:{gone}: {gone} holds no <split>.tsv'):
+    asr_data.transcripts(str(gone), 'train')
 
 
 def test_greedy_decoding_collapses_repeats_then_drops_blanks():

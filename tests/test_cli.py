@@ -71,6 +71,27 @@ def test_main_reports_a_missing_data_path(tmp_path):
   assert not (tmp_path / 'tfds').exists()   # failed before building anything
 
 
+def test_main_reports_a_missing_squad_or_asr_path(tmp_path):
+  # These two schemes raised a bare FileNotFoundError: a traceback instead of one line.
+  missing = tmp_path / 'no_such_folder'
+  for scheme in ('squad', 'asr'):
+    _one_line_error(_main(tmp_path, f'--config.eval.source={scheme}:{missing}'),
+                    f"eval.source='{scheme}:{missing}'", str(missing), 'Fix:')
+  # An evaluator's own source, checked with the evaluator's options before training.
+  squad_file = tmp_path / 'squad.json'
+  squad_file.write_text(json.dumps({'version': '1.1', 'data': [{'title': 't', 'paragraphs': [
+      {'context': 'Paris is in France.', 'qas': [
+          {'id': 'q0', 'question': 'Where is Paris?',
+           'answers': [{'text': 'France', 'answer_start': 12}]}]}]}]}))
+  result = _run(['-m', 'sslax.main', '--config', 'configs/mlm_squad.py:smoke',
+                 '--workdir', str(tmp_path / 'run'), f'--config.data.data_dir={tmp_path}/tfds',
+                 f'--config.data.source=squad:{squad_file}',
+                 f'--config.eval.source=squad:{squad_file}',
+                 f'--config.evals.qa.source=squad:{missing}'])
+  _one_line_error(result, f"evals.qa.source='squad:{missing}'", 'Fix:')
+  assert not (tmp_path / 'tfds').exists()   # failed before building anything
+
+
 def test_verbose_flag_and_environment_variable_bring_the_traceback_back(tmp_path):
   for result in (_main(tmp_path, '--config.total_steps=0', '--verbose'),
                  _main(tmp_path, '--config.total_steps=0', env={cli.ENV_VERBOSE: '1'})):

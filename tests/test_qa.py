@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from sslax import errors
 from sslax import methods
 from sslax import sharding
 from sslax import train
@@ -123,6 +124,13 @@ def test_squad_folder_gives_splits_and_paragraph_text(tmp_path):
   from sslax.data import sources
   split = sources.open_split(f'squad:{tmp_path}', 'train', data_dir=str(tmp_path / 'tfds'))
   assert len(split) == 1 and split[0]['text'].item().decode() == CONTEXT   # one paragraph
+
+
+def test_questions_of_a_folder_that_is_gone_say_so(tmp_path):
+  # Not "no split 'train'; available: ." (a DataError listing nothing): the path is missing.
+  gone = tmp_path / 'gone'
+  with pytest.raises(errors.DataNotFoundError, match=rf'squad:{gone}: {gone} names no .json'):
+    squad.questions(str(gone), 'train')
 
 
 def test_qa_span_loss_on_eight_devices_equals_one(tmp_path):

@@ -157,13 +157,13 @@ def check(source: str, *, key: str = 'data.source') -> None:
           'train.tsv/test.tsv, each with the header "sentence<TAB>label".')
   elif scheme == 'squad':
     if not squad.split_files(rest):
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .json file. '
           f'Fix: set {key} to squad:FILE.json, squad:DIR/{{split}}.json, or squad:DIR holding '
           'train.json/test.json in the SQuAD v1.1 format.')
   elif scheme == 'asr':
     if not asr.split_files(rest):
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.tsv. '
           f'Fix: set {key} to asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
           '"path<TAB>text", WAV paths relative to DIR).')

@@ -91,6 +91,12 @@ def read_tsv(path: str) -> list[tuple[str, str, str]]:
 def transcripts(root: str, split: str) -> list[str]:
   """The normalised transcripts of a split, in stored order (what `asr` scores against)."""
   files = split_files(root)
+  if not files:
+    # As squad.questions: the folder was checked before training but may be gone since.
+    raise errors.DataNotFoundError(
+        f'asr:{root}: {os.path.abspath(os.path.expanduser(root))} holds no <split>.tsv. Fix: '
+        'point the source at asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
+        '"path<TAB>text", WAV paths relative to DIR).')
   if split not in files:
     raise errors.DataError(f'asr:{root} has no split {split!r}; available: {", ".join(files)}.')
   return [text for _, text, _ in read_tsv(files[split])]

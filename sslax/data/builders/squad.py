@@ -105,6 +105,13 @@ def read(path: str) -> list[Question]:
 def questions(path: str, split: str) -> list[Question]:
   """The questions of `split` of `squad:path` (what the qa evaluator scores)."""
   files = split_files(path)
+  if not files:
+    # Checked before training (sources.check), but a folder can go between that and the
+    # evaluation after pretraining; "no split, available: (none)" would hide that it is gone.
+    raise errors.DataNotFoundError(
+        f'squad:{path}: {os.path.abspath(os.path.expanduser(path))} names no .json file. Fix: '
+        'point the source at squad:FILE.json, squad:DIR/{split}.json, or squad:DIR holding '
+        'train.json/test.json.')
   if split not in files:
     raise errors.DataError(f'squad:{path} has no split {split!r}; available: {", ".join(files)}.')
   return read(files[split])
