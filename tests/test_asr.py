@@ -61,6 +61,17 @@ def test_transcripts_of_a_folder_that_is_gone_say_so(tmp_path):
     asr_data.transcripts(str(gone), 'train')
 
 
+@pytest.mark.parametrize('option', ['warmup_steps', 'freeze_steps'])
+def test_steps_beyond_the_fine_tune_are_config_errors_naming_the_key(option):
+  # Were ValueErrors: a traceback after pretraining instead of the one-line error.
+  train = {'audio': np.zeros((8, 160), np.float32), 'audio_len': np.full(8, 160, np.int32)}
+  text = ['hello'] * 8
+  with pytest.raises(errors.ConfigError,
+                     match=rf'config\.evals\.speech\.{option}=100 must be in \[0, '):
+    asr.evaluate(None, None, None, train, text, train, text, epochs=1.0, batch_size=4,
+                 learning_rate=1e-3, key='config.evals.speech', **{option: 100})
+
+
 def test_greedy_decoding_collapses_repeats_then_drops_blanks():
   a, b, c = (1 + asr_data.ALPHABET.index(x) for x in 'abc')
   path = [a, a, 0, a, b, b, 0, 0, c, c, a]

@@ -29,6 +29,19 @@ def _main(tmp_path, *extra, env=None):
                *extra], env)
 
 
+def _squad_main(tmp_path, *extra):
+  """sslax.main on configs/mlm_squad.py:smoke with a one-question SQuAD file of tmp_path."""
+  squad_file = tmp_path / 'squad.json'
+  squad_file.write_text(json.dumps({'version': '1.1', 'data': [{'title': 't', 'paragraphs': [
+      {'context': 'Paris is in France.', 'qas': [
+          {'id': 'q0', 'question': 'Where is Paris?',
+           'answers': [{'text': 'France', 'answer_start': 12}]}]}]}]}))
+  return _run(['-m', 'sslax.main', '--config', 'configs/mlm_squad.py:smoke',
+               '--workdir', str(tmp_path / 'run'), f'--config.data.data_dir={tmp_path}/tfds',
+               f'--config.data.source=squad:{squad_file}',
+               f'--config.eval.source=squad:{squad_file}', *extra])
+
+
 def _one_line_error(result, *needles):
   assert result.returncode == 2, result.stderr[-3000:]
   lines = result.stderr.strip().splitlines()
@@ -78,18 +91,15 @@ def test_main_reports_a_missing_squad_or_asr_path(tmp_path):
     _one_line_error(_main(tmp_path, f'--config.eval.source={scheme}:{missing}'),
                     f"eval.source='{scheme}:{missing}'", str(missing), 'Fix:')
   # An evaluator's own source, checked with the evaluator's options before training.
-  squad_file = tmp_path / 'squad.json'
-  squad_file.write_text(json.dumps({'version': '1.1', 'data': [{'title': 't', 'paragraphs': [
-      {'context': 'Paris is in France.', 'qas': [
-          {'id': 'q0', 'question': 'Where is Paris?',
-           'answers': [{'text': 'France', 'answer_start': 12}]}]}]}]}))
-  result = _run(['-m', 'sslax.main', '--config', 'configs/mlm_squad.py:smoke',
-                 '--workdir', str(tmp_path / 'run'), f'--config.data.data_dir={tmp_path}/tfds',
-                 f'--config.data.source=squad:{squad_file}',
-                 f'--config.eval.source=squad:{squad_file}',
-                 f'--config.evals.qa.source=squad:{missing}'])
-  _one_line_error(result, f"evals.qa.source='squad:{missing}'", 'Fix:')
+  _one_line_error(_squad_main(tmp_path, f'--config.evals.qa.source=squad:{missing}'),
+                  f"evals.qa.source='squad:{missing}'", 'Fix:')
   assert not (tmp_path / 'tfds').exists()   # failed before building anything
+
+
+def test_main_reports_a_bad_qa_option(tmp_path):
+  # sequence_tasks.check raised ValueError: a traceback from validation, before training.
+  _one_line_error(_squad_main(tmp_path, '--config.evals.qa.val_fraction=1.5'),
+                  'config.evals.qa.val_fraction=1.5', 'must be in (0, 1)')
 
 
 def test_verbose_flag_and_environment_variable_bring_the_traceback_back(tmp_path):

@@ -133,6 +133,21 @@ def test_questions_of_a_folder_that_is_gone_say_so(tmp_path):
     squad.questions(str(gone), 'train')
 
 
+def test_too_short_windows_and_too_long_warmup_are_config_errors_naming_the_key():
+  # Both were ValueErrors: after pretraining, a traceback instead of the one-line error.
+  tokenizer = tokenizers.ByteTokenizer()
+  questions = [_question('Fort Frontenac'), _question('Lake Ontario')] * 4
+  key = 'config.evals.squad_qa'
+  with pytest.raises(errors.ConfigError, match=r'config\.data\.seq_len=24 leaves 5 context tokens'
+                                               rf'.* {key}\.doc_stride=16'):
+    qa_windows.make(tokenizer, questions, seq_len=24, doc_stride=16, max_query_tokens=16, key=key)
+  # Refused before anything compiles (no encoder needed to reach it).
+  with pytest.raises(errors.ConfigError, match=rf'{key}\.warmup_steps=1000 must be in \[0, '):
+    qa.evaluate(None, None, None, tokenizer, questions, questions, seq_len=64, epochs=1.0,
+                batch_size=8, learning_rate=1e-3, warmup_steps=1000, doc_stride=16,
+                max_query_tokens=16, key=key)
+
+
 def test_qa_span_loss_on_eight_devices_equals_one(tmp_path):
   from configs import mlm_squad
   config = mlm_squad.get_config('smoke')

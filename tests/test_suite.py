@@ -8,7 +8,9 @@ import pytest
 from sklearn import metrics as sk_metrics
 from sklearn.linear_model import LogisticRegression
 
+from configs import mlm_squad
 from configs import simclr_digits
+from sslax import errors
 from sslax import sharding
 from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
@@ -357,3 +359,12 @@ def test_best_step_keeps_the_best_held_out_weights_and_shows_its_progress(capsys
     assert (best, t, value, len(losses)) == (2, 2, 0.5, 5)
     err = capsys.readouterr().err
     assert ('asr seed 1/3' in err and 'best_held_out=0.5000' in err) == bool(progress), err
+
+
+def test_qa_with_a_method_without_embed_sequence_is_a_config_error():
+  # Was a ValueError: a traceback (after pretraining) instead of the one-line error.
+  c = mlm_squad.get_config('smoke')
+  evaluators = suite.Suite(c, lambda p, m, b: b, sharding.make_mesh(c.mesh))
+  with pytest.raises(errors.ConfigError, match=r"config\.evals\.qa \(type 'qa'\).*"
+                                               r'no embed_sequence.*evals\.qa\.enabled=False'):
+    evaluators.run({'': [({}, {})]}, names=['qa'])

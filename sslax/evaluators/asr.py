@@ -40,6 +40,7 @@ import jiwer
 import numpy as np
 import optax
 
+from sslax import errors
 from sslax.data.builders import asr as asr_data
 from sslax.evaluators import best_step
 from sslax.evaluators import fine_tune
@@ -190,11 +191,15 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
              batch_size: int, learning_rate: float, weight_decay: float = 0.0,
              warmup_steps: int = 0, freeze_steps: int = 0, val_fraction: float = 0.1,
              eval_every: int = 0, seed: int = 0, frames: Frames | None = None,
-             progress: str = '') -> tuple[dict[str, float], list[dict[str, str]]]:
+             progress: str = '',
+             key: str = 'config.evals.asr') -> tuple[dict[str, float], list[dict[str, str]]]:
   """Fine-tunes `params` + a CTC head on `train` ('audio', 'audio_len' and transcripts);
   ({'wer', 'cer', 'val_cer', 'best_step'} on `test` at the best held-out step, samples).
   `frames` (with buckets > 0): length-sorted batches cut to their longest clip. `progress`:
-  a progress bar's description ('': none)."""
+  a progress bar's description ('': none). `key`: the evaluator's config key, which errors
+  name."""
+  # sequence_tasks.check refuses these config values before training: here they are a
+  # caller's bug, not a user's setting.
   if not epochs > 0 or not 0 < val_fraction < 1:
     raise ValueError(f'asr needs epochs > 0 and val_fraction in (0, 1); got {epochs}, '
                      f'{val_fraction}.')
@@ -210,8 +215,10 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any,
   steps = max(1, math.ceil(epochs * per_epoch))
   for name, value in (('warmup_steps', warmup_steps), ('freeze_steps', freeze_steps)):
     if not 0 <= value < steps:
-      raise ValueError(f'asr {name}={value} must be in [0, {steps}) (the steps of '
-                       f'{epochs} epochs of {len(fit_idx)} clips at batch {batch_size}).')
+      # Known only now (the steps follow from the data): a setting the user can change.
+      raise errors.ConfigError(
+          f'{key}.{name}={value} must be in [0, {steps}) (the steps of {epochs} epochs of '
+          f'{len(fit_idx)} clips at batch {batch_size}); lower it.')
   tx, step, logits_fn = _compiled(embed_sequence, learning_rate, weight_decay, steps,
                                   warmup_steps, freeze_steps)
   feat_dim = jax.eval_shape(embed_sequence, params, model_state,

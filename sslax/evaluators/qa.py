@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sslax import errors
 from sslax.data.builders import squad
 from sslax.evaluators import best_step
 from sslax.evaluators import fine_tune
@@ -99,10 +100,13 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any, tokenizer,
              epochs: float, batch_size: int, learning_rate: float, weight_decay: float = 0.0,
              warmup_steps: int = 0, doc_stride: int = 128, max_query_tokens: int = 64,
              max_answer_tokens: int = 30, val_fraction: float = 0.1, eval_every: int = 0,
-             seed: int = 0, progress: str = '') -> tuple[dict[str, float], list[dict[str, Any]]]:
+             seed: int = 0, progress: str = '',
+             key: str = 'config.evals.qa') -> tuple[dict[str, float], list[dict[str, Any]]]:
   """Fine-tunes `params` + a span head on `train`; ({'exact_match', 'f1', 'val_f1',
   'best_step'} on `test` at the best held-out step, a few test predictions). `progress`: a
-  progress bar's description ('': none)."""
+  progress bar's description ('': none). `key`: the evaluator's config key, which errors name."""
+  # sequence_tasks.check refuses these config values before training: here they are a
+  # caller's bug, not a user's setting.
   if not epochs > 0 or not 0 < val_fraction < 1:
     raise ValueError(f'qa needs epochs > 0 and val_fraction in (0, 1); got {epochs}, '
                      f'{val_fraction}.')
@@ -111,14 +115,16 @@ def evaluate(embed_sequence: Callable, params: Any, model_state: Any, tokenizer,
   val = [train[i] for i in np.sort(order[:num_val])]
   fit = [train[i] for i in np.sort(order[num_val:])]
   make = functools.partial(qa_windows.make, tokenizer, seq_len=seq_len, doc_stride=doc_stride,
-                           max_query_tokens=max_query_tokens)
+                           max_query_tokens=max_query_tokens, key=key)
   fit_w, val_w, test_w = make(fit), make(val), make(test)
   data = _arrays(fit_w)
   per_epoch = math.ceil(len(fit_w.question_W) / batch_size)
   steps = max(1, math.ceil(epochs * per_epoch))
   if not 0 <= warmup_steps < steps:
-    raise ValueError(f'qa warmup_steps={warmup_steps} must be in [0, {steps}) (the steps of '
-                     f'{epochs} epochs of {len(fit_w.question_W)} windows at batch {batch_size}).')
+    # Known only now (the steps follow from the data): a setting the user can change.
+    raise errors.ConfigError(
+        f'{key}.warmup_steps={warmup_steps} must be in [0, {steps}) (the steps of {epochs} '
+        f'epochs of {len(fit_w.question_W)} windows at batch {batch_size}); lower it.')
   tx, step, logits_fn = _compiled(embed_sequence, learning_rate, weight_decay, steps,
                                   warmup_steps)
   feat_dim = jax.eval_shape(embed_sequence, params, model_state,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sslax import errors
 from sslax.data.builders import squad
 
 
@@ -42,8 +43,9 @@ def _answer_tokens(begin: np.ndarray, end: np.ndarray, start_char: int,
 
 
 def make(tokenizer, questions: Sequence[squad.Question], *, seq_len: int, doc_stride: int,
-         max_query_tokens: int) -> Windows:
-  """All windows of `questions`, in question order."""
+         max_query_tokens: int, key: str = 'config.evals.qa') -> Windows:
+  """All windows of `questions`, in question order; `key`: the evaluator's config key, which
+  errors name."""
   cache = {}
   rows = {k: [] for k in ('tokens', 'begin', 'end', 'start', 'stop', 'question')}
   for qi, q in enumerate(questions):
@@ -53,9 +55,10 @@ def make(tokenizer, questions: Sequence[squad.Question], *, seq_len: int, doc_st
     q_ids = tokenizer.encode(q.question)[:max_query_tokens]
     room = seq_len - len(q_ids) - 3
     if room < 1 or doc_stride > room:
-      raise ValueError(f'data.seq_len={seq_len} leaves {room} context tokens per window after '
-                       f'a {len(q_ids)}-token question, less than doc_stride={doc_stride}; raise '
-                       'data.seq_len or lower doc_stride / max_query_tokens.')
+      raise errors.ConfigError(
+          f'config.data.seq_len={seq_len} leaves {room} context tokens per window after a '
+          f'{len(q_ids)}-token question, less than {key}.doc_stride={doc_stride}; raise '
+          f'config.data.seq_len or lower {key}.doc_stride / {key}.max_query_tokens.')
     text, a = q.answers[0]
     first, last = _answer_tokens(c_begin, c_end, a, a + len(text))
     offset = len(q_ids) + 2

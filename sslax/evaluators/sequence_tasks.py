@@ -10,6 +10,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from sslax import errors
 from sslax.data import pipeline
 from sslax.data import sources
 from sslax.data import tokenizers
@@ -37,19 +38,20 @@ SCHEME = {'qa': 'squad', 'asr': 'asr'}
 
 
 def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
-  """Options and source of one qa/asr evaluator; ValueError naming the key."""
+  """Options and source of one qa/asr evaluator; errors.ConfigError naming the key."""
   if not float(ev.epochs) > 0:
-    raise ValueError(f'{key}.epochs={ev.epochs} must be > 0.')
+    raise errors.ConfigError(f'{key}.epochs={ev.epochs} must be > 0.')
   if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
-    raise ValueError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best step '
-                     'is chosen on it.')
+    raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best '
+                             'step is chosen on it.')
   if ev.type == 'asr' and int(ev.get('length_buckets', 0)) < 0:
-    raise ValueError(f'{key}.length_buckets={ev.length_buckets} must be >= 0 (0: no cut).')
+    raise errors.ConfigError(
+        f'{key}.length_buckets={ev.length_buckets} must be >= 0 (0: no cut).')
   scheme = sources.parse(source, key=source_key)[0]
   if scheme != SCHEME[ev.type]:
-    raise ValueError(f'{key} (type {ev.type!r}) reads a {SCHEME[ev.type]}: source, but '
-                     f'{source_key}={source!r}; set {key}.source='
-                     f'{SCHEME[ev.type]}:PATH.')
+    raise errors.ConfigError(f'{key} (type {ev.type!r}) reads a {SCHEME[ev.type]}: source, but '
+                             f'{source_key}={source!r}; set {key}.source='
+                             f'{SCHEME[ev.type]}:PATH.')
 
 
 def _kept(n: int, limit: int) -> np.ndarray:
@@ -82,9 +84,10 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
       record = raw[i]
       seconds = len(record['audio']) / int(record['sample_rate'])
       if seconds > clip + 1e-6:
-        raise ValueError(f'{path}/{record["file"]}: {seconds:.2f} s is longer than '
-                         f'config.data.clip_seconds={clip}, so its end would be cut from the '
-                         'audio but not from the transcript. Raise config.data.clip_seconds.')
+        raise errors.ConfigError(
+            f'{path}/{record["file"]}: {seconds:.2f} s is longer than '
+            f'config.data.clip_seconds={clip}, so its end would be cut from the audio but not '
+            'from the transcript. Raise config.data.clip_seconds.')
     records = pipeline.Records(source, split, data_dir=data_dir, in_memory=True,
                                transform=pipeline.record_transform(config.data))
     arrays = records.take(kept)
@@ -94,9 +97,11 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
 
 
 def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-          embed_sequence, encoder: tuple[Any, Any], seed: int,
-          progress: str = '') -> tuple[dict, list]:
-  """({metric: value}, test samples) of one encoder; `progress`: a bar's description."""
+          embed_sequence, encoder: tuple[Any, Any], seed: int, progress: str = '',
+          key: str = '') -> tuple[dict, list]:
+  """({metric: value}, test samples) of one encoder; `progress`: a bar's description; `key`:
+  the evaluator's config key (config.evals.NAME), which errors name."""
+  key = key or f'config.evals.{ev.type}'
   ev = {**OPTIONAL[ev.type], **ev.to_dict()}   # a run's config.json may predate an option
   common = dict(epochs=float(ev['epochs']), batch_size=int(ev['batch_size']),
                 learning_rate=float(ev['learning_rate']), weight_decay=float(ev['weight_decay']),
@@ -107,9 +112,9 @@ def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data
                        data['test'], seq_len=int(config.data.seq_len),
                        doc_stride=int(ev['doc_stride']),
                        max_query_tokens=int(ev['max_query_tokens']),
-                       max_answer_tokens=int(ev['max_answer_tokens']), **common)
+                       max_answer_tokens=int(ev['max_answer_tokens']), key=key, **common)
   (train, train_text), (test, test_text) = data['train'], data['test']
   frames = asr.Frames(int(config.audio.n_fft), int(config.audio.hop),
                       int(ev['length_buckets']))
   return asr.evaluate(embed_sequence, *encoder, train, train_text, test, test_text,
-                      freeze_steps=int(ev['freeze_steps']), frames=frames, **common)
+                      freeze_steps=int(ev['freeze_steps']), frames=frames, key=key, **common)

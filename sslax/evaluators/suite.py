@@ -152,10 +152,11 @@ class Suite:
     """The data of qa/asr evaluator `name`, read once per (type, source)."""
     ev = self.config.evals[name]
     if self._embed_sequence is None:
-      raise ValueError(f'config.evals.{name} (type {ev.type!r}) fine-tunes a head on per-token '
-                       f'or per-frame features, which config.method={self.config.method!r} '
-                       'does not give (no embed_sequence); use mlm/lm for qa, an audio method '
-                       'for asr.')
+      raise errors.ConfigError(
+          f'config.evals.{name} (type {ev.type!r}) fine-tunes a head on per-token or per-frame '
+          f'features, which config.method={self.config.method!r} does not give (no '
+          'embed_sequence); use mlm/lm for qa, an audio method for asr, or switch it off '
+          f'(--config.evals.{name}.enabled=False).')
     source = self._source(name)[0]
     if (ev.type, source) not in self._sequence_data:
       self._sequence_data[ev.type, source] = sequence_tasks.load(self.config, ev, source)
@@ -259,6 +260,8 @@ class Suite:
     if ev.type == 'ridge':
       return linear_probe.ridge_probe(x_train, y_train, x_test, y_test,
                                       num_classes=num_classes, l2=ev.l2)
+    # options.check refuses unknown types before training: a type that reaches this is one
+    # options knows and _score does not, a bug.
     raise ValueError(f'config.evals.{name}: unknown type {ev.type!r}.')
 
   def _score_streamed(self, name: str, feats: dict[str, Any], seed: int) -> dict[str, float]:
@@ -341,7 +344,7 @@ class Suite:
             metrics, samples = sequence_tasks.score(
                 self.config, self.config.evals[name], self._open_sequence(name),
                 self._embed_sequence, encoder, self.config.seed + i,
-                bar(prefix, name, i, len(seeds)))
+                bar(prefix, name, i, len(seeds)), key=f'config.evals.{name}')
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.samples[prefix + name] = samples
