@@ -302,11 +302,14 @@ def _input_spec(root: epath.Path, config: ml_collections.ConfigDict) -> dict[str
   try:
     return spec_of(train.sample_batch(config))
   except (FileNotFoundError, ValueError) as e:
+    # train.run writes input_spec.json once it has restored the checkpoint, before it trains
+    # on (sslax.evaluate never writes it), so resuming the run is the fix.
     raise errors.DataNotFoundError(
         f'{path} is missing (the run predates it) and the training data '
-        f'config.data.source={config.data.source!r} could not be read to infer it ({e}). Rerun '
-        '`python -m sslax.evaluate` on the workdir with the data present once; it writes '
-        f'{INPUT_SPEC}.') from e
+        f'config.data.source={config.data.source!r} could not be read to infer it ({e}). Fix: '
+        f'rerun `python -m sslax.main --config CONFIG --workdir {root}` with the run\'s config '
+        f'and overrides and its data present; it resumes from the latest checkpoint and writes '
+        f'{INPUT_SPEC} before training further (a finished run then evaluates again).') from e
 
 
 def checkpoint_steps(directory: epath.Path) -> list[int]:

@@ -12,6 +12,7 @@ import pytest
 
 import sslax
 from sslax import embed as embed_cli
+from sslax import errors
 from sslax import export
 from sslax import init_from
 from sslax import methods
@@ -150,3 +151,15 @@ def test_a_workdir_without_input_spec_needs_its_data(run, tmp_path):
   (old / 'config.json').write_text(json.dumps(config))
   with pytest.raises(FileNotFoundError, match='input_spec.json is missing'):
     sslax.load(str(old))
+
+
+def test_a_missing_input_spec_names_the_command_that_writes_it(tmp_path):
+  # Its fix named `python -m sslax.evaluate`, which never writes input_spec.json; train.run
+  # does, on resuming. Fails before any checkpoint is read, so no run is needed.
+  config = smoke_config(tmp_path / 'tfds', **{'data.source': f'folder:{tmp_path}/gone'})
+  (tmp_path / 'config.json').write_text(config.to_json_best_effort())
+  with pytest.raises(errors.DataNotFoundError) as raised:
+    sslax.load(str(tmp_path))
+  message = str(raised.value)
+  assert 'input_spec.json is missing' in message and 'sslax.evaluate' not in message
+  assert f'python -m sslax.main --config CONFIG --workdir {tmp_path}' in message
