@@ -22,7 +22,7 @@ Inputs are batched and padded to one batch size, so any N compiles once.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 import functools
 import json
 import logging as py_logging
@@ -57,12 +57,6 @@ def modality(input_spec: Mapping[str, Any]) -> str:
     return 'video' if len(input_spec['image']['shape']) == 4 else 'image'
   raise errors.ConfigError(f'An input spec with keys {sorted(input_spec)} names no modality sslax '
                            'knows (image, tokens, audio).')
-
-
-def _read_json(path: epath.Path, what: str) -> Any:
-  if not path.exists():
-    raise errors.DataNotFoundError(f'{path} is missing; {what}')
-  return json.loads(path.read_text())
 
 
 class Encoder:
@@ -202,11 +196,6 @@ class Encoder:
                 for k, s in self.input_spec.items()}
     return int(jax.eval_shape(self.method.embed, self.params, self.model_state,
                               abstract).shape[-1])
-
-  def embed_records(self, batches: Iterable[Mapping[str, np.ndarray]]) -> np.ndarray:
-    """Features of an iterable of prepared batches (e.g. a data source's), concatenated."""
-    return np.concatenate([self.embed_prepared({k: b[k] for k in self.input_spec})
-                           for b in batches])
 
 
 def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:

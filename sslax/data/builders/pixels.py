@@ -61,10 +61,6 @@ def decode(path: str, shape: tuple[int, int, int]) -> np.ndarray:
   return pixels
 
 
-def probe_chunk(paths: Sequence[str]) -> list[tuple[int, int, bool]]:
-  return [probe(p) for p in paths]
-
-
 def verify(path: str) -> tuple[int, int, bool]:
   """`probe`, plus a decode of all the data, so truncated and corrupt files fail at build
   time with their name rather than in a training step. JPEGs are decoded at 1/8 DCT scale
