@@ -4,6 +4,7 @@ the children only import the lock (and sslax.main parses its config)."""
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -276,9 +277,10 @@ def test_multi_process_run_is_refused_on_every_process(tmp_path):
   # Free: both run, and only process 0 holds (and names itself in) the lock.
   ran = _two_processes(workdir)
   assert [r.returncode for r in ran] == [0, 0], [r.stderr[-3000:] for r in ran]
-  # Gloo (the CPU collectives) prints to stdout as well.
-  outputs = [next(l for l in r.stdout.splitlines() if l.startswith('acquired')).split(maxsplit=3)
-             for r in ran]
+  # Gloo (the CPU collectives) prints to stdout as well, from C++: its lines may land inside ours.
+  found = [re.search(r'acquired (\d) (\d+) (\{.*\})', r.stdout) for r in ran]
+  assert all(found), [r.stdout for r in ran]
+  outputs = [['acquired', *m.groups()] for m in found]
   assert [o[:2] for o in outputs] == [['acquired', '0'], ['acquired', '1']], outputs
   assert all(json.loads(o[3])['pid'] == int(outputs[0][2]) for o in outputs), outputs
   assert (workdir / workdir_lock.LOCK_NAME).read_text() == ''   # released by process 0
