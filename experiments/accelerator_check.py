@@ -41,8 +41,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, 'benchmarks'))
 import bench_lib  # noqa: E402
-from sslax import methods  # noqa: E402
-from sslax import optim  # noqa: E402
 from sslax import sharding  # noqa: E402
 from sslax import storage  # noqa: E402
 from sslax import train  # noqa: E402
@@ -87,19 +85,11 @@ def check(config, steps: int, workdir: str) -> dict:
   """One row: compiles the train step, times it, times the input pipeline alone."""
   config = tokenizers.prepare(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, lr = optim.make(config)
-  sample = train.sample_batch(config)
-  init_fn = train.make_init(method, tx, sample, config.seed)
-  abstract = jax.eval_shape(init_fn)
-  state_sharding = train.state_shardings(config, method, sample, abstract, mesh)
-  state = jax.jit(init_fn, out_shardings=state_sharding)()
-  step = train.make_train_step(method, tx, lr, config.nan_policy, config.grad_accum_steps)
+  # The step train.run runs: shardings, donated state and the online probe if configured.
+  parts = train.build(config, mesh, train.sample_batch(config))
+  state = jax.jit(parts.init_fn, out_shardings=parts.state_sharding)()
   batches = pipeline.make_train(config, mesh, start_step=0)
-  timed = bench_lib.bench_step(
-      step, state, next(batches), warmup=2, repeats=steps,
-      in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
-      out_shardings=(state_sharding, sharding.replicated(mesh)))
+  timed = bench_lib.bench_step(parts.step_fn, state, next(batches), warmup=2, repeats=steps)
   step_s = timed['step_s']
 
   # The input pipeline alone: batches as train.run receives them, on the mesh.
@@ -112,7 +102,7 @@ def check(config, steps: int, workdir: str) -> dict:
   # XLA's cost analysis of an SPMD program counts one device's share.
   flops_per_device = timed['flops_per_step']
   flops = flops_per_device * jax.device_count()
-  params = sum(x.size for x in jax.tree.leaves(abstract.params))
+  params = sum(x.size for x in jax.tree.leaves(parts.abstract_state.params))
   return {'batch_size': config.batch_size, 'params': int(params),
           **{k: timed[k] for k in ('compile_s', 'step_s', 'step_s_min', 'step_s_max',
                                    'peak_bytes')},

@@ -94,9 +94,10 @@ def parse(name: str) -> Topology:
     return Topology(name, chip, 1, (1, 1))
   if chips < 4 or chips & (chips - 1) or (chip.cores_in_name and count % 2):
     smallest = 8 if chip.cores_in_name else 4
+    also_one = '' if chip.cores_in_name else ', or 1'
     raise errors.ConfigError(
         f'--topology={name!r}: the fit check knows {family} slices of {smallest}, '
-        f'{2 * smallest}, {4 * smallest}, ... (powers of two{"" if chip.cores_in_name else ", or 1"}).')
+        f'{2 * smallest}, {4 * smallest}, ... (powers of two{also_one}).')
   grid = [2, 2] + [1] * (chip.dims - 2)
   while math.prod(grid) < chips:
     smallest = min(grid)
@@ -165,10 +166,10 @@ def check(config: ml_collections.ConfigDict, topology: str, *, mock_data: bool =
   topo = parse(topology)
   tpu_devices = devices(topo)
   hosts = len({d.process_index for d in tpu_devices})
-  config = for_tpu(config, mock_data and config.data.source.startswith('tfds:'))
-  validate.check(config, num_devices=len(tpu_devices), num_processes=hosts)
   # Only the training split's first record is read: its shapes make the batch.
   mock_data = mock_data and config.data.source.startswith('tfds:')
+  config = for_tpu(config, mock_data)
+  validate.check(config, num_devices=len(tpu_devices), num_processes=hosts)
   mock = mock_catalog.catalog_mock() if mock_data else contextlib.nullcontext()
   with tempfile.TemporaryDirectory(prefix='sslax-compile-check-') as workdir, mock:
     config = tokenizers.prepare(config, workdir)   # a SentencePiece vocabulary, if any
@@ -210,14 +211,12 @@ def check(config: ml_collections.ConfigDict, topology: str, *, mock_data: bool =
   return report
 
 
-def _cost(compiled) -> dict[str, float]:
-  cost = compiled.cost_analysis()
-  return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
-
-
 def flops_of(compiled) -> float:
-  """XLA's FLOP count of a compiled program: for an SPMD program, one device's share."""
-  return float(_cost(compiled).get('flops', float('nan')))
+  """XLA's FLOP count of a compiled program (nan if absent): for an SPMD program, one
+  device's share. The benchmarks count with it too (experiments/benchmarks/bench_lib.py)."""
+  cost = compiled.cost_analysis()
+  cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+  return float(cost.get('flops', float('nan')))
 
 
 def memory(compiled) -> dict[str, int]:

@@ -133,8 +133,9 @@ def check_devices(expect_devices: int | None, expect_processes: int | None,
                  'run one task per GPU (--ntasks-per-node=<GPUs per node>, every task seeing '
                  'its node\'s GPUs, as experiments/slurm_gpu.sbatch does; not --gpus-per-task=1, '
                  'which hides the GPU JAX picks), or one task per node with '
-                 'JAX_LOCAL_DEVICE_IDS=0,1,...; pass --distributed (or --coordinator_address, --num_processes, '
-                 '--process_id), as to sslax.main, so the processes join one job.')
+                 'JAX_LOCAL_DEVICE_IDS=0,1,...; pass --distributed (or --coordinator_address, '
+                 '--num_processes, --process_id), as to sslax.main, so the processes join one '
+                 'job.')
   return Check('devices', True, f'{found}, as expected ({where})')
 
 

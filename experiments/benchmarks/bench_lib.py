@@ -8,6 +8,8 @@ One place for what every benchmark reports, so the numbers mean the same thing e
   peak memory       XLA's buffer assignment: arguments + outputs + temporaries - aliased
                     (donated) bytes, i.e. the live bytes the step needs at its peak;
   device peak       a measured large float32 matmul's FLOP/s when no datasheet value is known.
+
+Scripts importing it put the repository root on sys.path first (they all import sslax).
 """
 import statistics
 import time
@@ -16,12 +18,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from sslax import compile_check
+
 
 def cost_flops(compiled) -> float:
-  """FLOPs of one call of a compiled function, from XLA's cost analysis (nan if absent)."""
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get('flops', float('nan')))
+  """FLOPs of one call of a compiled function, from XLA's cost analysis (nan if absent): the
+  count sslax's compile check reports, one device's share of an SPMD program."""
+  return compile_check.flops_of(compiled)
 
 
 def peak_bytes(compiled) -> int:
