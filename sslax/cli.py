@@ -26,6 +26,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 # Importing JAX starts no backend: XLA_FLAGS set after this (fast_compile, the tests'
 # conftest) still apply.
 import jax
@@ -108,7 +109,7 @@ def check_overrides(config: Mapping[str, Any], argv: Sequence[str], name: str = 
     raise errors.ConfigError(f'Unknown config key {path!r} (--{name}.{path}); {hint}')
 
 
-def _flag_value(argv: Sequence[str], name: str) -> str | None:
+def flag_value(argv: Sequence[str], name: str) -> str | None:
   """The value of `--name=V` or `--name V` in argv, before absl has parsed it."""
   for i, arg in enumerate(argv):
     for dashes in ('--', '-'):
@@ -122,7 +123,7 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
 def _config_file(argv: Sequence[str]) -> Mapping[str, Any] | None:
   """The config that `--config=FILE[:ARG]` names, loaded as its flag will load it; None when
   there is no such flag or it cannot load (absl then reports why while parsing)."""
-  value = _flag_value(argv, 'config')
+  value = flag_value(argv, 'config')
   if 'config' not in flags.FLAGS or value is None:
     return None
   path = value.split(':', 1)[0]
@@ -224,6 +225,15 @@ def initialize_distributed() -> None:
                                initialization_timeout=f.initialization_timeout)
   elif f.distributed:
     jax.distributed.initialize(initialization_timeout=f.initialization_timeout)
+
+
+def start(argv: Sequence[str]) -> None:
+  """What every command's main does first: no positional arguments; Orbax and TFDS, which log
+  every file they open at INFO, quieted to WARNING unless --verbosity says otherwise."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {list(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def run(main: Callable[[list[str]], Any], *,

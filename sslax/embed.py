@@ -20,14 +20,18 @@ from collections.abc import Iterator
 import os
 from typing import Any
 
-from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
+from PIL import Image
+import tqdm
 
 from sslax import cli
+from sslax import encoder as encoder_lib
 from sslax import errors
 from sslax import storage
+from sslax.data import pipeline
+from sslax.data import sources
+from sslax.data import waveforms
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 AUDIO_EXTENSIONS = ('.wav',)
@@ -44,9 +48,7 @@ def list_files(root: str, extensions: tuple[str, ...]) -> list[str]:
 
 def _read_file(path: str, modality: str) -> Any:
   if modality == 'audio':
-    from sslax.data import waveforms
     return waveforms.decode_wav(path)
-  from PIL import Image
   try:
     with Image.open(path) as image:
       image = image.convert('L' if image.mode in ('L', 'I', 'I;16', '1') else 'RGB')
@@ -80,7 +82,6 @@ def file_chunks(encoder, root: str, chunk: int) -> Iterator[tuple[dict[str, np.n
 def source_chunks(encoder, source: str, split: str, data_dir: str | None,
                   chunk: int) -> Iterator[tuple[dict[str, np.ndarray], list[str], Any]]:
   """(model inputs, ids, labels or None) of a data source's split, `chunk` records at a time."""
-  from sslax.data import pipeline
   # Variable-size images arrive as eval views (shorter side -> data.image_size, centre).
   records = pipeline.Records(source, split, data_dir=data_dir, in_memory=False,
                              transform=pipeline.record_transform(encoder.config.data),
@@ -103,7 +104,6 @@ def source_chunks(encoder, source: str, split: str, data_dir: str | None,
 
 def write(encoder, chunks, out: str, *, progress: bool = True) -> int:
   """Embeds every chunk and writes `out` (.npz, or a directory of shards); returns N."""
-  import tqdm
   features, ids, labels = [], [], []
   # `out` may be gs://: files are written through epath (np.save/savez into file objects).
   shard_dir = None if out.endswith('.npz') else storage.path(out)
@@ -144,8 +144,6 @@ def _save_npy(path, array: np.ndarray) -> None:
 def run(workdir: str, input_: str, out: str, *, split: str = 'train', step: int | None = None,
         data_dir: str | None = None, shard_size: int = 4096, progress: bool = True) -> int:
   """Loads the encoder of `workdir`, embeds `input_` into `out`; returns the example count."""
-  from sslax import encoder as encoder_lib
-  from sslax.data import sources
   encoder = encoder_lib.load(workdir, step=step)
   if ':' in input_ and input_.split(':', 1)[0] in sources.SCHEMES:
     sources.check(input_, key='--input')
@@ -161,18 +159,17 @@ def run(workdir: str, input_: str, out: str, *, split: str = 'train', step: int 
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)   # Orbax logs every file it opens at INFO
+  cli.start(argv)
   f = flags.FLAGS
   n = run(f.workdir, f.input, f.out, split=f.split, step=f.step, data_dir=f.data_dir,
           shard_size=f.shard_size)
   print(f'Wrote the features of {n} examples to {f.out}.')
 
 
-if __name__ == '__main__':
-  # Flags only when run as a command (sslax.evaluate, imported by sslax.load, has --workdir).
+def define_flags(argv: list[str]) -> None:
+  """The command's flags: defined when it runs, not on import (sslax.export, imported beside
+  it in one process, has a --workdir too)."""
+  del argv
   flags.DEFINE_string('workdir', None, 'A sslax.main workdir or a sslax.export directory.')
   flags.DEFINE_string('input', None, 'A data source (folder:/npz:/text:/tsv:/builtin:/tfds:) '
                       'or a directory of image or WAV files.')
@@ -183,4 +180,12 @@ if __name__ == '__main__':
                       'config.data.data_dir.')
   flags.DEFINE_integer('shard_size', 4096, 'Examples read, embedded and written per shard.')
   flags.mark_flags_as_required(['workdir', 'input', 'out'])
-  cli.run(main)
+
+
+def command() -> None:
+  """`python -m sslax.embed` and the `sslax-embed` script."""
+  cli.run(main, define_flags=define_flags)
+
+
+if __name__ == '__main__':
+  command()

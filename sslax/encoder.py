@@ -4,7 +4,8 @@
 directory written by `python -m sslax.export`. Only the method's `params` and `model_state`
 are read from the checkpoint (an Orbax partial restore: no optimiser state, no EMA target,
 no online probe), and nothing of the training data is touched: what a batch looks like comes
-from `input_spec.json`, which `sslax.main` writes next to config.json.
+from `input_spec.json`, which `train.run` writes next to config.json (sslax/artifacts.py
+names and reads what a run leaves behind).
 
 `embed` takes raw inputs and applies the evaluators' preprocessing before the method's own
 `embed` (the function the evaluators call), so its features are the evaluators' features:
@@ -24,39 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 import functools
-import json
-import logging as py_logging
 from typing import Any
 
 from etils import epath
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
+import tqdm
 
+from sslax import artifacts
 from sslax import errors
-
-INPUT_SPEC = 'input_spec.json'
-# What a method's embed reads, by modality; other batch keys (label, mask) are not inputs.
-INPUT_KEYS = {'image': ('image',), 'video': ('image',), 'text': ('tokens',),
-              'audio': ('audio', 'audio_len')}
-
-
-def spec_of(sample_batch: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-  """{key: {'shape': per-example shape, 'dtype': name}} of an abstract global batch."""
-  return {k: {'shape': list(v.shape[1:]), 'dtype': np.dtype(v.dtype).name}
-          for k, v in sample_batch.items()}
-
-
-def modality(input_spec: Mapping[str, Any]) -> str:
-  """'image', 'video', 'text' or 'audio' from the keys and ranks of an input spec."""
-  if 'tokens' in input_spec:
-    return 'text'
-  if 'audio' in input_spec:
-    return 'audio'
-  if 'image' in input_spec:
-    return 'video' if len(input_spec['image']['shape']) == 4 else 'image'
-  raise errors.ConfigError(f'An input spec with keys {sorted(input_spec)} names no modality sslax '
-                           'knows (image, tokens, audio).')
+from sslax import methods
+from sslax import sharding
+from sslax.data import pipeline
+from sslax.data import tokenizers
+from sslax.data import waveforms
 
 
 class Encoder:
@@ -69,11 +53,9 @@ class Encoder:
 
   def __init__(self, config: ml_collections.ConfigDict, input_spec: Mapping[str, Any],
                params: Any, model_state: Any, step: int):
-    from sslax import methods
-    from sslax import sharding
     self.config, self.step = config, step
-    self.modality = modality(input_spec)
-    self.input_spec = {k: input_spec[k] for k in INPUT_KEYS[self.modality]}
+    self.modality = artifacts.modality(input_spec)
+    self.input_spec = {k: input_spec[k] for k in artifacts.INPUT_KEYS[self.modality]}
     self.method = methods.get(config.method)(config)
     # Evaluation's layout: batch over every device of a 1-D data mesh, weights replicated.
     self.mesh = sharding.make_mesh({'data': -1, 'fsdp': 1, 'model': 1})
@@ -122,7 +104,6 @@ class Encoder:
     return {k: v.astype(self.input_spec[k]['dtype']) for k, v in batch.items()}
 
   def _texts(self, texts: Any) -> dict[str, np.ndarray]:
-    from sslax.data import tokenizers
     if isinstance(texts, (str, bytes)):
       texts = [texts]
     # numpy scalars of str/bytes (a TFDS Text feature) count as strings too.
@@ -136,7 +117,6 @@ class Encoder:
                                ) if len(texts) else np.zeros((0, seq_len), np.int32)}
 
   def _waveforms(self, waves: Any, sample_rate: int | None) -> dict[str, np.ndarray]:
-    from sslax.data import waveforms
     if not sample_rate:
       raise errors.DataError(
           'An audio encoder needs the waveforms\' sample_rate: embed(waves, sample_rate=...) '
@@ -174,11 +154,9 @@ class Encoder:
   def embed_prepared(self, batch: Mapping[str, np.ndarray], *,
                      progress: bool = False) -> np.ndarray:
     """Features of model inputs {key: [N, ...]}, in batches of `batch_size` (last padded)."""
-    from sslax import sharding
     n = len(next(iter(batch.values())))
     starts = range(0, n, self.batch_size)
     if progress:
-      import tqdm
       starts = tqdm.tqdm(starts, unit='batch', desc='embed')
     out = []
     for start in starts:
@@ -201,7 +179,6 @@ class Encoder:
 def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   """uint8 image of `shape` (H, W, C): grey/RGBA channels matched, then (if the size
   differs) the central square resized to H x W, the crop `eval_view` would take."""
-  from PIL import Image
   if image.ndim == 2:
     image = image[..., None]
   if image.ndim != 3:
@@ -233,48 +210,30 @@ def fit_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 # ---- loading ---------------------------------------------------------------------------------
 
-def _root(path: str) -> epath.Path:
-  from sslax import storage
-  root = storage.path(path)   # a local folder or gs://
-  if not root.exists():
-    raise errors.DataNotFoundError(f'{path} does not exist; pass a sslax.main workdir or a '
-                                   'sslax.export directory.')
-  return root
-
-
-def _is_export(root: epath.Path) -> bool:
-  from sslax import export as export_lib
-  return (root / export_lib.MANIFEST).exists()
-
-
 def load(path: str, step: int | None = None) -> Encoder:
   """The encoder of a workdir (checkpoint `step`, default the latest) or of an export dir."""
-  from sslax import export as export_lib
-  root = _root(path)
-  if _is_export(root):
+  root = artifacts.root(path)
+  if artifacts.is_export(root):
     if step is not None:
       raise errors.ConfigError(f'{path} is an export (one step); load it without step=.')
-    return export_lib.load(root)
+    return _load_export(root)
   config = _config(root)
   spec = _input_spec(root, config)
-  params, model_state, step = restore_weights(root / 'checkpoints', step)
+  params, model_state, step = artifacts.restore_weights(root / artifacts.CHECKPOINTS, step)
   return Encoder(config, spec, params, model_state, step)
 
 
-def load_weights(path: str, step: int | None = None) -> tuple[Any, Any, int]:
-  """(params, model_state, step) as host arrays, of a workdir's checkpoint or an export."""
-  from sslax import export as export_lib
-  root = _root(path)
-  if _is_export(root):
-    params, model_state = export_lib.read_weights(root)
-    return params, model_state, export_lib.manifest(root)['step']
-  return restore_weights(root / 'checkpoints', step)
+def _load_export(root: epath.Path) -> Encoder:
+  content = artifacts.manifest(root)
+  config = artifacts.read_config(str(root))
+  if config.data.get('tokenizer', '') == 'sentencepiece':
+    config.data.tokenizer_dir = str(root / config.data.tokenizer_dir)
+  params, model_state = artifacts.read_export_weights(root)
+  return Encoder(config, content['input_spec'], params, model_state, content['step'])
 
 
 def _config(root: epath.Path) -> ml_collections.ConfigDict:
-  from sslax import evaluate
-  from sslax.data import tokenizers
-  config = evaluate.load_config(str(root))
+  config = artifacts.read_config(str(root))
   if config.data.get('tokenizer', '') == 'sentencepiece':
     # Its own tokenizer folder, not the path recorded when it ran: a moved workdir loads.
     config.data.tokenizer_dir = str(root / 'tokenizer')
@@ -283,59 +242,21 @@ def _config(root: epath.Path) -> ml_collections.ConfigDict:
 
 
 def _input_spec(root: epath.Path, config: ml_collections.ConfigDict) -> dict[str, Any]:
-  path = root / INPUT_SPEC
-  if path.exists():
-    return json.loads(path.read_text())
+  spec = artifacts.read_input_spec(root)
+  if spec is not None:
+    return spec
   # Workdirs from before input_spec.json existed: the training data's first record.
-  from sslax import train
   try:
-    return spec_of(train.sample_batch(config))
+    record = pipeline.first_train_record(config)
+    sample = {k: jax.ShapeDtypeStruct((1, *v.shape), v.dtype) for k, v in record.items()}
+    return artifacts.spec_of(pipeline.encoder_inputs(config, sample))
   except (FileNotFoundError, ValueError) as e:
     # train.run writes input_spec.json once it has restored the checkpoint, before it trains
     # on (sslax.evaluate never writes it), so resuming the run is the fix.
     raise errors.DataNotFoundError(
-        f'{path} is missing (the run predates it) and the training data '
+        f'{root / artifacts.INPUT_SPEC} is missing (the run predates it) and the training data '
         f'config.data.source={config.data.source!r} could not be read to infer it ({e}). Fix: '
         f'rerun `python -m sslax.main --config CONFIG --workdir {root}` with the run\'s config '
         f'and overrides and its data present; it resumes from the latest checkpoint and writes '
-        f'{INPUT_SPEC} before training further (a finished run then evaluates again).') from e
-
-
-def checkpoint_steps(directory: epath.Path) -> list[int]:
-  """Steps with a complete checkpoint in `directory` (Orbax renames a step dir only when
-  the save finished; quarantined `.corrupt` dirs and temporaries have non-integer names)."""
-  if not directory.exists():
-    return []
-  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-
-
-def restore_weights(directory: epath.Path, step: int | None = None) -> tuple[Any, Any, int]:
-  """(params, model_state, step) of checkpoint `step` (default latest) as host arrays."""
-  import orbax.checkpoint as ocp
-  steps = checkpoint_steps(directory)
-  if not steps:
-    raise errors.DataNotFoundError(
-        f'{directory} holds no checkpoint; pass the workdir of a run that saved at least one '
-        '(checkpoint.every_steps or the last step).')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise errors.ConfigError(f'step={step} has no checkpoint in {directory}; it has steps {steps}.')
-  path = directory / str(step) / 'state'
-  checkpointer = ocp.PyTreeCheckpointer()
-  # Orbax warns about a per-item metadata file that StandardSave never writes.
-  absl_logger = py_logging.getLogger('absl')
-  level = absl_logger.level
-  absl_logger.setLevel(py_logging.ERROR)
-  try:
-    saved = checkpointer.metadata(path).item_metadata.tree
-    # A stateless model's empty model_state has no leaves to restore.
-    wanted = {k: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[k])
-              for k in ('params', 'model_state') if jax.tree.leaves(saved.get(k, {}))}
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
-        item=wanted, partial_restore=True,
-        restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), wanted)))
-  finally:
-    absl_logger.setLevel(level)
-  return restored['params'], restored.get('model_state', {}), step
+        f'{artifacts.INPUT_SPEC} before training further (a finished run then evaluates again).'
+    ) from e

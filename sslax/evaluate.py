@@ -8,18 +8,17 @@ only those `--evals` names, switched on or not) on it and on the random-init enc
 sslax/reports.py) to `--output_dir` (default: DIR). Any config value can be overridden like
 in sslax.main, e.g. `--config.eval.num_seeds=3` or `--config.evals.linear_probe.steps=500`.
 """
-import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 from ml_collections import config_flags
 
+from sslax import artifacts
+from sslax import callable_module
 from sslax import checkpoint
-from sslax import config_base
 from sslax import cli
 from sslax import errors
 from sslax import methods
@@ -35,36 +34,16 @@ from sslax.evaluators import online_probe
 from sslax.evaluators import options
 from sslax.evaluators import suite
 
-def _tuples(node: Any) -> Any:
-  """JSON turns the config's tuples into lists; modules and probes expect tuples back."""
-  if isinstance(node, dict):
-    return {k: _tuples(v) for k, v in node.items()}
-  if isinstance(node, list):
-    return tuple(_tuples(v) for v in node)
-  return node
-
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run wrote to `workdir/config.json`."""
-  root = storage.path(workdir)
-  if root.exists() and not root.is_dir():
-    raise errors.ConfigError(f'--workdir={workdir!r} is a file; pass the directory of a '
-                             'sslax.main run (the one holding config.json and checkpoints/).')
-  path = root / 'config.json'
-  if not path.exists():
-    raise errors.DataNotFoundError(
-        f'--workdir={workdir!r} has no config.json; pass the directory of a sslax.main run.')
-  config = _tuples(json.loads(path.read_text()))
-  # Optional evaluator keys the run did not set get their defaults, so that the command line
-  # can override them (e.g. --config.evals.fine_tune.warmup_steps=60).
-  # Eval keys added since the run (e.g. eval.raw_input) get their defaults likewise.
-  defaults = config_base.base().eval.to_dict()
-  config.setdefault('eval', {}).update(
-      {k: v for k, v in defaults.items() if k not in config.get('eval', {})})
+  """The resolved config a run wrote to `workdir/config.json`, with the optional keys of its
+  evaluators that it did not set at their defaults, so that the command line can override
+  them (e.g. --config.evals.fine_tune.warmup_steps=60)."""
+  config = artifacts.read_config(workdir)
   for ev in config.get('evals', {}).values():
-    if isinstance(ev, dict) and ev.get('type') in options.OPTIONS:
+    if isinstance(ev, ml_collections.ConfigDict) and ev.get('type') in options.OPTIONS:
       ev.update({k: v for k, v in options.optional(ev['type']).items() if k not in ev})
-  return ml_collections.ConfigDict(config)
+  return config
 
 
 def select(config: ml_collections.ConfigDict, names: list[str]) -> ml_collections.ConfigDict:
@@ -142,28 +121,44 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = N
   return results
 
 
-def _workdir_from_argv(argv: list[str]) -> str | None:
-  """--workdir's value, read before absl parses flags: the config flag's defaults need it."""
-  for i, arg in enumerate(argv):
-    if arg.startswith('--workdir='):
-      return arg.split('=', 1)[1]
-    if arg == '--workdir' and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
+def evaluate(workdir: str, evals: Sequence[str] | None = None, *, step: int | None = None,
+             output_dir: str | None = None, overrides: Mapping[str, Any] | None = None
+             ) -> dict[str, float]:
+  """`sslax.evaluate(workdir, evals=None)`: the run's evaluators on its checkpoint `step`
+  (default the latest), its random init and the raw-input baseline, as
+  `python -m sslax.evaluate` runs them; returns results.json's content.
+
+  `evals`: names of the run's config.evals to run, switched on or not (default: the enabled
+  ones); `overrides`: {dotted config key: value}, e.g. {'eval.num_seeds': 3}; reports go to
+  `output_dir` (default: `workdir`).
+  """
+  config = load_config(workdir)
+  if overrides:
+    cli.check_overrides(config, [f'--config.{k}' for k in overrides])
+    config.update_from_flattened_dict(dict(overrides))
+  return run(config, workdir, step=step, output_dir=output_dir,
+             evals=list(evals) if evals is not None else None)
+
+
+callable_module.make_callable(__name__, evaluate)
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   f = flags.FLAGS
   run(f.config, f.workdir, step=f.step, output_dir=f.output_dir, evals=f.evals)
 
 
-def define_config_flag(argv: list[str]) -> None:
-  """--config: the run's config.json, which --workdir names, with its overrides checked."""
-  workdir = _workdir_from_argv(argv)
+def define_flags(argv: list[str]) -> None:
+  """The command's flags, --config among them: the run's config.json, which --workdir names,
+  with its overrides checked (the config flag's default needs argv, so it is made here)."""
+  flags.DEFINE_string('workdir', None, 'A training run\'s directory (config.json, checkpoints/).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+  flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
+  flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma separated), '
+                    'including ones the config switches off.')
+  flags.mark_flags_as_required(['workdir'])
+  workdir = cli.flag_value(argv, 'workdir')
   config = ml_collections.ConfigDict()
   if workdir:   # without one, absl reports the missing --workdir
     config = load_config(workdir)
@@ -173,13 +168,10 @@ def define_config_flag(argv: list[str]) -> None:
       lock_config=True)
 
 
+def command() -> None:
+  """`python -m sslax.evaluate` and the `sslax-evaluate` script."""
+  cli.run(main, define_flags=define_flags)
+
+
 if __name__ == '__main__':
-  # Flags only when run as a command: sslax.load imports this module (load_config) from
-  # sslax.embed / sslax.export, which have a --workdir of their own.
-  flags.DEFINE_string('workdir', None, 'A training run\'s directory (config.json, checkpoints/).')
-  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
-  flags.DEFINE_string('output_dir', None, 'Where reports go; default: --workdir.')
-  flags.DEFINE_list('evals', None, 'Run only these entries of config.evals (comma separated), '
-                    'including ones the config switches off.')
-  flags.mark_flags_as_required(['workdir'])
-  cli.run(main, define_flags=define_config_flag)
+  command()

@@ -1,6 +1,7 @@
 """A standalone encoder artefact: `python -m sslax.export --workdir W --out DIR [--step N]`.
 
-DIR holds (format version FORMAT_VERSION, recorded in MANIFEST):
+DIR holds (sslax/artifacts.py names the files; format version FORMAT_VERSION, recorded in
+MANIFEST):
 - `weights.safetensors`: the method's `params` and `model_state`, one tensor per leaf, named
   by its '/'-joined pytree path under 'params/' or 'model_state/' (for example
   'params/encoder/Conv_0/kernel', 'model_state/batch_stats/encoder/BatchNorm_0/mean');
@@ -13,7 +14,7 @@ DIR holds (format version FORMAT_VERSION, recorded in MANIFEST):
 - `config.json` (the run's resolved config), `input_spec.json`, the SentencePiece model under
   `tokenizer/` when the run used one, MANIFEST, and a README.md saying how to call it.
 
-`sslax.load(DIR)` reads it back as an `Encoder`; `config.init_from=DIR` starts a run there.
+`sslax.load(DIR)` reads it back as an `Encoder` (encoder.py, through artifacts.py); `config.init_from=DIR` starts a run there.
 """
 from __future__ import annotations
 
@@ -21,83 +22,60 @@ import json
 import sys
 from typing import Any
 
-from absl import app
 from absl import flags
-from absl import logging
 from etils import epath
 import jax
 import numpy as np
+from safetensors import numpy as safetensors_numpy
 
+from sslax import artifacts
+from sslax import callable_module
 from sslax import cli
-from sslax import errors
+from sslax import encoder as encoder_lib
 from sslax import storage
+from sslax.data import tokenizers
 
-MANIFEST = 'sslax_export.json'
-FORMAT = 'sslax-encoder'
-FORMAT_VERSION = 1
-WEIGHTS = 'weights.safetensors'
-FUNCTION = 'embed.jax_export'
 # Lowered for every platform a user may call it on; a platform JAX cannot lower for here is
 # left out and the manifest says which were kept.
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 
 
-def flatten(tree: Any, prefix: str) -> dict[str, np.ndarray]:
-  """{'prefix/a/b': leaf} of a nested dict (the safetensors naming convention)."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    name = '/'.join([prefix] + [str(getattr(k, 'key', k)) for k in path])
-    out[name] = np.ascontiguousarray(np.asarray(leaf))
-  return out
+def export(encoder: encoder_lib.Encoder | str, out: str, *, step: int | None = None
+           ) -> epath.Path:
+  """Writes an encoder as a standalone directory `out` (local or gs://); returns its path.
 
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-  """The nested dict of `flatten`'s names (inverse up to the prefix level)."""
-  tree: dict[str, Any] = {}
-  for name, leaf in flat.items():
-    *parents, last = name.split('/')
-    node = tree
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[last] = leaf
-  return tree
-
-
-def _trees(flat: dict[str, Any]) -> tuple[Any, Any]:
-  """(params, model_state) of a flat weights dict; absent (e.g. stateless models): {}."""
-  tree = unflatten(flat)
-  return tree.get('params', {}), tree.get('model_state', {})
-
-
-def export(encoder, out: str) -> epath.Path:
-  """Writes `encoder` (an sslax.encoder.Encoder) as a standalone directory `out`."""
-  from safetensors.numpy import save
+  `sslax.export(workdir, out, step=None)`: `encoder` is a sslax.main workdir (checkpoint
+  `step`, default the latest) or an `Encoder` that `sslax.load` gave.
+  """
+  if not isinstance(encoder, encoder_lib.Encoder):
+    encoder = encoder_lib.load(encoder, step=step)
   out_dir = storage.path(out)   # local or gs://: every file goes through epath
   out_dir.mkdir(parents=True, exist_ok=True)
-  weights = {**flatten(encoder.params, 'params'), **flatten(encoder.model_state, 'model_state')}
-  (out_dir / WEIGHTS).write_bytes(save(weights, metadata={'format': FORMAT,
-                                                          'format_version': str(FORMAT_VERSION)}))
-  platforms = _export_function(encoder, weights, out_dir / FUNCTION)
+  weights = {**artifacts.flatten(encoder.params, 'params'),
+             **artifacts.flatten(encoder.model_state, 'model_state')}
+  (out_dir / artifacts.WEIGHTS).write_bytes(safetensors_numpy.save(weights, metadata={
+      'format': artifacts.FORMAT, 'format_version': str(artifacts.FORMAT_VERSION)}))
+  platforms = _export_function(encoder, weights, out_dir / artifacts.FUNCTION)
   config = encoder.config.to_dict()
   if encoder.config.data.get('tokenizer', '') == 'sentencepiece':
-    from sslax.data import tokenizers
     (out_dir / 'tokenizer').mkdir(exist_ok=True)
     (out_dir / 'tokenizer' / tokenizers.SPM_MODEL).write_bytes(
         (storage.path(encoder.config.data.tokenizer_dir) / tokenizers.SPM_MODEL).read_bytes())
     config['data']['tokenizer_dir'] = 'tokenizer'   # relative to the export directory
-  (out_dir / 'config.json').write_text(json.dumps(config, indent=2, sort_keys=True))
-  (out_dir / 'input_spec.json').write_text(json.dumps(encoder.input_spec, indent=2))
-  manifest = {'format': FORMAT, 'format_version': FORMAT_VERSION, 'step': encoder.step,
+  (out_dir / artifacts.CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+  (out_dir / artifacts.INPUT_SPEC).write_text(json.dumps(encoder.input_spec, indent=2))
+  manifest = {'format': artifacts.FORMAT, 'format_version': artifacts.FORMAT_VERSION,
+              'step': encoder.step,
               'method': encoder.config.method, 'modality': encoder.modality,
               'feature_dim': encoder.feature_dim, 'input_spec': encoder.input_spec,
               'platforms': platforms, 'jax_version': jax.__version__}
   (out_dir / 'README.md').write_text(_readme(manifest))
   # Last: a directory with a manifest is complete.
-  (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+  (out_dir / artifacts.MANIFEST).write_text(json.dumps(manifest, indent=2))
   return out_dir
 
 
-def _export_function(encoder, weights: dict[str, np.ndarray], path: epath.Path) -> list[str]:
+def _export_function(encoder: encoder_lib.Encoder, weights: dict[str, np.ndarray], path: epath.Path) -> list[str]:
   (b,) = jax.export.symbolic_shape('b')
   weights_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in weights.items()}
   batch_spec = {k: jax.ShapeDtypeStruct((b, *s['shape']), s['dtype'])
@@ -105,7 +83,7 @@ def _export_function(encoder, weights: dict[str, np.ndarray], path: epath.Path) 
   embed = encoder.method.embed
 
   def fn(flat_weights, batch):
-    return embed(*_trees(flat_weights), batch)
+    return embed(*artifacts.trees(flat_weights), batch)
 
   platforms = list(PLATFORMS)
   while True:
@@ -129,7 +107,7 @@ def _readme(manifest: dict[str, Any]) -> str:
 
 A {manifest['modality']} encoder pretrained with sslax's `{manifest['method']}`; features are
 float32 [b, {manifest['feature_dim']}], the ones sslax's evaluators use. Format
-`{FORMAT}` version {FORMAT_VERSION}; lowered for {', '.join(manifest['platforms'])}.
+`{artifacts.FORMAT}` version {artifacts.FORMAT_VERSION}; lowered for {', '.join(manifest['platforms'])}.
 
 Inputs (`input_spec.json`), b any batch size:
 {spec}
@@ -139,8 +117,8 @@ Without sslax (needs `jax` and `safetensors`):
 ```python
 import jax, numpy as np
 from safetensors.numpy import load_file
-weights = load_file('{WEIGHTS}')
-embed = jax.export.deserialize(open('{FUNCTION}', 'rb').read())
+weights = load_file('{artifacts.WEIGHTS}')
+embed = jax.export.deserialize(open('{artifacts.FUNCTION}', 'rb').read())
 features = embed.call(weights, batch)   # batch: {{key: array}} as listed above
 ```
 
@@ -159,52 +137,30 @@ SentencePiece model when the run used one (byte-level text: token = 6 + UTF-8 by
 """
 
 
-def manifest(root: epath.Path) -> dict[str, Any]:
-  """The export's manifest, after checking that this sslax reads its format version."""
-  content = json.loads((root / MANIFEST).read_text())
-  if content.get('format') != FORMAT or content.get('format_version') != FORMAT_VERSION:
-    raise errors.ConfigError(
-        f'{root / MANIFEST} is format {content.get("format")!r} version '
-        f'{content.get("format_version")!r}; this sslax reads {FORMAT!r} version '
-        f'{FORMAT_VERSION}. Re-export the workdir with this version of sslax.')
-  return content
-
-
-def read_weights(root: epath.Path) -> tuple[Any, Any]:
-  """(params, model_state) of an export directory, as numpy arrays."""
-  from safetensors.numpy import load
-  manifest(root)
-  return _trees(load((root / WEIGHTS).read_bytes()))
-
-
-def load(root: epath.Path):
-  """An `Encoder` from an export directory (see the module docstring)."""
-  from sslax import encoder as encoder_lib
-  from sslax import evaluate
-  content = manifest(root)
-  config = evaluate.load_config(str(root))
-  if config.data.get('tokenizer', '') == 'sentencepiece':
-    config.data.tokenizer_dir = str(root / config.data.tokenizer_dir)
-  params, model_state = read_weights(root)
-  return encoder_lib.Encoder(config, content['input_spec'], params, model_state,
-                             content['step'])
-
-
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)   # Orbax logs every file it opens at INFO
-  from sslax import encoder as encoder_lib
+  cli.start(argv)
   f = flags.FLAGS
-  out = export(encoder_lib.load(f.workdir, step=f.step), f.out)
+  out = export(f.workdir, f.out, step=f.step)
   print(f'Wrote {out}; {out / "README.md"} says how to call it.')
 
 
-if __name__ == '__main__':
-  # Flags only when run as a command: sslax.evaluate, imported by `load`, has a --workdir too.
+def define_flags(argv: list[str]) -> None:
+  """The command's flags: defined when it runs, not on import (sslax.embed, imported beside
+  it in one process, has a --workdir too)."""
+  del argv
   flags.DEFINE_string('workdir', None, 'A sslax.main run directory.')
   flags.DEFINE_string('out', None, 'Directory to write the export to.')
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
   flags.mark_flags_as_required(['workdir', 'out'])
-  cli.run(main)
+
+
+callable_module.make_callable(__name__, export)   # sslax.export(workdir, out)
+
+
+def command() -> None:
+  """`python -m sslax.export` and the `sslax-export` script."""
+  cli.run(main, define_flags=define_flags)
+
+
+if __name__ == '__main__':
+  command()

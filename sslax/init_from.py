@@ -1,7 +1,7 @@
 """`config.init_from=PATH`: start a run from the weights of a workdir or an export.
 
 The fresh state at step 0 is built as usual (sslax/train.py), then every array of its
-`params` and `model_state` whose name (the '/'-joined path, sslax/export.py's convention) is
+`params` and `model_state` whose name (the '/'-joined path, sslax/artifacts.py's convention) is
 in PATH's weights takes PATH's value; arrays PATH lacks (a new head, another method's
 predictor) keep their initialisation, and PATH's arrays the method has no place for are
 ignored. An array with no exact match takes PATH's array of the same path from the
@@ -20,9 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from sslax import artifacts
 from sslax import errors
-
-from sslax import export as export_lib
 
 
 def _suffix(name: str) -> str:
@@ -41,13 +40,12 @@ def _encoder_key(name: str) -> tuple[str, str] | None:
 
 def apply(state, path: str) -> tuple[Any, str]:
   """(state with PATH's weights, a one-line summary). `state` is a TrainState (any layout)."""
-  from sslax import encoder as encoder_lib
-  params, model_state, step = encoder_lib.load_weights(path)
-  loaded = {**export_lib.flatten(params, 'params'),
-            **export_lib.flatten(model_state, 'model_state')}
-  init = {**export_lib.flatten(state.params, 'params'),
-          **export_lib.flatten(state.model_state, 'model_state'),
-          **export_lib.flatten(state.extra, 'extra')}
+  params, model_state, step = artifacts.load_weights(path)
+  loaded = {**artifacts.flatten(params, 'params'),
+            **artifacts.flatten(model_state, 'model_state')}
+  init = {**artifacts.flatten(state.params, 'params'),
+          **artifacts.flatten(state.model_state, 'model_state'),
+          **artifacts.flatten(state.extra, 'extra')}
   by_encoder: dict[tuple[str, str], list[str]] = {}
   for n in loaded:
     if _encoder_key(n):

@@ -4,13 +4,15 @@ Rerunning the same command on the same workdir resumes from its last checkpoint;
 `--config.key=value` overrides any config value. A config or data error prints one line and
 exits 2 (`--verbose` or SSLAX_VERBOSE=1 adds the traceback; see sslax/cli.py).
 """
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
 from sslax import cli
+# Importing the trainer starts no JAX backend, so jax.distributed.initialize below still comes
+# first (tests/test_multiprocess.py runs two processes through this module).
+from sslax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
@@ -21,18 +23,18 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    # Orbax and TFDS log every step of every save at INFO; --verbosity=0 brings them back.
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   cli.fast_compile(_CONFIG.value)
   cli.initialize_distributed()   # multi-process runs: before any other JAX call
   logging.info('JAX %s: %d processes, %d devices (%s)', jax.__version__, jax.process_count(),
                jax.device_count(), jax.devices()[0].platform)
-  from sslax import train   # after distributed init: importing it touches no backend, but be safe
   train.run(_CONFIG.value, _WORKDIR.value)
 
 
-if __name__ == '__main__':
+def command() -> None:
+  """`python -m sslax.main` and the `sslax-train` script."""
   cli.run(main)
+
+
+if __name__ == '__main__':
+  command()

@@ -25,9 +25,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 
-from absl import app
 from absl import flags
-from absl import logging
 from etils import epath
 import jax
 import ml_collections
@@ -41,21 +39,6 @@ from sslax import storage
 from sslax import validate
 from sslax.evaluators import data_check
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file, e.g. configs/simclr_digits.py:smoke.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The workdir the job will use.')
-_EXPECT_DEVICES = flags.DEFINE_integer(
-    'expect_devices', None, 'Devices the job must see in all; default: from SLURM, if any.')
-_EXPECT_PROCESSES = flags.DEFINE_integer(
-    'expect_processes', None, 'Processes the job must have; default: SLURM_NTASKS, if set.')
-_TOPOLOGY = flags.DEFINE_string(
-    'topology', None, 'A TPU slice (e.g. v4-32, v5e-16): compile the train step for it on '
-    'this host (libtpu, no TPU needed) instead of the live checks (sslax/compile_check.py).')
-_MOCK_DATA = flags.DEFINE_bool(
-    'mock_data', False, 'With --topology: tfds: sources read TFDS mock records of the '
-    "config's shapes, so the catalog data set need not be on this host.")
-cli.define_distributed_flags()
 
 MIN_PYTHON = (3, 11)
 REQUIREMENTS = pathlib.Path(__file__).resolve().parents[1] / 'requirements.txt'
@@ -220,31 +203,50 @@ def run_checks(config: ml_collections.ConfigDict, workdir: str, *,
   return checks
 
 
+def define_flags(argv: list[str]) -> None:
+  """The command's flags: defined when it runs, not on import (sslax.main, which a process may
+  import beside this module, has a --config and a --workdir too)."""
+  del argv
+  config_flags.DEFINE_config_file(
+      'config', None, 'Experiment config file, e.g. configs/simclr_digits.py:smoke.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The workdir the job will use.')
+  flags.DEFINE_integer(
+      'expect_devices', None, 'Devices the job must see in all; default: from SLURM, if any.')
+  flags.DEFINE_integer(
+      'expect_processes', None, 'Processes the job must have; default: SLURM_NTASKS, if set.')
+  flags.DEFINE_string(
+      'topology', None, 'A TPU slice (e.g. v4-32, v5e-16): compile the train step for it on '
+      'this host (libtpu, no TPU needed) instead of the live checks (sslax/compile_check.py).')
+  flags.DEFINE_bool(
+      'mock_data', False, 'With --topology: tfds: sources read TFDS mock records of the '
+      "config's shapes, so the catalog data set need not be on this host.")
+  cli.define_distributed_flags()
+
+
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)   # TFDS logs every build step at INFO
+  cli.start(argv)
+  f = flags.FLAGS
   # Checked here, not with flags.mark_flags_as_required: that validator would run on every
-  # parse of absl's global FLAGS in a process that imports this module (tests; grain workers
-  # parse them too, data/pipeline.py) and fail there without a --config.
-  if _CONFIG.value is None:
+  # parse of absl's global FLAGS in this process (grain workers parse them too,
+  # data/pipeline.py) and fail there without a --config.
+  if f.config is None:
     raise errors.ConfigError('--config is required, e.g. --config configs/simclr_digits.py.')
-  config = _CONFIG.value
-  if _TOPOLOGY.value:
+  config = f.config
+  if f.topology:
     # Compile-only: the host's own backend is the CPU, also on a TPU VM whose chips a job
     # may be using (jax_platforms is read when the first backend starts, i.e. later).
     jax.config.update('jax_platforms', 'cpu')
-    report = compile_check.check(config, _TOPOLOGY.value, mock_data=_MOCK_DATA.value,
-                                 name=flags.FLAGS['config'].config_filename)
+    report = compile_check.check(config, f.topology, mock_data=f.mock_data,
+                                 name=f['config'].config_filename)
     print(compile_check.format_report(report), flush=True)
     compile_check.assert_fits(report)   # one line and exit 2, with the fixes
     return
-  if not _WORKDIR.value:
+  if not f.workdir:
     raise errors.ConfigError('--workdir is needed for the live checks (or pass --topology).')
   cli.initialize_distributed()   # before any other JAX call, as in sslax.main
-  checks = run_checks(config, _WORKDIR.value, expect_devices=_EXPECT_DEVICES.value,
-                      expect_processes=_EXPECT_PROCESSES.value)
+  checks = run_checks(config, f.workdir, expect_devices=f.expect_devices,
+                      expect_processes=f.expect_processes)
   failed = [c.name for c in checks if not c.ok]
   if failed:
     raise errors.ConfigError(f'{len(failed)} of {len(checks)} preflight checks failed '
@@ -253,5 +255,10 @@ def main(argv: list[str]) -> None:
   print(f'All {len(checks)} preflight checks passed.', flush=True)
 
 
+def command() -> None:
+  """`python -m sslax.preflight` and the `sslax-preflight` script."""
+  cli.run(main, define_flags=define_flags)
+
+
 if __name__ == '__main__':
-  cli.run(main)
+  command()

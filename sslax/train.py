@@ -1,4 +1,8 @@
-"""The shared trainer: one loop for every method and modality (DESIGN.md, "The one path")."""
+"""The shared trainer: one loop for every method and modality (DESIGN.md, "The one path").
+
+`sslax.train(config, workdir)` is `run` (the module is callable, sslax/callable_module.py):
+pretrain, or resume, in `workdir`, then evaluate; returns results.json's content.
+"""
 import json
 from typing import Any, NamedTuple
 
@@ -9,8 +13,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from sslax import artifacts
+from sslax import callable_module
 from sslax import checkpoint
-from sslax import encoder as encoder_lib
 from sslax import errors
 from sslax import grad_cache
 from sslax import init_from
@@ -172,7 +177,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   # Every source the run reads (evaluation ones too, else first opened after pretraining)
   # built and its first records read before anything compiles (evaluators/data_check.py).
   data_check.check_sources(config)
-  config_path = root / 'config.json'
+  config_path = root / artifacts.CONFIG
   resolved = json.loads(config.to_json_best_effort())
   previous = json.loads(config_path.read_text()) if config_path.exists() else None
 
@@ -184,100 +189,30 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = sharding.make_mesh(config.mesh)
   sample = sample_batch(config)
   parts = build(config, mesh, sample)
-  method, tx, init_fn = parts.method, parts.tx, parts.init_fn
-  abstract_state, state_sharding = parts.abstract_state, parts.state_sharding
+  method, tx = parts.method, parts.tx
   # FSDP / tensor parallelism: how much stays replicated (raises if mesh.model is wasted).
-  layout = sharding.report(abstract_state.params, state_sharding.params, mesh)
+  layout = sharding.report(parts.abstract_state.params, parts.state_sharding.params, mesh)
   if is_main and layout:
     print(layout)
 
   # ---- Restore or initialise. -------------------------------------------------------------
-  ckpt = checkpoint.Manager(root / 'checkpoints',
+  ckpt = checkpoint.Manager(root / artifacts.CHECKPOINTS,
                             max_to_keep=config.checkpoint.max_to_keep)
-  init_jit = jax.jit(init_fn, out_shardings=state_sharding)
-  skipped_steps = 0
-  if ckpt.latest_step() is not None:
-    # Without the workdir's config.json (deleted by hand) there is nothing to compare.
-    changed = changed_keys(previous, resolved) if previous is not None else []
-    problems = ckpt.mismatches(abstract_state)
-    if problems:
-      ckpt.close()
-      raise errors.ConfigError(
-          f'{ckpt.directory} holds a checkpoint that does not fit this config (config keys '
-          f'changed since it was written: {", ".join(changed) or "none recorded"}; first '
-          f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '
-          'changes to resume.')
-    state, meta = ckpt.restore(abstract_state, state_sharding)
-    skipped_steps = meta.get('skipped_steps', 0)
-    if is_main:
-      print(f"Resuming from step {meta['step']} ({ckpt.directory})."
-            + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
-  else:
-    state = init_jit()
-    if config.get('init_from', ''):
-      state, summary = init_from.apply(state, config.init_from)
-      if is_main:
-        print(summary)
+  state, skipped_steps = _restore_or_init(config, parts, ckpt, previous, resolved)
   start = int(state.step)
   if is_main:   # Written once the config is known to fit the workdir's checkpoint.
     config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
-    (root / encoder_lib.INPUT_SPEC).write_text(
-        json.dumps(encoder_lib.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
+    (root / artifacts.INPUT_SPEC).write_text(
+        json.dumps(artifacts.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
-  step_fn = parts.step_fn
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
-  timer = metrics_lib.Throughput(config.batch_size)
   evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
-  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
-                       'skipped_steps': skipped_steps}
-  preempted = False
-  # Per-step NaN flags stay on device until the next log or save point, so checking every
-  # step costs no host sync, yet the first bad step is known exactly.
-  pending_flags, first_pending = [], start + 1
   try:
-    with preemption.Watcher() as watcher:
-      # A generator: nothing is read or built unless a step runs.
-      batches = pipeline.make_train(config, mesh, start_step=start)
-      timer.reset(start)
-      for step in range(start + 1, config.total_steps + 1):
-        state, step_metrics = step_fn(state, next(batches))
-        writer.advance(1)
-        pending_flags.append(step_metrics['nonfinite'])
-        preempted = watcher.reached(step)
-        save_due = (step % config.checkpoint.every_steps == 0 or step == config.total_steps
-                    or preempted)
-        if save_due or step % config.log_every == 0:
-          flags = np.asarray(jax.device_get(pending_flags))
-          if config.nan_policy == 'stop' and flags.any():
-            bad = first_pending + int(np.argmax(flags))
-            raise FloatingPointError(
-                f'Loss or gradients are NaN/inf at step {bad}; stopping without saving '
-                f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate, '
-                f"set config.optim.grad_clip_norm, or set config.nan_policy='skip'.")
-          skipped_steps += int(flags.sum())
-          pending_flags, first_pending = [], step + 1
-          scalars = jax.device_get(step_metrics)
-          del scalars['nonfinite']
-          if config.nan_policy == 'skip':
-            scalars['skipped_steps'] = skipped_steps
-          writer.write(step, {**scalars, **timer.measure(step)})
-        if save_due:
-          ckpt.save(step, state, meta(step))
-        if preempted:
-          if is_main:
-            print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
-                  'to resume.')
-          break
-        if step < config.total_steps and options.due(config, step):
-          # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
-          # the last step's are the final report's.
-          scores = evaluators.run({'': [(state.params, state.model_state)]},
-                                  options.due(config, step))
-          writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
-          timer.reset(step)
+    state, preempted = _steps(config, parts, mesh, state, skipped_steps, ckpt, writer,
+                              evaluators)
   except BaseException:
     # Event files on gs:// are uploaded on flush; close them now rather than at interpreter
     # exit, when the filesystem's threads are gone.
@@ -299,6 +234,92 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                   pictures=evaluators.pictures)
     print(reports.table(results))
   return results
+
+
+def _steps(config: ml_collections.ConfigDict, parts: Parts, mesh, state: TrainState,
+           skipped_steps: int, ckpt: checkpoint.Manager, writer: metrics_lib.Writer,
+           evaluators: suite.Suite) -> tuple[TrainState, bool]:
+  """Trains from state.step to config.total_steps, logging, saving and running the periodic
+  evaluations; returns (state, whether a preemption notice stopped it early)."""
+  start = int(state.step)
+  timer = metrics_lib.Throughput(config.batch_size)
+  meta = lambda step: {'step': step, 'data_position': step, 'seed': config.seed,
+                       'skipped_steps': skipped_steps}
+  preempted = False
+  # Per-step NaN flags stay on device until the next log or save point, so checking every
+  # step costs no host sync, yet the first bad step is known exactly.
+  pending_flags, first_pending = [], start + 1
+  with preemption.Watcher() as watcher:
+    # A generator: nothing is read or built unless a step runs.
+    batches = pipeline.make_train(config, mesh, start_step=start)
+    timer.reset(start)
+    for step in range(start + 1, config.total_steps + 1):
+      state, step_metrics = parts.step_fn(state, next(batches))
+      writer.advance(1)
+      pending_flags.append(step_metrics['nonfinite'])
+      preempted = watcher.reached(step)
+      save_due = (step % config.checkpoint.every_steps == 0 or step == config.total_steps
+                  or preempted)
+      if save_due or step % config.log_every == 0:
+        flags = np.asarray(jax.device_get(pending_flags))
+        if config.nan_policy == 'stop' and flags.any():
+          bad = first_pending + int(np.argmax(flags))
+          raise FloatingPointError(
+              f'Loss or gradients are NaN/inf at step {bad}; stopping without saving '
+              f'(last checkpoint: step {ckpt.latest_step()}). Lower config.optim.learning_rate, '
+              f"set config.optim.grad_clip_norm, or set config.nan_policy='skip'.")
+        skipped_steps += int(flags.sum())
+        pending_flags, first_pending = [], step + 1
+        scalars = jax.device_get(step_metrics)
+        del scalars['nonfinite']
+        if config.nan_policy == 'skip':
+          scalars['skipped_steps'] = skipped_steps
+        writer.write(step, {**scalars, **timer.measure(step)})
+      if save_due:
+        ckpt.save(step, state, meta(step))
+      if preempted:
+        if jax.process_index() == 0:
+          print(f'Preemption notice (SIGTERM): saved step {step}; rerun the same command '
+                'to resume.')
+        return state, True
+      if step < config.total_steps and options.due(config, step):
+        # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
+        # the last step's are the final report's.
+        scores = evaluators.run({'': [(state.params, state.model_state)]},
+                                options.due(config, step))
+        writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
+        timer.reset(step)
+  return state, False
+
+
+def _restore_or_init(config: ml_collections.ConfigDict, parts: Parts,
+                     ckpt: checkpoint.Manager, previous: dict[str, Any] | None,
+                     resolved: dict[str, Any]) -> tuple[TrainState, int]:
+  """(state, steps skipped so far): the workdir's latest checkpoint when there is one and it
+  fits this config, else step 0 (from config.init_from's weights when set)."""
+  is_main = jax.process_index() == 0
+  if ckpt.latest_step() is None:
+    state = jax.jit(parts.init_fn, out_shardings=parts.state_sharding)()
+    if config.get('init_from', ''):
+      state, summary = init_from.apply(state, config.init_from)
+      if is_main:
+        print(summary)
+    return state, 0
+  # Without the workdir's config.json (deleted by hand) there is nothing to compare.
+  changed = changed_keys(previous, resolved) if previous is not None else []
+  problems = ckpt.mismatches(parts.abstract_state)
+  if problems:
+    ckpt.close()
+    raise errors.ConfigError(
+        f'{ckpt.directory} holds a checkpoint that does not fit this config (config keys '
+        f'changed since it was written: {", ".join(changed) or "none recorded"}; first '
+        f'differences: {"; ".join(problems[:3])}). Use a new --workdir, or undo those '
+        'changes to resume.')
+  state, meta = ckpt.restore(parts.abstract_state, parts.state_sharding)
+  if is_main:
+    print(f"Resuming from step {meta['step']} ({ckpt.directory})."
+          + (f" Changed config keys: {', '.join(changed)}." if changed else ''))
+  return state, meta.get('skipped_steps', 0)
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[str]:
@@ -337,3 +358,6 @@ def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: 
     results.update(evaluators.raw_input())
   results['step'] = int(state.step)
   return results
+
+
+callable_module.make_callable(__name__, run)   # sslax.train(config, workdir)

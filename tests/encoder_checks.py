@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 import sslax
+from sslax import artifacts
 from sslax import evaluate
 from sslax import export
 from sslax import train
@@ -60,9 +61,9 @@ def check_export(encoder, tmp_path: pathlib.Path, prepared: dict[str, np.ndarray
   """Export round trip: weights bitwise, sslax.load(export), and the StableHLO function
   called from a fresh interpreter that cannot import sslax."""
   out = export.export(encoder, str(tmp_path / 'export'))
-  params, model_state = export.read_weights(out)
+  params, model_state = artifacts.read_export_weights(out)
   for mine, theirs in ((encoder.params, params), (encoder.model_state, model_state)):
-    a, b = export.flatten(mine, 'x'), export.flatten(theirs, 'x')
+    a, b = artifacts.flatten(mine, 'x'), artifacts.flatten(theirs, 'x')
     assert sorted(a) == sorted(b)
     for k in a:
       assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
@@ -81,8 +82,8 @@ import sys
 sys.modules['sslax'] = None
 import jax, numpy as np
 from safetensors.numpy import load_file
-weights = load_file({str(out / export.WEIGHTS)!r})
-fn = jax.export.deserialize(open({str(out / export.FUNCTION)!r}, 'rb').read())
+weights = load_file({str(out / artifacts.WEIGHTS)!r})
+fn = jax.export.deserialize(open({str(out / artifacts.FUNCTION)!r}, 'rb').read())
 batch = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
 n = len(next(iter(batch.values())))
 chunks = [fn.call(weights, {{k: v[i:i + {rows}] for k, v in batch.items()}})

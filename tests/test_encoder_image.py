@@ -11,6 +11,7 @@ from PIL import Image
 import pytest
 
 import sslax
+from sslax import artifacts
 from sslax import embed as embed_cli
 from sslax import errors
 from sslax import export
@@ -40,6 +41,24 @@ def test_load_embed_export(run):
   np.testing.assert_array_equal(encoder.embed([im[..., 0] for im in images[:5]]),
                                 encoder.embed(images[:5]))
   encoder_checks.check_export(encoder, tmp, {'image': images}, expected)
+
+
+def test_the_public_api_evaluates_and_exports_a_run(run, tmp_path):
+  tmp, workdir, expected, raw = run
+  images = np.stack([r['image'] for r in raw])
+  # sslax.export(workdir, out): the export's encoder gives the evaluators' features.
+  out = sslax.export(str(workdir), str(tmp_path / 'export'))
+  np.testing.assert_allclose(sslax.load(str(out)).embed(images), expected,
+                             atol=encoder_checks.TOLERANCE, rtol=0)
+  # sslax.evaluate(workdir, evals=...): the same checkpoint scores what the run reported.
+  trained = json.loads((workdir / 'results.json').read_text())
+  results = sslax.evaluate(str(workdir), evals=['knn'], output_dir=str(tmp_path / 'eval'),
+                           overrides={'eval.raw_input': False})
+  assert results['knn/accuracy'] == trained['knn/accuracy']
+  assert results['step'] == trained['step'] and 'raw_input/logistic/accuracy' not in results
+  assert (tmp_path / 'eval' / 'results.md').exists()
+  with pytest.raises(errors.ConfigError, match='eval.num_sedes'):
+    sslax.evaluate(str(workdir), overrides={'eval.num_sedes': 2})
 
 
 def test_embed_cli_on_a_folder_of_unlabelled_images(run, tmp_path):
@@ -86,16 +105,16 @@ def test_init_from_starts_at_the_loaded_weights(run, tmp_path):
       export.export(loaded, str(path))
     state, summary = init_from.apply(_initial_state(smoke_config(tmp_path)), str(path))
     assert summary.startswith(f'init_from {path} (step 4)')
-    for name, value in export.flatten(loaded.params, 'p').items():
-      np.testing.assert_array_equal(export.flatten(state.params, 'p')[name], value)
+    for name, value in artifacts.flatten(loaded.params, 'p').items():
+      np.testing.assert_array_equal(artifacts.flatten(state.params, 'p')[name], value)
   # Another method (BYOL) takes the encoder, and its EMA target starts equal to it.
   config = smoke_config(tmp_path, method='byol')
   from configs import byol_images
   config.byol = byol_images.get_config('smoke').byol
   state, summary = init_from.apply(_initial_state(config), str(workdir))
-  online = export.flatten(state.params['net']['encoder'], 'e')
-  target = export.flatten(state.extra['target']['encoder'], 'e')
-  want = export.flatten(loaded.params['encoder'], 'e')
+  online = artifacts.flatten(state.params['net']['encoder'], 'e')
+  target = artifacts.flatten(state.extra['target']['encoder'], 'e')
+  want = artifacts.flatten(loaded.params['encoder'], 'e')
   for name in want:
     np.testing.assert_array_equal(online[name], want[name])
     np.testing.assert_array_equal(target[name], want[name])
@@ -119,9 +138,9 @@ def test_user_errors(run, tmp_path):
     encoder.embed({'image': np.zeros((3, 9, 9, 1), np.uint8)})
   old = tmp_path / 'old_export'
   export.export(encoder, str(old))
-  manifest = json.loads((old / export.MANIFEST).read_text())
+  manifest = json.loads((old / artifacts.MANIFEST).read_text())
   manifest['format_version'] = 0
-  (old / export.MANIFEST).write_text(json.dumps(manifest))
+  (old / artifacts.MANIFEST).write_text(json.dumps(manifest))
   with pytest.raises(ValueError, match='version 0; this sslax reads'):
     sslax.load(str(old))
 

@@ -20,6 +20,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from sslax import artifacts
 from sslax import encoder as encoder_lib  # noqa: E402
 from sslax import storage  # noqa: E402
 from sslax import train  # noqa: E402
@@ -84,7 +85,7 @@ def test_smoke_run_resumes_and_loads_from_a_gs_workdir(gcs, tmp_path, monkeypatc
 
   assert not (tmp_path / 'gs:').exists()
   names = {p.name for p in root.iterdir()}
-  for name in ('config.json', encoder_lib.INPUT_SPEC, 'metrics.jsonl', 'results.json',
+  for name in ('config.json', artifacts.INPUT_SPEC, 'metrics.jsonl', 'results.json',
                'results.md', 'curves.png', 'embedding.png', 'tensorboard', 'checkpoints'):
     assert name in names, name
   assert json.loads((root / 'results.json').read_text()) == pytest.approx(results)

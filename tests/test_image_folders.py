@@ -13,6 +13,7 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
+from sslax import artifacts
 from sslax import sharding
 from sslax import train
 from sslax.data import pipeline
@@ -115,7 +116,7 @@ def test_mixed_folder_trains_and_resumes_bit_exact(folder, tmp_path, monkeypatch
   straight, _ = test_train._params(tmp_path / 'straight', config)
   # The encoder leaves the trainer taking eval views, not the training batch's host views.
   from sslax import encoder as encoder_lib
-  spec = json.loads((tmp_path / 'straight' / encoder_lib.INPUT_SPEC).read_text())
+  spec = json.loads((tmp_path / 'straight' / artifacts.INPUT_SPEC).read_text())
   assert spec['image'] == {'shape': [16, 16, 3], 'dtype': 'uint8'}
   loaded = encoder_lib.load(str(tmp_path / 'straight'))
   assert loaded.embed(list(np.full((2, 40, 30, 3), 90, np.uint8))).shape[0] == 2

@@ -1,0 +1,78 @@
+"""The code's shape as docs/DESIGN.md states it: one-way layers (import-linter's contracts in
+.importlinter), no import inside a function to dodge a cycle, small files and functions."""
+import ast
+import pathlib
+
+from importlinter import cli as importlinter_cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / 'sslax'
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 100
+# A function may exceed MAX_FUNCTION_LINES only with this comment right above it, saying why.
+LONG_FUNCTION_MARK = '# Long function:'
+
+
+def _sources() -> list[pathlib.Path]:
+  return sorted(PACKAGE.rglob('*.py'))
+
+
+def test_import_linter_contracts_hold(monkeypatch, capsys):
+  # grimp reads the package from sys.path; the repository root is where sslax lives here.
+  monkeypatch.chdir(ROOT)
+  monkeypatch.syspath_prepend(str(ROOT))
+  status = importlinter_cli.lint_imports(config_filename=str(ROOT / '.importlinter'),
+                                         no_cache=True)
+  assert status == 0, capsys.readouterr().out
+
+
+def _function_level_sslax_imports(tree: ast.AST) -> list[tuple[int, str]]:
+  found = []
+  for node in ast.walk(tree):
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      continue
+    for inner in ast.walk(node):
+      if isinstance(inner, ast.Import):
+        names = [a.name for a in inner.names]
+      elif isinstance(inner, ast.ImportFrom) and inner.level == 0 and inner.module:
+        names = [inner.module]
+      else:
+        continue
+      found += [(inner.lineno, n) for n in names if n == 'sslax' or n.startswith('sslax.')]
+  return found
+
+
+def test_no_sslax_import_inside_a_function():
+  # Such an import is how a cycle hides from the layers contract; optional third-party
+  # packages (sentencepiece, ...) may still be imported where they are used.
+  offenders = [f'{path.relative_to(ROOT)}:{line} imports {name}'
+               for path in _sources()
+               for line, name in _function_level_sslax_imports(ast.parse(path.read_text()))]
+  assert not offenders, offenders
+
+
+def test_the_checker_sees_a_function_level_import():
+  tree = ast.parse('import sslax.storage\ndef f():\n  from sslax import train\n  import os\n'
+                   '  import sslax.data.sources\n')
+  assert _function_level_sslax_imports(tree) == [(3, 'sslax'), (5, 'sslax.data.sources')]
+
+
+def test_files_stay_under_the_size_guide():
+  long = {str(p.relative_to(ROOT)): n for p in _sources()
+          if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES}
+  assert not long, f'over {MAX_FILE_LINES} lines (split along a seam): {long}'
+
+
+def test_functions_stay_short_unless_a_comment_says_why():
+  long = []
+  for path in _sources():
+    lines = path.read_text().splitlines()
+    for node in ast.walk(ast.parse('\n'.join(lines))):
+      if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        continue
+      length = node.end_lineno - node.lineno + 1
+      first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+      marked = first >= 2 and lines[first - 2].strip().startswith(LONG_FUNCTION_MARK)
+      if length > MAX_FUNCTION_LINES and not marked:
+        long.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)')
+  assert not long, long
