@@ -1,4 +1,5 @@
-"""Tests for sslax.augment.image: shapes, ranges, identities, determinism, sharding invariance."""
+"""Tests for the on-device image augmentation, sslax.augment.geometry, .photometric and .image
+(views): shapes, ranges, identities, determinism, sharding invariance."""
 import colorsys
 import functools
 
@@ -8,6 +9,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
 
+from sslax.augment import geometry, photometric
 from sslax.augment import image as aug
 
 OUT = 16
@@ -93,12 +95,12 @@ def test_views_independent_of_sharding():
 def test_crop_and_resize_matches_direct_crop_and_resize():
   image = _image()
   for top, left, height, width, out in [(2, 3, 5, 4, 16), (1, 1, 9, 8, 3)]:  # up and down
-    got = _jit(aug.crop_and_resize, out_size=out)(image, top, left, height, width)
+    got = _jit(geometry.crop_and_resize, out_size=out)(image, top, left, height, width)
     cut = image[top:top + height, left:left + width]
     expected = jax.image.resize(cut, (out, out, 3), 'linear')
     np.testing.assert_allclose(got, expected, atol=1e-6)
   # On the whole image the weights are jax.image.scale_and_translate's.
-  got = _jit(aug.crop_and_resize, out_size=16)(image, 0, 0, 12, 10)
+  got = _jit(geometry.crop_and_resize, out_size=16)(image, 0, 0, 12, 10)
   expected = jax.image.scale_and_translate(
       image, (16, 16, 3), (0, 1), jnp.array([16 / 12, 16 / 10]), jnp.zeros(2), 'linear')
   np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -106,90 +108,91 @@ def test_crop_and_resize_matches_direct_crop_and_resize():
 
 def test_random_resized_crop_identity_and_boxes():
   image = _image((16, 16, 3))
-  crop = _jit(aug.random_resized_crop, out_size=16, scale=(1, 1), ratio=(1, 1))
+  crop = _jit(geometry.random_resized_crop, out_size=16, scale=(1, 1), ratio=(1, 1))
   same = crop(jax.random.key(0), image)
   np.testing.assert_allclose(same, image, atol=1e-5)
 
   keys = jax.random.split(jax.random.key(0), 512)
   box = jax.jit(jax.vmap(
-      lambda k: jnp.stack(aug._crop_box(k, 12, 10, (0.08, 1.0), (3 / 4, 4 / 3), 10))))
+      lambda k: jnp.stack(geometry._crop_box(k, 12, 10, (0.08, 1.0), (3 / 4, 4 / 3), 10))))
   top, left, h, w = np.asarray(box(keys)).T
   assert np.all((h >= 1) & (w >= 1) & (top >= 0) & (left >= 0))
   assert np.all((top + h <= 12) & (left + w <= 10))
   assert len(np.unique(top)) > 3 and len(np.unique(h * w)) > 10
   # No candidate fits a 2:1 box covering the whole square: torchvision's centred fallback.
-  fallback = jax.jit(lambda k: jnp.stack(aug._crop_box(k, 8, 8, (1.0, 1.0), (2.0, 2.0), 10)))
+  fallback = jax.jit(lambda k: jnp.stack(geometry._crop_box(k, 8, 8, (1.0, 1.0), (2.0, 2.0), 10)))
   np.testing.assert_array_equal(fallback(jax.random.key(0)), [2, 0, 4, 8])
 
 
 def test_flip():
   image, key = _image(), jax.random.key(0)
-  flipped = _jit(aug.random_flip, prob=1.0)(key, image)
+  flipped = _jit(geometry.random_flip, prob=1.0)(key, image)
   np.testing.assert_array_equal(flipped, image[:, ::-1])
-  np.testing.assert_array_equal(_jit(aug.random_flip, prob=1.0)(key, flipped), image)
-  np.testing.assert_array_equal(_jit(aug.random_flip, prob=0.0)(key, image), image)
+  np.testing.assert_array_equal(_jit(geometry.random_flip, prob=1.0)(key, flipped), image)
+  np.testing.assert_array_equal(_jit(geometry.random_flip, prob=0.0)(key, image), image)
 
 
 def test_color_jitter():
   image, key = _image(), jax.random.key(0)
   zero = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, prob=1.0)
-  np.testing.assert_array_equal(_jit(aug.color_jitter, **zero)(key, image), image)
+  np.testing.assert_array_equal(_jit(photometric.color_jitter, **zero)(key, image), image)
   strong = dict(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, prob=1.0)
   for img in (image, image[..., :1]):  # C=3 and C=1 (saturation and hue skipped)
-    out = _jit(aug.color_jitter, **strong)(key, img)
+    out = _jit(photometric.color_jitter, **strong)(key, img)
     assert out.shape == img.shape and out.min() >= 0.0 and out.max() <= 1.0
     assert not np.allclose(out, img)
   # A hue rotation keeps each pixel's saturation and value.
-  hue_only = _jit(aug.color_jitter, **{**zero, 'hue': 0.5})(key, image)
-  sat_value = lambda x: _jit(aug.rgb_to_hsv)(x)[..., 1:]
+  hue_only = _jit(photometric.color_jitter, **{**zero, 'hue': 0.5})(key, image)
+  sat_value = lambda x: _jit(photometric.rgb_to_hsv)(x)[..., 1:]
   np.testing.assert_allclose(sat_value(hue_only), sat_value(image), atol=1e-5)
   assert not np.allclose(hue_only, image)
 
 
 def test_hsv_roundtrip_and_hue_identity():
   rgb = _image((500, 3))
-  hsv = _jit(aug.rgb_to_hsv)(rgb)
+  hsv = _jit(photometric.rgb_to_hsv)(rgb)
   reference = np.array([colorsys.rgb_to_hsv(*p) for p in np.asarray(rgb)])
   np.testing.assert_allclose(hsv, reference, atol=1e-5)
-  np.testing.assert_allclose(_jit(aug.hsv_to_rgb)(hsv), rgb, atol=1e-5)
-  np.testing.assert_allclose(_jit(aug.adjust_hue)(_image(), 0.0), _image(), atol=1e-5)
+  np.testing.assert_allclose(_jit(photometric.hsv_to_rgb)(hsv), rgb, atol=1e-5)
+  np.testing.assert_allclose(_jit(photometric.adjust_hue)(_image(), 0.0), _image(), atol=1e-5)
   greys = jnp.linspace(0.0, 1.0, 5)[:, None].repeat(3, axis=1)
-  np.testing.assert_allclose(aug.hsv_to_rgb(aug.rgb_to_hsv(greys)), greys, atol=1e-6)
+  np.testing.assert_allclose(photometric.hsv_to_rgb(photometric.rgb_to_hsv(greys)), greys,
+                             atol=1e-6)
 
 
 def test_grayscale():
   image, key = _image(), jax.random.key(0)
-  grey = _jit(aug.random_grayscale, prob=1.0)(key, image)
+  grey = _jit(photometric.random_grayscale, prob=1.0)(key, image)
   np.testing.assert_allclose(grey[..., 0], grey[..., 1])
   np.testing.assert_allclose(grey[..., 0], grey[..., 2])
   expected = image @ jnp.array([0.299, 0.587, 0.114])
   np.testing.assert_allclose(grey[..., 0], expected, atol=1e-6)
-  np.testing.assert_array_equal(_jit(aug.random_grayscale, prob=1.0)(key, image[..., :1]),
+  np.testing.assert_array_equal(_jit(photometric.random_grayscale, prob=1.0)(key, image[..., :1]),
                                 image[..., :1])
 
 
 def test_blur():
   image, key = _image((16, 16, 3)), jax.random.key(0)
-  sharp = _jit(aug.gaussian_blur, prob=1.0, sigma=(0.1, 0.1))(key, image)
+  sharp = _jit(photometric.gaussian_blur, prob=1.0, sigma=(0.1, 0.1))(key, image)
   np.testing.assert_allclose(sharp, image, atol=1e-6)
-  soft = _jit(aug.gaussian_blur, prob=1.0, sigma=(2.0, 2.0), kernel_frac=0.5)(key, image)
+  soft = _jit(photometric.gaussian_blur, prob=1.0, sigma=(2.0, 2.0), kernel_frac=0.5)(key, image)
   assert soft.std() < 0.7 * image.std()
   # Reflected borders: a flat image stays flat, edges included.
   flat = jnp.full((16, 16, 1), 0.3)
-  np.testing.assert_allclose(_jit(aug.gaussian_blur, prob=1.0)(key, flat), flat, atol=1e-6)
+  np.testing.assert_allclose(_jit(photometric.gaussian_blur, prob=1.0)(key, flat), flat, atol=1e-6)
 
 
 def test_solarize_rotation_noise():
   image, key = _image((9, 9, 3)), jax.random.key(0)
-  solar = _jit(aug.solarize, prob=1.0, threshold=0.5)(key, image)
+  solar = _jit(photometric.solarize, prob=1.0, threshold=0.5)(key, image)
   np.testing.assert_allclose(solar, np.where(image >= 0.5, 1.0 - image, image))
-  np.testing.assert_array_equal(_jit(aug.random_rotation, max_degrees=0.0)(key, image), image)
-  rotated = _jit(aug.random_rotation, max_degrees=30.0)(key, image)
+  np.testing.assert_array_equal(_jit(geometry.random_rotation, max_degrees=0.0)(key, image), image)
+  rotated = _jit(geometry.random_rotation, max_degrees=30.0)(key, image)
   assert rotated.shape == image.shape and rotated.min() >= 0.0 and rotated.max() <= 1.0
   np.testing.assert_allclose(rotated[4, 4], image[4, 4], atol=1e-6)  # the centre stays put
   assert not np.allclose(rotated, image)
-  np.testing.assert_array_equal(_jit(aug.gaussian_noise, std=0.0)(key, image), image)
-  noisy = _jit(aug.gaussian_noise, std=0.1)(key, image)
+  np.testing.assert_array_equal(_jit(photometric.gaussian_noise, std=0.0)(key, image), image)
+  noisy = _jit(photometric.gaussian_noise, std=0.1)(key, image)
   assert noisy.min() >= 0.0 and noisy.max() <= 1.0 and not np.allclose(noisy, image)
 
 
@@ -224,10 +227,10 @@ def test_bad_kwargs_raise(kwargs, name):
 def test_bad_op_kwargs_raise():
   image, key = _image(), jax.random.key(0)
   with pytest.raises(ValueError, match='scale'):
-    aug.random_resized_crop(key, image, out_size=8, scale=(0.9, 0.1))
+    geometry.random_resized_crop(key, image, out_size=8, scale=(0.9, 0.1))
   with pytest.raises(ValueError, match='prob'):
-    aug.random_grayscale(key, image, prob=2.0)
+    photometric.random_grayscale(key, image, prob=2.0)
   with pytest.raises(ValueError, match='kernel_frac'):
-    aug.gaussian_blur(key, image, kernel_frac=0.0)
+    photometric.gaussian_blur(key, image, kernel_frac=0.0)
   with pytest.raises(ValueError, match='image'):
     aug.simclr_views(key, _images(3).astype(np.int32), out_size=OUT)

@@ -1,5 +1,5 @@
-"""Tests for sslax.losses: NT-Xent against a float64 reference and optax, sharded == unsharded, and
-properties that follow from the definition (Chen et al. 2020, eq. 1)."""
+"""Tests for sslax.losses.contrastive: NT-Xent against a float64 reference and optax, sharded ==
+unsharded, and properties that follow from the definition (Chen et al. 2020, eq. 1)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,5 +1,5 @@
-"""Chunked (shard_map) InfoNCE equals the plain global one, value and gradients; as SimCLR's
-config.simclr.chunked_loss, one train step equals the plain one."""
+"""Chunked (shard_map, sslax.losses.chunked) InfoNCE equals the plain global one, value and
+gradients; as SimCLR's config.simclr.chunked_loss, one train step equals the plain one."""
 import jax
 import jax.numpy as jnp
 import numpy as np

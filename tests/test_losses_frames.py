@@ -1,5 +1,5 @@
-"""Frame losses (APC regression, CPC InfoNCE, masked MSE) against direct float64 numpy
-references, and the contrastive loss on 8 sharded devices == on one device."""
+"""Frame losses (sslax.losses.frames: APC regression, CPC InfoNCE, masked MSE) against direct
+float64 numpy references, and the contrastive loss on 8 sharded devices == on one device."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,5 @@
-"""The vision zoo's losses against direct float64 numpy references, and their properties."""
+"""The vision zoo's losses (sslax.losses.vision) against direct float64 numpy references, and
+their properties."""
 import jax
 import jax.numpy as jnp
 import numpy as np
