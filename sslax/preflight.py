@@ -227,7 +227,7 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)   # TFDS logs every build step at INFO
   # Checked here, not with flags.mark_flags_as_required: that validator would run on every
   # parse of absl's global FLAGS in a process that imports this module (tests; grain workers
-  # parse them too, data/pipeline.py) and fail there without a --config.
+  # parse them too, data/host_views.py) and fail there without a --config.
   if _CONFIG.value is None:
     raise errors.ConfigError('--config is required, e.g. --config configs/simclr_digits.py.')
   config = _CONFIG.value

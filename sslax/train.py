@@ -23,8 +23,8 @@ from sslax import sharding
 from sslax import storage
 from sslax import validate
 from sslax import workdir_lock
-from sslax.data import pipeline
 from sslax.data import tokenizers
+from sslax.data import train_batches
 from sslax.evaluators import data_check
 from sslax.evaluators import online_probe
 from sslax.evaluators import options
@@ -120,7 +120,7 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
-  record = pipeline.first_train_record(config)
+  record = train_batches.first_train_record(config)
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 
@@ -223,7 +223,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
     (root / encoder_lib.INPUT_SPEC).write_text(
-        json.dumps(encoder_lib.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
+        json.dumps(encoder_lib.spec_of(train_batches.encoder_inputs(config, sample)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
   step_fn = parts.step_fn
@@ -240,7 +240,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   try:
     with preemption.Watcher() as watcher:
       # A generator: nothing is read or built unless a step runs.
-      batches = pipeline.make_train(config, mesh, start_step=start)
+      batches = train_batches.make_train(config, mesh, start_step=start)
       timer.reset(start)
       for step in range(start + 1, config.total_steps + 1):
         state, step_metrics = step_fn(state, next(batches))
