@@ -23,6 +23,8 @@ from sslax import sharding
 from sslax import storage
 from sslax import validate
 from sslax import workdir_lock
+from sslax.data import host_crops as host_crops_lib
+from sslax.data import host_views
 from sslax.data import tokenizers
 from sslax.data import train_batches
 from sslax.evaluators import data_check
@@ -118,9 +120,18 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
   return train_step
 
 
+def host_crops(config: ml_collections.ConfigDict) -> list[host_crops_lib.CropSpec] | None:
+  """The method's views for the data layer to cut on the host when the training images vary
+  in size (data/host_views.py); None when batches stack the images as stored."""
+  d = config.data
+  if not host_views.host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error')):
+    return None
+  return methods.host_crops(config)
+
+
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
-  record = train_batches.first_train_record(config)
+  record = train_batches.first_train_record(config, host_crops(config))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 
@@ -183,6 +194,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)
   sample = sample_batch(config)
+  crops = host_crops(config)   # views the data layer cuts on the host (None: stacked as stored)
   parts = build(config, mesh, sample)
   method, tx, init_fn = parts.method, parts.tx, parts.init_fn
   abstract_state, state_sharding = parts.abstract_state, parts.state_sharding
@@ -223,7 +235,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
     (root / encoder_lib.INPUT_SPEC).write_text(
-        json.dumps(encoder_lib.spec_of(train_batches.encoder_inputs(config, sample)), indent=2))
+        json.dumps(encoder_lib.spec_of(train_batches.encoder_inputs(sample, crops)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
   step_fn = parts.step_fn
@@ -240,7 +252,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   try:
     with preemption.Watcher() as watcher:
       # A generator: nothing is read or built unless a step runs.
-      batches = train_batches.make_train(config, mesh, start_step=start)
+      batches = train_batches.make_train(config, mesh, crops=crops, start_step=start)
       timer.reset(start)
       for step in range(start + 1, config.total_steps + 1):
         state, step_metrics = step_fn(state, next(batches))

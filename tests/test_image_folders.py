@@ -95,17 +95,21 @@ def test_small_same_size_folder_keeps_decoded_storage(tmp_path):
 def test_host_cropped_batches_do_not_depend_on_workers(folder, tmp_path):
   config = _config(f'folder:{folder}', tmp_path)
   mesh = sharding.make_mesh(config.mesh)
-  inline = [jax.device_get(b) for _, b in zip(range(3), train_batches.make_train(config, mesh))]
+  with pytest.raises(ValueError, match=r'varying size.*crops=methods.host_crops'):
+    next(train_batches.make_train(config, mesh))   # which views to cut is the caller's to say
+  crops = train.host_crops(config)   # the method's two views, as train.run passes them
+  inline = [jax.device_get(b)
+            for _, b in zip(range(3), train_batches.make_train(config, mesh, crops=crops))]
   assert inline[0]['image'].shape == (8, 2, 16, 16, 3)
   assert inline[0]['image'].dtype == np.uint8 and sorted(inline[0]) == ['image', 'label']
   config.data.num_workers = 2
-  resumed = train_batches.make_train(config, mesh, start_step=1)
+  resumed = train_batches.make_train(config, mesh, crops=crops, start_step=1)
   for expected, got in zip(inline[1:], resumed):
     jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
   # Read threads (here in the training process) finish batches out of order; they must
   # still come in step order.
   config.data.update(num_workers=0, read_threads=3)
-  threaded = train_batches.make_train(config, mesh)
+  threaded = train_batches.make_train(config, mesh, crops=crops)
   for expected, got in zip(inline, threaded):
     jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
 
@@ -192,7 +196,7 @@ def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeyp
     assert len(sizes) > 1   # mock images of several sizes
     assert host_views.host_channels('tfds:imagenette', str(tmp_path)) == 3
     mesh = sharding.make_mesh(config.mesh)
-    batch = next(train_batches.make_train(config, mesh))
+    batch = next(train_batches.make_train(config, mesh, crops=train.host_crops(config)))
     assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
     records = readers.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
                                in_memory=True, image_size=16)
@@ -243,7 +247,8 @@ def test_catalog_images_reach_the_host_crops_encoded(tmp_path, monkeypatch):
                       lambda data, channels, *shape: decodes.append(shape) or
                       decode(data, channels, *shape))
   config = _config(source, tmp_path / 'tfds')
-  batch = next(train_batches.make_train(config, sharding.make_mesh(config.mesh)))
+  batch = next(train_batches.make_train(config, sharding.make_mesh(config.mesh),
+                                        crops=train.host_crops(config)))
   assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
   # 16² views from >= 64² images: every decode was asked for a reduced size.
   assert len(decodes) == 8 and all(0 < h < 200 for h, _ in decodes), decodes
@@ -260,7 +265,7 @@ def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
       'data.source': f'folder:{folder}', 'eval.source': f'folder:{folder}',
       'data.data_dir': str(tmp_path / 'tfds'), 'data.num_workers': 0, 'batch_size': 8,
       'eval.batch_size': 8, 'evals.knn.k': 3, 'eval.raw_input': False, 'progress_bar': False})
-  record = train_batches.first_train_record(config)
+  record = train_batches.first_train_record(config, train.host_crops(config))
   if method == 'dino':
     assert record['image'].shape[0] == config.dino.num_global
     assert record['image_local'].shape == (config.dino.num_local, config.dino.local_size,

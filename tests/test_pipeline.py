@@ -51,11 +51,13 @@ def test_each_epoch_is_a_fresh_permutation(toy):
 
 def test_order_does_not_depend_on_device_count_or_memory_mode(toy):
   config = _config(toy)
-  reference = _ids(train_batches.make_train(config, sharding.make_mesh({'data': 1}, jax.devices()[:1])), 4)
-  eight = _ids(train_batches.make_train(config, sharding.make_mesh({'data': -1})), 4)
-  streamed = _ids(train_batches.make_train(_config(toy, in_memory=False), sharding.make_mesh({'data': -1})), 4)
+  one = sharding.make_mesh({'data': 1}, jax.devices()[:1])
+  all_devices = sharding.make_mesh({'data': -1})
+  reference = _ids(train_batches.make_train(config, one), 4)
+  eight = _ids(train_batches.make_train(config, all_devices), 4)
+  streamed = _ids(train_batches.make_train(_config(toy, in_memory=False), all_devices), 4)
   assert reference == eight == streamed
-  other_seed = _ids(train_batches.make_train(_config(toy, seed=1), sharding.make_mesh({'data': -1})), 4)
+  other_seed = _ids(train_batches.make_train(_config(toy, seed=1), all_devices), 4)
   assert other_seed != reference
 
 

@@ -68,7 +68,7 @@ def real_vs_synthetic(name: str, batch_size: int, steps: int, rounds: int,
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
   mesh = sharding.make_mesh(config.mesh)
-  real = train_batches.make_train(config, mesh)
+  real = train_batches.make_train(config, mesh, crops=train.host_crops(config))
   first = next(real)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), first)
   state = jax.jit(train.make_init(method, tx, abstract, config.seed))()

@@ -29,6 +29,19 @@ def host_channels(source: str, data_dir: str | None, bad_files: str = 'error') -
   return int(shape[-1] or 3) if shape and None in shape[:2] else 0
 
 
+def train_channels(config: ml_collections.ConfigDict,
+                   crops: Sequence[host_crops.CropSpec] | None) -> int:
+  """host_channels of the training source; for one cropped on the host, `crops` (the
+  method's views, methods.host_crops) must be given."""
+  d = config.data
+  channels = host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error'))
+  if channels and not crops:
+    # A caller's bug, not a user's: the trainer always passes the method's views.
+    raise ValueError(f'{d.source!r} holds images of varying size, which are cut on the host: '
+                     'pass crops=methods.host_crops(config).')
+  return channels
+
+
 def without_geometry(record: Mapping[str, Any]) -> dict[str, Any]:
   """The record less its encoded image and what only decoding needs (size, file name)."""
   return {k: v for k, v in record.items() if k not in ('image', 'height', 'width', 'file')}

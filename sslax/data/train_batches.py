@@ -7,7 +7,7 @@ records [s*B*k, (s+1)*B*k), k per row). Resuming at step s is
 therefore exact with no iterator state beyond the step itself, on any
 process count. Variable-size images take the host path (host_views.py).
 """
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -18,6 +18,7 @@ import numpy as np
 
 from sslax import sharding
 from sslax.data import fetch
+from sslax.data import host_crops
 from sslax.data import host_views
 from sslax.data import packing
 from sslax.data import readers
@@ -25,34 +26,31 @@ from sslax.data import sources
 from sslax.data import waveforms
 
 
-def _host_crop_setup(config: ml_collections.ConfigDict):
-  """(channels, crop specs) for a variable-size image source; (0, None) otherwise."""
-  from sslax import methods   # pylint: disable=import-outside-toplevel
+def first_train_record(config: ml_collections.ConfigDict,
+                       crops: Sequence[host_crops.CropSpec] | None = None
+                       ) -> dict[str, np.ndarray]:
+  """One training record as batches hold it: for variable-size images, the host-cut views
+  `crops` asks for (the method's, methods.host_crops; needed only for such sources)."""
   d = config.data
-  channels = host_views.host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error'))
-  return (channels, methods.host_crops(config)) if channels else (0, None)
-
-
-def first_train_record(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """One training record as batches hold it: host-cut views for variable-size images."""
-  d = config.data
-  channels, specs = _host_crop_setup(config)
+  channels = host_views.train_channels(config, crops)
   if not channels:
     return fetch.first_record(d.source, d.train_split, data_dir=d.data_dir or None,
                               transform=fetch.record_transform(d),
                               bad_files=d.get('bad_files', 'error'))
   src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
                            bad_files=d.get('bad_files', 'error'))
-  views = host_views.HostViews(src, specs, channels, config.seed, 0, 0, d.source)
+  views = host_views.HostViews(src, crops, channels, config.seed, 0, 0, d.source)
   batch = views(0, np.zeros(1, np.int64))
   return {k: v[0] for k, v in batch.items()}
 
 
-def encoder_inputs(config: ml_collections.ConfigDict, sample: Mapping[str, Any]) -> dict:
-  """The batch an encoder's `embed` reads, from the training batch `sample`: host-cut views
-  ([B, V, S, S, C], DINO's `image_local`) become one eval view [B, S, S, C], as evaluation and
-  sslax.load hand it over (what input_spec.json records)."""
-  if not _host_crop_setup(config)[0]:
+def encoder_inputs(sample: Mapping[str, Any],
+                   crops: Sequence[host_crops.CropSpec] | None) -> dict:
+  """The batch an encoder's `embed` reads, from the training batch `sample`: with `crops`
+  (views cut on the host), the views ([B, V, S, S, C], DINO's `image_local`) become one eval
+  view [B, S, S, C], as evaluation and sslax.load hand it over (what input_spec.json
+  records); without, `sample` as it is."""
+  if not crops:
     return dict(sample)
   out = {k: v for k, v in sample.items() if k not in ('image', 'image_local')}
   image = sample['image']
@@ -61,12 +59,15 @@ def encoder_inputs(config: ml_collections.ConfigDict, sample: Mapping[str, Any])
 
 
 def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
+               crops: Sequence[host_crops.CropSpec] | None = None,
                start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
-  """Endless global training batches, starting at `start_step`."""
+  """Endless global training batches, starting at `start_step`. Variable-size images are
+  cut on the host into the views `crops` asks for (the method's, methods.host_crops: the
+  caller's to give, since which views a method wants is not the data layer's to know)."""
   d = config.data
-  channels, specs = _host_crop_setup(config)
+  channels = host_views.train_channels(config, crops)
   if channels:
-    yield from _host_cropped_train(config, mesh, start_step, channels, specs)
+    yield from _host_cropped_train(config, mesh, start_step, channels, crops)
     return
   records = readers.Records(d.source, d.train_split, data_dir=d.data_dir or None,
                             in_memory=d.in_memory, transform=fetch.record_transform(d),
@@ -89,7 +90,8 @@ def make_train(config: ml_collections.ConfigDict, mesh: Mesh, *,
 
 
 def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_step: int,
-                        channels: int, specs: list) -> Iterator[dict[str, jax.Array]]:
+                        channels: int, crops: Sequence[host_crops.CropSpec]
+                        ) -> Iterator[dict[str, jax.Array]]:
   """make_train for variable-size images: batches of indices are read, decoded and cut into
   fixed-size views by `host_views.num_workers(config.data)` grain worker processes
   (host_crops.py)."""
@@ -97,7 +99,7 @@ def _host_cropped_train(config: ml_collections.ConfigDict, mesh: Mesh, start_ste
   src = sources.open_split(d.source, d.train_split, data_dir=d.data_dir or None,
                            bad_files=d.get('bad_files', 'error'))
   b = readers.local_batch_size(config.batch_size)
-  views = host_views.HostViews(src, specs, channels, config.seed, start_step,
+  views = host_views.HostViews(src, crops, channels, config.seed, start_step,
                                jax.process_index() * b, d.source)
   for local in host_views.host_view_batches(src, views, batch=b, seed=config.seed,
                                             start_step=start_step,
