@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from sslax import sharding
 from sslax import train
+from sslax.data import catalog
 from sslax.data import host_crops
 from sslax.data import host_views
 from sslax.data import readers
@@ -186,9 +187,9 @@ def test_unlabelled_flat_and_split_field_layouts(tmp_path):
 def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeypatch):
   # TFDS 4.9.10's mocked data source breaks on batched reads (see test_audio_data.py).
   monkeypatch.setattr(sources.RandomAccess, '__getitems__', None)
-  # The mock encodes through TensorFlow when decoders are asked for (sources._decoders), so
+  # The mock encodes through TensorFlow when decoders are asked for (catalog.decoders), so
   # its images stay decoded here; test_catalog_images_reach_the_host_crops_encoded reads bytes.
-  monkeypatch.setattr(sources, '_decoders', lambda builder: None)
+  monkeypatch.setattr(catalog, 'decoders', lambda builder: None)
   config = _config('tfds:imagenette', tmp_path)
   with tfds.testing.mock_data(num_examples=8):
     raw = sources.open_split('tfds:imagenette', 'train', data_dir=str(tmp_path))

@@ -284,8 +284,7 @@ class Suite:
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
-    if sources.parse(e.source, key='config.eval.source')[0] in (
-        *sequence_tasks.SCHEME.values(), 'segfolder', 'coco'):
+    if sources.task_of(e.source, key='config.eval.source'):
       return {}   # squad:/asr:/segfolder:/coco: have no image labels for a linear baseline
     records = self._open(e.source, 'config.eval.source')
     # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
