@@ -31,6 +31,7 @@ from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
 from sslax.data.builders import segfolder
+from sslax.data.builders import split_paths
 from sslax.data.builders import squad
 from sslax.data.builders import text
 from sslax.data.builders import tsv
@@ -62,7 +63,7 @@ def _where(rest: str) -> str:
 
 def _folder_root(rest: str) -> str:
   # folder:DIR/{split}/images: the folder above the split names must exist.
-  return _where(rest).partition(image_folder.SPLIT_FIELD)[0].rstrip(os.sep) or os.sep
+  return _where(rest).partition(split_paths.SPLIT_FIELD)[0].rstrip(os.sep) or os.sep
 
 
 def _folder(rest: str, data_dir: str, bad_files: str) -> tfds.core.DatasetBuilder:
@@ -77,10 +78,10 @@ SCHEMES: dict[str, Scheme] = {
         fix='set {key} to one of ' + ', '.join(f'builtin:{n}' for n in sorted(BUILTINS)) + '.',
         build=lambda rest, data_dir, _: BUILTINS[rest](data_dir), error=errors.ConfigError),
     'npz': Scheme(
-        'npz:PATH (PATH may contain {split})', found=arrays.split_files,
+        'npz:PATH (PATH may contain {split})', found=split_paths.from_pattern,
         problem=lambda rest: f'{_where(rest)}: ' + (
             'no file matches it with {split} replaced by a split name'
-            if arrays.SPLIT_FIELD in rest else 'that file does not exist'),
+            if split_paths.SPLIT_FIELD in rest else 'that file does not exist'),
         fix='set {key} to npz:PATH for an existing .npz with "images" (and "labels"), or '
             'npz:DIR/name_{{split}}.npz for one file per split.',
         build=lambda rest, data_dir, _: arrays.prepare(rest, data_dir)),
@@ -216,7 +217,7 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
   # TFDS accepts slices such as 'train[:10%]'; the name before '[' must exist.
   if available and split.split('[')[0] not in available:
     hint = ''
-    if source.startswith('npz:') and arrays.SPLIT_FIELD not in source:
+    if source.startswith('npz:') and split_paths.SPLIT_FIELD not in source:
       hint = (' A single .npz is only the train split: put {split} in the path (e.g. '
               'npz:data/x_{split}.npz for x_train.npz and x_test.npz) to have more.')
     raise errors.ConfigError(f'{source!r} has no split {split!r}; available: '
