@@ -29,7 +29,7 @@ from sslax.evaluators import fine_tune  # noqa: E402
 
 def _split(config, split: str) -> dict[str, np.ndarray]:
   records = readers.Records(config.eval.source, split, data_dir=config.data.data_dir or None,
-                             in_memory=True, transform=fetch.record_transform(config.data))
+                            in_memory=True, transform=fetch.record_transform(config.data))
   return records.take(np.arange(len(records)))
 
 

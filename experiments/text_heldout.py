@@ -38,9 +38,9 @@ def main() -> None:
   d = config.data
   transform = fetch.record_transform(d)
   train_tokens = readers.Records(d.source, d.train_split, data_dir=d.data_dir or None,
-                                  in_memory=True, transform=transform).take(slice(None))['tokens']
+                                 in_memory=True, transform=transform).take(slice(None))['tokens']
   held_out = readers.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True,
-                              transform=transform)
+                             transform=transform)
   tokens = held_out.take(slice(None))['tokens']
   special = tokenizers.make(d).NUM_SPECIAL
   counts = np.bincount(train_tokens[train_tokens >= special].ravel())
@@ -55,7 +55,7 @@ def main() -> None:
   key = jax.random.PRNGKey(1234)
   total, weight = 0.0, 0.0
   for i, batch in enumerate(readers.eval_batches(held_out, batch_size=config.batch_size,
-                                                  mesh=mesh)):
+                                                 mesh=mesh)):
     # Padded rows of the last batch repeat record 0; count each batch by its real rows.
     m = jax.device_get(metrics(state.params, {'tokens': batch['tokens']},
                                jax.random.fold_in(key, i)))

@@ -38,7 +38,7 @@ def main() -> None:
   key = jax.random.PRNGKey(1234)
   totals, weight = [0.0, 0.0], 0.0
   for i, batch in enumerate(readers.eval_batches(held_out, batch_size=config.batch_size,
-                                                  mesh=mesh)):
+                                                 mesh=mesh)):
     # Padded rows of the last batch repeat record 0; count each batch by its real rows.
     model_mse, copy_mse = jax.device_get(metrics(state.params, {'image': batch['image']},
                                                  jax.random.fold_in(key, i)))

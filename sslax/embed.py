@@ -84,8 +84,8 @@ def source_chunks(encoder, source: str, split: str, data_dir: str | None,
   from sslax.data import readers
   # Variable-size images arrive as eval views (shorter side -> data.image_size, centre).
   records = readers.Records(source, split, data_dir=data_dir, in_memory=False,
-                             transform=fetch.record_transform(encoder.config.data),
-                             image_size=int(encoder.config.data.get('image_size', 0)))
+                            transform=fetch.record_transform(encoder.config.data),
+                            image_size=int(encoder.config.data.get('image_size', 0)))
   for start in range(0, len(records), chunk):
     idx = np.arange(start, min(start + chunk, len(records)))
     rows = records.take(idx)

@@ -89,7 +89,7 @@ def test_audio_folder_builds_and_batches(tmp_path):
   raw = sources.open_split(source, 'train', data_dir=data_dir)[0]
   assert raw['sample_rate'] == 16000 and raw['speaker'] == 0 and raw['label'] == 0
   records = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                             transform=fetch.record_transform(_data_config()))
+                            transform=fetch.record_transform(_data_config()))
   batch = records.take(np.arange(6))
   assert batch['audio'].shape == (6, 1600) and batch['audio'].dtype == np.float32
   assert sorted(batch) == ['audio', 'audio_len', 'label', 'speaker']
@@ -103,7 +103,7 @@ def test_audio_folder_builds_and_batches(tmp_path):
   np.testing.assert_array_equal(batch['label'], [0, 0, 0, 1, 1, 1])
   np.testing.assert_array_equal(batch['speaker'], [0, 0, 1, 0, 0, 1])   # sorted: x_a_0, x_a_2, x_b_1
   speakers = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                              transform=fetch.record_transform(_data_config(label_key='speaker')))
+                             transform=fetch.record_transform(_data_config(label_key='speaker')))
   np.testing.assert_array_equal(speakers.take(np.arange(6))['label'], batch['speaker'])
   with pytest.raises(ValueError, match=r'holds audio, but config.data.sample_rate is not set'):
     readers.Records(source, 'train', data_dir=data_dir, in_memory=True)
@@ -156,7 +156,7 @@ def test_tfds_speech_commands_mocked_is_batched_like_a_folder(tmp_path, monkeypa
     int16 = [np.asarray(raw.data[i]['audio']) for i in range(4)]
     assert raw.audio_rate == 16000 and int16[0].dtype == np.int16
     records = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                               transform=fetch.record_transform(_data_config(clip_seconds=0.25)))
+                              transform=fetch.record_transform(_data_config(clip_seconds=0.25)))
   batch = records.take(np.arange(4))
   assert sorted(batch) == ['audio', 'audio_len', 'label']
   assert batch['audio'].shape == (4, 2000) and batch['audio'].dtype == np.float32
@@ -194,8 +194,8 @@ def test_clips_shorter_than_the_loss_needs_error_naming_the_file_or_are_skipped(
   def records(policy, in_memory=True):
     config.data.short_clips = policy
     return readers.Records(config.data.source, 'train', data_dir=str(tmp_path / 'tfds'),
-                            in_memory=in_memory, transform=fetch.record_transform(config.data),
-                            short_clips=waveforms.short_clip_policy(config), sample_rate=8000)
+                           in_memory=in_memory, transform=fetch.record_transform(config.data),
+                           short_clips=waveforms.short_clip_policy(config), sample_rate=8000)
   assert len(records('pad')) == 7
   need = 3 * a.hop + a.n_fft // 2 + 1   # 4 frames: the last centre, 3 hops on, before the end
   config.data.short_clips = 'error'

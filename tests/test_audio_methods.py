@@ -113,7 +113,7 @@ def test_eight_devices_give_the_one_device_loss_and_gradients(data_dir):
   configs = {name: audio_config(name, data_dir) for name in sorted(CONFIGS)}
   c = configs['apc']
   records = readers.Records(c.data.source, 'train', data_dir=str(data_dir), in_memory=False,
-                             transform=fetch.record_transform(c.data))
+                            transform=fetch.record_transform(c.data))
   eight_devices_match_one(configs,
                           records.take(np.arange(0, 2700, 2700 // c.batch_size)[:c.batch_size]))
 

@@ -200,7 +200,7 @@ def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeyp
     batch = next(train_batches.make_train(config, mesh, crops=train.host_crops(config)))
     assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
     records = readers.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
-                               in_memory=True, image_size=16)
+                              in_memory=True, image_size=16)
     assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
 
 

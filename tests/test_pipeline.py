@@ -64,7 +64,7 @@ def test_order_does_not_depend_on_device_count_or_memory_mode(toy):
 def test_eval_batches_pad_and_mask(toy):
   mesh = sharding.make_mesh({'data': -1})
   records = readers.Records('npz:' + str(toy / 'toy.npz'), 'train',
-                             data_dir=str(toy / 'tfds'), in_memory=True)
+                            data_dir=str(toy / 'tfds'), in_memory=True)
   batches = list(readers.eval_batches(records, batch_size=16, mesh=mesh))
   assert len(batches) == 3
   masks = np.concatenate([np.asarray(b['mask']) for b in batches])
@@ -80,7 +80,7 @@ def test_max_examples_spreads_over_a_split_stored_class_by_class(tmp_path, in_me
   images = np.arange(40, dtype=np.uint8)[:, None, None].repeat(4, 1).repeat(4, 2)
   np.savez(tmp_path / 'sorted.npz', images=images, labels=np.arange(40) // 10)
   records = readers.Records(f'npz:{tmp_path}/sorted.npz', 'train', data_dir=str(tmp_path / 'tfds'),
-                             in_memory=in_memory, max_examples=8)
+                            in_memory=in_memory, max_examples=8)
   assert len(records) == 8
   taken = records.take(np.arange(8))
   assert taken['image'][:, 0, 0, 0].tolist() == [0, 6, 11, 17, 22, 28, 33, 39]

@@ -235,11 +235,11 @@ def test_streamed_eval_views_do_not_depend_on_workers(tmp_path):
   from tests.test_image_folders import mixed_folder
   source = f'folder:{mixed_folder(tmp_path / "mixed", {"train": 2, "test": 5})}'
   records = readers.Records(source, 'test', data_dir=str(tmp_path / 'tfds'), in_memory=False,
-                             image_size=16)
+                            image_size=16)
   mesh = _mesh()
   inline, pooled, threaded = (
       [jax.device_get(b) for b in readers.eval_batches(records, batch_size=8, mesh=mesh,
-                                                        workers=workers, threads=threads)]
+                                                       workers=workers, threads=threads)]
       for workers, threads in ((0, 1), (2, 1), (0, 3)))
   assert len(inline) == 2 and inline[0]['image'].shape == (8, 16, 16, 3)
   assert inline[1]['mask'].sum() == 2   # 10 images: the second batch is padded

@@ -68,7 +68,7 @@ def test_tensor_parallel_step_equals_data_parallel(data_dir):
   method, init, step, abstract, sample = _setup(config)
   names = train.logical_axes(method, sample)
   records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True,
-                             transform=fetch.record_transform(config.data))
+                            transform=fetch.record_transform(config.data))
   local = records.take(np.arange(config.batch_size))
   tp_mesh = sharding.make_mesh({'data': 2, 'model': 4})
   outputs = []

@@ -60,7 +60,7 @@ def test_text_folder_splits_chunks_and_labels(tmp_path, data_dir):
     assert tr + te == whole
     assert 0.08 < len(te) / len(whole) < 0.12
   batch = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                           transform=_byte_transform()).take(np.arange(3))
+                          transform=_byte_transform()).take(np.arange(3))
   assert batch['tokens'].shape == (3, 48) and batch['tokens'].dtype == np.int32
   assert tokenizers.ByteTokenizer().decode(batch['tokens'][0]) == texts['train'][0][:48]
 
@@ -90,14 +90,14 @@ def test_tsv_split_pattern_classes_and_regression(tmp_path, data_dir):
   info = sources.info(f'tsv:{tmp_path}/c_{{split}}.tsv', data_dir=data_dir)
   assert info.num_classes == 3 and info.split_sizes == {'train': 10, 'dev': 4}
   batch = readers.Records(f'tsv:{tmp_path}/c_{{split}}.tsv', 'dev', data_dir=data_dir,
-                           in_memory=True, transform=_byte_transform(16)).take(np.arange(4))
+                          in_memory=True, transform=_byte_transform(16)).take(np.arange(4))
   np.testing.assert_array_equal(batch['label'], [0, 1, 2, 0])
   assert tokenizers.ByteTokenizer().decode(batch['tokens'][1]) == 'sentence 1'
 
   (tmp_path / 'reg.tsv').write_text('label\tsentence\n0.5\tgood\n-1\tbad\n')
   assert sources.info(f'tsv:{tmp_path}/reg.tsv', data_dir=data_dir).num_classes is None
   record = fetch.first_record(f'tsv:{tmp_path}/reg.tsv', 'train', data_dir=data_dir,
-                                 transform=_byte_transform(8))
+                              transform=_byte_transform(8))
   assert record['label'].dtype == np.float32 and record['label'] == 0.5
 
 

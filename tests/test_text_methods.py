@@ -100,7 +100,7 @@ def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_di
   # token, and its share of the held-out split's real tokens.
   def real_tokens(split):
     tokens = readers.Records(prepared.data.source, split, data_dir=str(data_dir), in_memory=True,
-                              transform=fetch.record_transform(prepared.data)).take(
+                             transform=fetch.record_transform(prepared.data)).take(
                                   slice(None))['tokens']
     special = tokenizers.make(prepared.data).NUM_SPECIAL
     return [int(t) for t in tokens.ravel() if t >= special]
@@ -158,7 +158,7 @@ def test_eight_devices_give_the_one_device_loss_gradients_and_step(name, data_di
   tx, lr = optim.make(config)
   state = train.make_init(method, tx, train.sample_batch(config), config.seed)()
   records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False,
-                             transform=fetch.record_transform(config.data))
+                            transform=fetch.record_transform(config.data))
   local = records.take(np.arange(config.batch_size))
   # Some PAD so the weighting of real tokens over the global batch matters.
   local['tokens'][::3, -5:] = 0

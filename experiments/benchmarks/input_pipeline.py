@@ -85,7 +85,7 @@ def sslax_run(tree: pathlib.Path, workers: int, threads: int, batch: int,
     spec = [host_crops.CropSpec('image', 1, VIEW, (0.08, 1.0), (3 / 4, 4 / 3), 0.5)]
     views = host_views.HostViews(src, spec, info.image_shape[-1], 0, 0, 0, f'folder:{tree}')
     it = host_views.host_view_batches(src, views, batch=batch, seed=0, start_step=0,
-                                    workers=workers, prefetch=2, threads=threads)
+                                      workers=workers, prefetch=2, threads=threads)
     next(it)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -90,7 +90,7 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
             f'config.data.clip_seconds={clip}, so its end would be cut from the audio but not '
             'from the transcript. Raise config.data.clip_seconds.')
     records = readers.Records(source, split, data_dir=data_dir, in_memory=True,
-                               transform=fetch.record_transform(config.data))
+                              transform=fetch.record_transform(config.data))
     arrays = records.take(kept)
     texts = asr_data.transcripts(path, split)
     out[role] = ({k: arrays[k] for k in ('audio', 'audio_len')}, [texts[i] for i in kept])
