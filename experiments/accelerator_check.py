@@ -19,7 +19,7 @@ state) and reports, per config, one JSON row:
                        device's peak: the datasheet dense bf16 peak from PEAK_BF16 (a measured
                        float32 matmul on CPUs);
   pipeline_examples_per_s, headroom
-                       examples/s the real input pipeline (pipeline.make_train: records, host
+                       examples/s the real input pipeline (train_batches.make_train: records, host
                        decoding, transfer to the mesh) delivers alone, and that over
                        examples_per_s: > 1 means the step, not the input, is the bottleneck.
 `--mock_data` reads TFDS sources from `tfds.testing.mock_data` (one image size), so the smoke
@@ -41,12 +41,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, 'benchmarks'))
 import bench_lib  # noqa: E402
+from sslax import methods  # noqa: E402
 from sslax import sharding  # noqa: E402
 from sslax import storage  # noqa: E402
 from sslax import train  # noqa: E402
 from sslax.data import mock_catalog  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
 from sslax.data import tokenizers  # noqa: E402
+from sslax.data import train_batches  # noqa: E402
 
 PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_vitb16',
                  'bert_base', 'cpc_librispeech')
@@ -88,7 +89,8 @@ def check(config, steps: int, workdir: str) -> dict:
   # The step train.run runs: shardings, donated state and the online probe if configured.
   parts = train.build(config, mesh, train.sample_batch(config))
   state = jax.jit(parts.init_fn, out_shardings=parts.state_sharding)()
-  batches = pipeline.make_train(config, mesh, start_step=0)
+  batches = train_batches.make_train(config, mesh, crops=methods.train_crops(config),
+                                     start_step=0)
   timed = bench_lib.bench_step(parts.step_fn, state, next(batches), warmup=2, repeats=steps)
   step_s = timed['step_s']
 

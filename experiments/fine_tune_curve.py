@@ -21,14 +21,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sslax import evaluate  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
+from sslax.data import fetch  # noqa: E402
+from sslax.data import readers  # noqa: E402
 from sslax.data import sources  # noqa: E402
 from sslax.evaluators import fine_tune  # noqa: E402
 
 
 def _split(config, split: str) -> dict[str, np.ndarray]:
-  records = pipeline.Records(config.eval.source, split, data_dir=config.data.data_dir or None,
-                             in_memory=True, transform=pipeline.record_transform(config.data))
+  records = readers.Records(config.eval.source, split, data_dir=config.data.data_dir or None,
+                            in_memory=True, transform=fetch.record_transform(config.data))
   return records.take(np.arange(len(records)))
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sslax import evaluate  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
+from sslax.data import fetch  # noqa: E402
+from sslax.data import readers  # noqa: E402
 from sslax.data import tokenizers  # noqa: E402
 
 ACCURACY = {'mlm': 'masked_token_accuracy', 'lm': 'next_token_accuracy'}
@@ -35,11 +36,11 @@ def main() -> None:
   config, method, mesh, state, _ = evaluate.restore(config, args.workdir, random_init=False)
 
   d = config.data
-  transform = pipeline.record_transform(d)
-  train_tokens = pipeline.Records(d.source, d.train_split, data_dir=d.data_dir or None,
-                                  in_memory=True, transform=transform).take(slice(None))['tokens']
-  held_out = pipeline.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True,
-                              transform=transform)
+  transform = fetch.record_transform(d)
+  train_tokens = readers.Records(d.source, d.train_split, data_dir=d.data_dir or None,
+                                 in_memory=True, transform=transform).take(slice(None))['tokens']
+  held_out = readers.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True,
+                             transform=transform)
   tokens = held_out.take(slice(None))['tokens']
   special = tokenizers.make(d).NUM_SPECIAL
   counts = np.bincount(train_tokens[train_tokens >= special].ravel())
@@ -53,12 +54,12 @@ def main() -> None:
     return m
   key = jax.random.PRNGKey(1234)
   total, weight = 0.0, 0.0
-  for i, batch in enumerate(pipeline.eval_batches(held_out, batch_size=config.batch_size,
-                                                  mesh=mesh)):
+  for i, batch in enumerate(readers.eval_batches(held_out, batch_size=config.batch_size,
+                                                 mesh=mesh)):
     # Padded rows of the last batch repeat record 0; count each batch by its real rows.
     m = jax.device_get(metrics(state.params, {'tokens': batch['tokens']},
                                jax.random.fold_in(key, i)))
-    rows = float(pipeline.gather(batch['mask']).sum())
+    rows = float(readers.gather(batch['mask']).sum())
     total += float(m[ACCURACY[config.method]]) * rows
     weight += rows
   print(json.dumps({'step': int(state.step), 'split': args.split, 'sequences': len(held_out),

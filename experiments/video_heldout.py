@@ -15,7 +15,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sslax import evaluate  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
+from sslax.data import readers  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
   config, method, mesh, state, _ = evaluate.restore(config, args.workdir, random_init=False)
 
   d = config.data
-  held_out = pipeline.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True)
+  held_out = readers.Records(d.source, args.split, data_dir=d.data_dir or None, in_memory=True)
 
   @jax.jit
   def metrics(params, batch, key):
@@ -37,12 +37,12 @@ def main() -> None:
     return value, m['copy_last_mse']
   key = jax.random.PRNGKey(1234)
   totals, weight = [0.0, 0.0], 0.0
-  for i, batch in enumerate(pipeline.eval_batches(held_out, batch_size=config.batch_size,
-                                                  mesh=mesh)):
+  for i, batch in enumerate(readers.eval_batches(held_out, batch_size=config.batch_size,
+                                                 mesh=mesh)):
     # Padded rows of the last batch repeat record 0; count each batch by its real rows.
     model_mse, copy_mse = jax.device_get(metrics(state.params, {'image': batch['image']},
                                                  jax.random.fold_in(key, i)))
-    rows = float(pipeline.gather(batch['mask']).sum())
+    rows = float(readers.gather(batch['mask']).sum())
     totals = [totals[0] + float(model_mse) * rows, totals[1] + float(copy_mse) * rows]
     weight += rows
   print(json.dumps({'step': int(state.step), 'split': args.split, 'clips': len(held_out),

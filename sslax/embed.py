@@ -29,7 +29,8 @@ from sslax import cli
 from sslax import encoder as encoder_lib
 from sslax import errors
 from sslax import storage
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
 from sslax.data import sources
 from sslax.data import waveforms
 
@@ -83,9 +84,9 @@ def source_chunks(encoder, source: str, split: str, data_dir: str | None,
                   chunk: int) -> Iterator[tuple[dict[str, np.ndarray], list[str], Any]]:
   """(model inputs, ids, labels or None) of a data source's split, `chunk` records at a time."""
   # Variable-size images arrive as eval views (shorter side -> data.image_size, centre).
-  records = pipeline.Records(source, split, data_dir=data_dir, in_memory=False,
-                             transform=pipeline.record_transform(encoder.config.data),
-                             image_size=int(encoder.config.data.get('image_size', 0)))
+  records = readers.Records(source, split, data_dir=data_dir, in_memory=False,
+                            transform=fetch.record_transform(encoder.config.data),
+                            image_size=int(encoder.config.data.get('image_size', 0)))
   for start in range(0, len(records), chunk):
     idx = np.arange(start, min(start + chunk, len(records)))
     rows = records.take(idx)

@@ -38,7 +38,7 @@ from sslax import artifacts
 from sslax import errors
 from sslax import methods
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import train_batches
 from sslax.data import tokenizers
 from sslax.data import waveforms
 
@@ -247,9 +247,10 @@ def _input_spec(root: epath.Path, config: ml_collections.ConfigDict) -> dict[str
     return spec
   # Workdirs from before input_spec.json existed: the training data's first record.
   try:
-    record = pipeline.first_train_record(config)
+    crops = methods.train_crops(config)
+    record = train_batches.first_train_record(config, crops)
     sample = {k: jax.ShapeDtypeStruct((1, *v.shape), v.dtype) for k, v in record.items()}
-    return artifacts.spec_of(pipeline.encoder_inputs(config, sample))
+    return artifacts.spec_of(train_batches.encoder_inputs(sample, crops))
   except (FileNotFoundError, ValueError) as e:
     # train.run writes input_spec.json once it has restored the checkpoint, before it trains
     # on (sslax.evaluate never writes it), so resuming the run is the fix.

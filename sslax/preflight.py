@@ -229,7 +229,7 @@ def main(argv: list[str]) -> None:
   f = flags.FLAGS
   # Checked here, not with flags.mark_flags_as_required: that validator would run on every
   # parse of absl's global FLAGS in this process (grain workers parse them too,
-  # data/pipeline.py) and fail there without a --config.
+  # data/host_views.py) and fail there without a --config.
   if f.config is None:
     raise errors.ConfigError('--config is required, e.g. --config configs/simclr_digits.py.')
   config = f.config

@@ -28,8 +28,9 @@ from sslax import sharding
 from sslax import storage
 from sslax import validate
 from sslax import workdir_lock
-from sslax.data import pipeline
+from sslax.data import host_views
 from sslax.data import tokenizers
+from sslax.data import train_batches
 from sslax.evaluators import data_check
 from sslax.evaluators import online_probe
 from sslax.evaluators import options
@@ -125,7 +126,7 @@ def make_train_step(method: methods.Method, tx: optax.GradientTransformation, lr
 
 def sample_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
   """Abstract global batch shaped like the training data (read from its first record)."""
-  record = pipeline.first_train_record(config)
+  record = train_batches.first_train_record(config, methods.train_crops(config))
   return {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape), v.dtype)
           for k, v in record.items()}
 
@@ -188,6 +189,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   # ---- Mesh, method, optimiser, state shapes and shardings. --------------------------------
   mesh = sharding.make_mesh(config.mesh)
   sample = sample_batch(config)
+  crops = methods.train_crops(config)   # views the data layer cuts on the host, or None
   parts = build(config, mesh, sample)
   method, tx = parts.method, parts.tx
   # FSDP / tensor parallelism: how much stays replicated (raises if mesh.model is wasted).
@@ -203,15 +205,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if is_main:   # Written once the config is known to fit the workdir's checkpoint.
     config_path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
     # What one example looks like, so sslax.load needs no training data (sslax/encoder.py).
-    (root / artifacts.INPUT_SPEC).write_text(
-        json.dumps(artifacts.spec_of(pipeline.encoder_inputs(config, sample)), indent=2))
+    (root / artifacts.INPUT_SPEC).write_text(json.dumps(artifacts.spec_of(
+        train_batches.encoder_inputs(sample, crops)), indent=2))
 
   # ---- Train. ------------------------------------------------------------------------------
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
   try:
-    state, preempted = _steps(config, parts, mesh, state, skipped_steps, ckpt, writer,
+    state, preempted = _steps(config, parts, mesh, crops, state, skipped_steps, ckpt, writer,
                               evaluators)
   except BaseException:
     # Event files on gs:// are uploaded on flush; close them now rather than at interpreter
@@ -236,7 +238,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   return results
 
 
-def _steps(config: ml_collections.ConfigDict, parts: Parts, mesh, state: TrainState,
+def _steps(config: ml_collections.ConfigDict, parts: Parts, mesh, crops, state: TrainState,
            skipped_steps: int, ckpt: checkpoint.Manager, writer: metrics_lib.Writer,
            evaluators: suite.Suite) -> tuple[TrainState, bool]:
   """Trains from state.step to config.total_steps, logging, saving and running the periodic
@@ -251,7 +253,7 @@ def _steps(config: ml_collections.ConfigDict, parts: Parts, mesh, state: TrainSt
   pending_flags, first_pending = [], start + 1
   with preemption.Watcher() as watcher:
     # A generator: nothing is read or built unless a step runs.
-    batches = pipeline.make_train(config, mesh, start_step=start)
+    batches = train_batches.make_train(config, mesh, crops=crops, start_step=start)
     timer.reset(start)
     for step in range(start + 1, config.total_steps + 1):
       state, step_metrics = parts.step_fn(state, next(batches))

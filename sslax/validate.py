@@ -11,7 +11,7 @@ from sslax import errors
 from sslax import methods
 from sslax import optim
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import packing
 from sslax.data import sources
 from sslax.evaluators import options
 
@@ -66,7 +66,7 @@ def check(config: ml_collections.ConfigDict, *, num_devices: int, num_processes:
           f'config.{key}={value} is not divisible by the {data_parallel} data-parallel devices '
           f'(config.mesh={dict(config.mesh)}) and {num_processes} processes; use a multiple '
           f'of {math.lcm(data_parallel, num_processes)}.')
-  if pipeline.check_pack(config.data) > 1 and config.get('online_probe', {}).get('enabled'):
+  if packing.check_pack(config.data) > 1 and config.get('online_probe', {}).get('enabled'):
     raise errors.ConfigError(
         f'config.data.pack_sequences={config.data.pack_sequences} packs several '
         'labelled records into one row, which then has no label for '

@@ -16,7 +16,7 @@ from sslax import artifacts
 from sslax import evaluate
 from sslax import export
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import fetch
 from sslax.evaluators import suite
 
 TOLERANCE = 1e-6
@@ -101,6 +101,6 @@ np.save({str(tmp_path / 'features.npy')!r}, np.concatenate([np.asarray(c) for c 
 
 def prepared_test_split(encoder, raw) -> dict[str, np.ndarray]:
   """The model inputs the pipeline makes of raw records (what the exported function takes)."""
-  transform = pipeline.record_transform(encoder.config.data)
-  rows = [pipeline._fetched(r, transform, 'test') for r in raw]   # pylint: disable=protected-access
+  transform = fetch.record_transform(encoder.config.data)
+  rows = [fetch.fetched(r, transform, 'test') for r in raw]   # pylint: disable=protected-access
   return {k: np.stack([r[k] for r in rows]) for k in encoder.input_spec}

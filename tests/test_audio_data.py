@@ -6,7 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
 from sslax.data import sources
 from sslax.data import waveforms
 
@@ -87,8 +88,8 @@ def test_audio_folder_builds_and_batches(tmp_path):
   assert info.num_classes == 2 and info.split_sizes == {'train': 6, 'test': 2}
   raw = sources.open_split(source, 'train', data_dir=data_dir)[0]
   assert raw['sample_rate'] == 16000 and raw['speaker'] == 0 and raw['label'] == 0
-  records = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                             transform=pipeline.record_transform(_data_config()))
+  records = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                            transform=fetch.record_transform(_data_config()))
   batch = records.take(np.arange(6))
   assert batch['audio'].shape == (6, 1600) and batch['audio'].dtype == np.float32
   assert sorted(batch) == ['audio', 'audio_len', 'label', 'speaker']
@@ -101,11 +102,11 @@ def test_audio_folder_builds_and_batches(tmp_path):
     assert np.all(row[n:] == 0)
   np.testing.assert_array_equal(batch['label'], [0, 0, 0, 1, 1, 1])
   np.testing.assert_array_equal(batch['speaker'], [0, 0, 1, 0, 0, 1])   # sorted: x_a_0, x_a_2, x_b_1
-  speakers = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                              transform=pipeline.record_transform(_data_config(label_key='speaker')))
+  speakers = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                             transform=fetch.record_transform(_data_config(label_key='speaker')))
   np.testing.assert_array_equal(speakers.take(np.arange(6))['label'], batch['speaker'])
   with pytest.raises(ValueError, match=r'holds audio, but config.data.sample_rate is not set'):
-    pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True)
+    readers.Records(source, 'train', data_dir=data_dir, in_memory=True)
 
 
 def test_bad_wav_errors_naming_it_or_is_skipped_and_counted(tmp_path, caplog):
@@ -154,8 +155,8 @@ def test_tfds_speech_commands_mocked_is_batched_like_a_folder(tmp_path, monkeypa
     raw = sources.open_split(source, 'train', data_dir=data_dir)
     int16 = [np.asarray(raw.data[i]['audio']) for i in range(4)]
     assert raw.audio_rate == 16000 and int16[0].dtype == np.int16
-    records = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                               transform=pipeline.record_transform(_data_config(clip_seconds=0.25)))
+    records = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                              transform=fetch.record_transform(_data_config(clip_seconds=0.25)))
   batch = records.take(np.arange(4))
   assert sorted(batch) == ['audio', 'audio_len', 'label']
   assert batch['audio'].shape == (4, 2000) and batch['audio'].dtype == np.float32
@@ -192,9 +193,9 @@ def test_clips_shorter_than_the_loss_needs_error_naming_the_file_or_are_skipped(
 
   def records(policy, in_memory=True):
     config.data.short_clips = policy
-    return pipeline.Records(config.data.source, 'train', data_dir=str(tmp_path / 'tfds'),
-                            in_memory=in_memory, transform=pipeline.record_transform(config.data),
-                            short_clips=waveforms.short_clip_policy(config), sample_rate=8000)
+    return readers.Records(config.data.source, 'train', data_dir=str(tmp_path / 'tfds'),
+                           in_memory=in_memory, transform=fetch.record_transform(config.data),
+                           short_clips=waveforms.short_clip_policy(config), sample_rate=8000)
   assert len(records('pad')) == 7
   need = 3 * a.hop + a.n_fft // 2 + 1   # 4 frames: the last centre, 3 hops on, before the end
   config.data.short_clips = 'error'
@@ -211,4 +212,4 @@ def test_clips_shorter_than_the_loss_needs_error_naming_the_file_or_are_skipped(
   np.testing.assert_array_equal(streamed.take(np.arange(6))['audio'], kept.take(np.arange(6))['audio'])
   config.data.short_clips = 'drop'
   with pytest.raises(ValueError, match=r"config.data.short_clips='drop' is unknown"):
-    pipeline.record_transform(config.data)
+    fetch.record_transform(config.data)

@@ -11,7 +11,9 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
+from sslax.data import train_batches
 from tests.conftest import assert_fraction_of, shared_data
 from tests.test_train import _Interrupt, _params
 
@@ -57,19 +59,19 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
   assert results['raw_input/logistic/accuracy'] > 0.3
   straight, _ = _params(tmp_path / 'straight', config)
 
-  real = pipeline.make_train
+  real = train_batches.make_train
   def dying(*args, **kwargs):
     for i, batch in enumerate(real(*args, **kwargs)):
       if i == 2:
         raise _Interrupt()
       yield batch
-  monkeypatch.setattr(pipeline, 'make_train', dying)
+  monkeypatch.setattr(train_batches, 'make_train', dying)
   # The evaluators were checked above; the resumed run only needs to train.
   config.evals.knn.enabled = config.evals.linear_probe.enabled = False
   config.evals.fine_tune.enabled = False
   with pytest.raises(_Interrupt):
     train.run(config, str(tmp_path / 'resumed'))
-  monkeypatch.setattr(pipeline, 'make_train', real)
+  monkeypatch.setattr(train_batches, 'make_train', real)
   train.run(config, str(tmp_path / 'resumed'))
   resumed, meta = _params(tmp_path / 'resumed', config)
   assert meta['step'] == 4
@@ -110,8 +112,8 @@ def eight_devices_match_one(configs, local, *, key=jax.random.PRNGKey(3)):
 def test_eight_devices_give_the_one_device_loss_and_gradients(data_dir):
   configs = {name: audio_config(name, data_dir) for name in sorted(CONFIGS)}
   c = configs['apc']
-  records = pipeline.Records(c.data.source, 'train', data_dir=str(data_dir), in_memory=False,
-                             transform=pipeline.record_transform(c.data))
+  records = readers.Records(c.data.source, 'train', data_dir=str(data_dir), in_memory=False,
+                            transform=fetch.record_transform(c.data))
   eight_devices_match_one(configs,
                           records.take(np.arange(0, 2700, 2700 // c.batch_size)[:c.batch_size]))
 

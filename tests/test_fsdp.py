@@ -7,7 +7,7 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import readers
 from tests.test_train import data_dir, smoke_config  # noqa: F401 (fixture)
 
 MIN_SIZE = 256   # the smoke model is tiny; production default is config.fsdp_min_size
@@ -23,7 +23,7 @@ def _setup(config):
 def test_fsdp_shards_large_weights_and_matches_data_parallel(data_dir):
   config = smoke_config(data_dir)
   init, step, abstract = _setup(config)
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
   local = records.take(np.arange(config.batch_size))
 
   fsdp_mesh = sharding.make_mesh({'data': 2, 'fsdp': 4})

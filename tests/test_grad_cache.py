@@ -6,7 +6,7 @@ import pytest
 from sslax import grad_cache
 from sslax import methods
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import readers
 from tests.test_train import data_dir, smoke_config  # noqa: F401 (fixture)
 
 
@@ -15,7 +15,7 @@ def test_grad_cache_equals_the_full_batch_loss_and_gradients(data_dir):
   config = smoke_config(data_dir, **{'model.norm': 'group', 'simclr.proj_batch_norm': False})
   method = methods.get(config.method)(config)
   mesh = sharding.make_mesh(config.mesh)
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
   batch = sharding.to_global(records.take(np.arange(config.batch_size)), mesh)
   params, model_state, extra = method.init(jax.random.PRNGKey(0), batch)
   rng = jax.random.PRNGKey(1)

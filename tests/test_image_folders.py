@@ -14,10 +14,15 @@ import pytest
 import tensorflow_datasets as tfds
 
 from sslax import artifacts
+from sslax import methods
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import catalog
+from sslax.data import host_crops
+from sslax.data import host_views
+from sslax.data import readers
 from sslax.data import sources
+from sslax.data import train_batches
 from tests import test_train
 from tests.conftest import assert_fraction_of
 
@@ -87,23 +92,27 @@ def test_small_same_size_folder_keeps_decoded_storage(tmp_path):
         _save(tmp_path / 'f' / split / name / f'{i}.png', PIL.Image.fromarray(pixels))
   got = sources.info(f'folder:{tmp_path / "f"}', data_dir=str(tmp_path / 'tfds'))
   assert got.image_shape == (8, 8, 3)
-  assert pipeline.host_channels(f'folder:{tmp_path / "f"}', str(tmp_path / 'tfds')) == 0
+  assert host_views.host_channels(f'folder:{tmp_path / "f"}', str(tmp_path / 'tfds')) == 0
 
 
 def test_host_cropped_batches_do_not_depend_on_workers(folder, tmp_path):
   config = _config(f'folder:{folder}', tmp_path)
   mesh = sharding.make_mesh(config.mesh)
-  inline = [jax.device_get(b) for _, b in zip(range(3), pipeline.make_train(config, mesh))]
+  with pytest.raises(ValueError, match=r'varying size.*crops=methods.host_crops'):
+    next(train_batches.make_train(config, mesh))   # which views to cut is the caller's to say
+  crops = methods.train_crops(config)   # the method's two views, as train.run passes them
+  inline = [jax.device_get(b)
+            for _, b in zip(range(3), train_batches.make_train(config, mesh, crops=crops))]
   assert inline[0]['image'].shape == (8, 2, 16, 16, 3)
   assert inline[0]['image'].dtype == np.uint8 and sorted(inline[0]) == ['image', 'label']
   config.data.num_workers = 2
-  resumed = pipeline.make_train(config, mesh, start_step=1)
+  resumed = train_batches.make_train(config, mesh, crops=crops, start_step=1)
   for expected, got in zip(inline[1:], resumed):
     jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
   # Read threads (here in the training process) finish batches out of order; they must
   # still come in step order.
   config.data.update(num_workers=0, read_threads=3)
-  threaded = pipeline.make_train(config, mesh)
+  threaded = train_batches.make_train(config, mesh, crops=crops)
   for expected, got in zip(inline, threaded):
     jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(got))
 
@@ -180,20 +189,20 @@ def test_unlabelled_flat_and_split_field_layouts(tmp_path):
 def test_variable_size_catalog_data_set_is_cropped_on_the_host(tmp_path, monkeypatch):
   # TFDS 4.9.10's mocked data source breaks on batched reads (see test_audio_data.py).
   monkeypatch.setattr(sources.RandomAccess, '__getitems__', None)
-  # The mock encodes through TensorFlow when decoders are asked for (sources._decoders), so
+  # The mock encodes through TensorFlow when decoders are asked for (catalog.decoders), so
   # its images stay decoded here; test_catalog_images_reach_the_host_crops_encoded reads bytes.
-  monkeypatch.setattr(sources, '_decoders', lambda builder: None)
+  monkeypatch.setattr(catalog, 'decoders', lambda builder: None)
   config = _config('tfds:imagenette', tmp_path)
   with tfds.testing.mock_data(num_examples=8):
     raw = sources.open_split('tfds:imagenette', 'train', data_dir=str(tmp_path))
     sizes = {raw[i]['image'].shape for i in range(8)}
     assert len(sizes) > 1   # mock images of several sizes
-    assert pipeline.host_channels('tfds:imagenette', str(tmp_path)) == 3
+    assert host_views.host_channels('tfds:imagenette', str(tmp_path)) == 3
     mesh = sharding.make_mesh(config.mesh)
-    batch = next(pipeline.make_train(config, mesh))
+    batch = next(train_batches.make_train(config, mesh, crops=methods.train_crops(config)))
     assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
-    records = pipeline.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
-                               in_memory=True, image_size=16)
+    records = readers.Records('tfds:imagenette', 'train', data_dir=str(tmp_path),
+                              in_memory=True, image_size=16)
     assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
 
 
@@ -234,18 +243,19 @@ def test_catalog_images_reach_the_host_crops_encoded(tmp_path, monkeypatch):
   stored = {src[i]['image'] for i in range(8)}
   assert stored == {reopened[i]['image'] for i in range(8)}
   assert stored == {pathlib.Path(f).read_bytes() for f in files}
-  assert pipeline.host_channels(source, data_dir) == 3
+  assert host_views.host_channels(source, data_dir) == 3
   decodes = []
-  decode = pipeline.host_crops.decode
-  monkeypatch.setattr(pipeline.host_crops, 'decode',
+  decode = host_crops.decode
+  monkeypatch.setattr(host_crops, 'decode',
                       lambda data, channels, *shape: decodes.append(shape) or
                       decode(data, channels, *shape))
   config = _config(source, tmp_path / 'tfds')
-  batch = next(pipeline.make_train(config, sharding.make_mesh(config.mesh)))
+  batch = next(train_batches.make_train(config, sharding.make_mesh(config.mesh),
+                                        crops=methods.train_crops(config)))
   assert batch['image'].shape == (8, 2, 16, 16, 3) and batch['label'].shape == (8,)
   # 16² views from >= 64² images: every decode was asked for a reduced size.
   assert len(decodes) == 8 and all(0 < h < 200 for h, _ in decodes), decodes
-  records = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True, image_size=16)
+  records = readers.Records(source, 'train', data_dir=data_dir, in_memory=True, image_size=16)
   assert records.take(np.arange(8))['image'].shape == (8, 16, 16, 3)
 
 
@@ -258,7 +268,7 @@ def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
       'data.source': f'folder:{folder}', 'eval.source': f'folder:{folder}',
       'data.data_dir': str(tmp_path / 'tfds'), 'data.num_workers': 0, 'batch_size': 8,
       'eval.batch_size': 8, 'evals.knn.k': 3, 'eval.raw_input': False, 'progress_bar': False})
-  record = pipeline.first_train_record(config)
+  record = train_batches.first_train_record(config, methods.train_crops(config))
   if method == 'dino':
     assert record['image'].shape[0] == config.dino.num_global
     assert record['image_local'].shape == (config.dino.num_local, config.dino.local_size,

@@ -11,7 +11,7 @@ from sslax import optim
 from sslax import sharding
 from sslax import train
 from sslax import validate
-from sslax.data import pipeline
+from sslax.data import readers
 from tests.test_train import data_dir, smoke_config  # noqa: F401 (fixture)
 
 
@@ -42,7 +42,7 @@ def test_chunked_info_nce_equals_info_nce(mesh_config):
 
 def test_simclr_chunked_loss_switch_gives_the_same_train_step(data_dir):
   """config.simclr.chunked_loss: one jitted train step on 8 devices, switch on == switch off."""
-  records = pipeline.Records('builtin:digits', 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records('builtin:digits', 'train', data_dir=str(data_dir), in_memory=True)
   outputs, programs = [], []
   for chunked in (False, True):
     config = smoke_config(data_dir, **{'simclr.chunked_loss': chunked})

@@ -13,7 +13,8 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import readers
+from sslax.data import train_batches
 from sslax.methods import _siamese
 from tests.conftest import assert_fraction_of
 
@@ -42,7 +43,7 @@ def _cached_step(method: str, num_devices: int, data_dir):
 
 
 def _first_batch(config, data_dir):
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
   return records.take(np.arange(config.batch_size))
 
 
@@ -125,16 +126,16 @@ def test_smoke_run_resumes(method, data_dir, tmp_path, monkeypatch):
   (extra and model_state go through Orbax and back)."""
   config = smoke_config(method, data_dir)
   config.eval.max_test_examples = 0   # all 360 test digits: the last batch of 64 is padded
-  real = pipeline.make_train
+  real = train_batches.make_train
   def dying(*args, **kwargs):
     for i, batch in enumerate(real(*args, **kwargs)):
       if i == 2:
         raise _Interrupt()
       yield batch
-  monkeypatch.setattr(pipeline, 'make_train', dying)
+  monkeypatch.setattr(train_batches, 'make_train', dying)
   with pytest.raises(_Interrupt):
     train.run(config, str(tmp_path))
-  monkeypatch.setattr(pipeline, 'make_train', real)
+  monkeypatch.setattr(train_batches, 'make_train', real)
   results = train.run(config, str(tmp_path))
   assert results['step'] == config.total_steps
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']

@@ -7,12 +7,12 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import readers
 from tests.test_train import data_dir, smoke_config  # noqa: F401 (fixture)
 
 
 def test_bfloat16_compute_keeps_float32_state_and_a_close_loss(data_dir):
-  records = pipeline.Records('builtin:digits', 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records('builtin:digits', 'train', data_dir=str(data_dir), in_memory=True)
   outputs = {}
   for dtype in ('float32', 'bfloat16'):
     config = smoke_config(data_dir, **{'model.dtype': dtype})

@@ -16,7 +16,8 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import readers
+from sslax.data import train_batches
 from tests.test_train import _params, data_dir, smoke_config  # noqa: F401 (fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def _one_process_four_devices(config):
   state = jax.jit(init, out_shardings=shardings)()
   step = jax.jit(train.make_train_step(method, tx, lr),
                  in_shardings=(shardings, sharding.batch_sharding(mesh)))
-  batches = pipeline.make_train(config, mesh)
+  batches = train_batches.make_train(config, mesh)
   losses = []
   for s in range(1, config.total_steps + 1):
     state, metrics = step(state, next(batches))
@@ -101,7 +102,7 @@ def test_two_processes_match_one_four_device_process_through_a_preemption(tmp_pa
   lr_flags = [f'--config.{k}={v}' for k, v in constant_lr.items()]
   config = smoke_config(data_dir)
   # Build the digits data once here, so the children only read it.
-  pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False)
+  readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False)
   run_dir = tmp_path / 'two'
 
   # 1. Preemption notice to both processes once step 1 is logged. Only the preemption saves

@@ -7,7 +7,8 @@ import pytest
 
 from sslax import config_base
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import readers
+from sslax.data import train_batches
 
 
 def _config(tmp_path, batch_size=16, in_memory=True, seed=0):
@@ -35,14 +36,14 @@ def _ids(batches, steps):
 def test_start_step_continues_the_same_stream(toy):
   mesh = sharding.make_mesh({'data': -1})
   config = _config(toy)
-  straight = _ids(pipeline.make_train(config, mesh), 6)
-  resumed = _ids(pipeline.make_train(config, mesh, start_step=3), 3)
+  straight = _ids(train_batches.make_train(config, mesh), 6)
+  resumed = _ids(train_batches.make_train(config, mesh, start_step=3), 3)
   assert resumed == straight[3:]
 
 
 def test_each_epoch_is_a_fresh_permutation(toy):
   mesh = sharding.make_mesh({'data': -1})
-  ids = sum(_ids(pipeline.make_train(_config(toy, batch_size=8), mesh), 10), [])
+  ids = sum(_ids(train_batches.make_train(_config(toy, batch_size=8), mesh), 10), [])
   first, second = ids[:40], ids[40:]
   assert sorted(first) == sorted(second) == list(range(40))
   assert first != second
@@ -50,19 +51,21 @@ def test_each_epoch_is_a_fresh_permutation(toy):
 
 def test_order_does_not_depend_on_device_count_or_memory_mode(toy):
   config = _config(toy)
-  reference = _ids(pipeline.make_train(config, sharding.make_mesh({'data': 1}, jax.devices()[:1])), 4)
-  eight = _ids(pipeline.make_train(config, sharding.make_mesh({'data': -1})), 4)
-  streamed = _ids(pipeline.make_train(_config(toy, in_memory=False), sharding.make_mesh({'data': -1})), 4)
+  one = sharding.make_mesh({'data': 1}, jax.devices()[:1])
+  all_devices = sharding.make_mesh({'data': -1})
+  reference = _ids(train_batches.make_train(config, one), 4)
+  eight = _ids(train_batches.make_train(config, all_devices), 4)
+  streamed = _ids(train_batches.make_train(_config(toy, in_memory=False), all_devices), 4)
   assert reference == eight == streamed
-  other_seed = _ids(pipeline.make_train(_config(toy, seed=1), sharding.make_mesh({'data': -1})), 4)
+  other_seed = _ids(train_batches.make_train(_config(toy, seed=1), all_devices), 4)
   assert other_seed != reference
 
 
 def test_eval_batches_pad_and_mask(toy):
   mesh = sharding.make_mesh({'data': -1})
-  records = pipeline.Records('npz:' + str(toy / 'toy.npz'), 'train',
-                             data_dir=str(toy / 'tfds'), in_memory=True)
-  batches = list(pipeline.eval_batches(records, batch_size=16, mesh=mesh))
+  records = readers.Records('npz:' + str(toy / 'toy.npz'), 'train',
+                            data_dir=str(toy / 'tfds'), in_memory=True)
+  batches = list(readers.eval_batches(records, batch_size=16, mesh=mesh))
   assert len(batches) == 3
   masks = np.concatenate([np.asarray(b['mask']) for b in batches])
   ids = np.concatenate([np.asarray(b['image'])[:, 0, 0, 0] for b in batches])
@@ -76,8 +79,8 @@ def test_max_examples_spreads_over_a_split_stored_class_by_class(tmp_path, in_me
   # be class 0 only; 8 evenly spaced records hold every class twice.
   images = np.arange(40, dtype=np.uint8)[:, None, None].repeat(4, 1).repeat(4, 2)
   np.savez(tmp_path / 'sorted.npz', images=images, labels=np.arange(40) // 10)
-  records = pipeline.Records(f'npz:{tmp_path}/sorted.npz', 'train', data_dir=str(tmp_path / 'tfds'),
-                             in_memory=in_memory, max_examples=8)
+  records = readers.Records(f'npz:{tmp_path}/sorted.npz', 'train', data_dir=str(tmp_path / 'tfds'),
+                            in_memory=in_memory, max_examples=8)
   assert len(records) == 8
   taken = records.take(np.arange(8))
   assert taken['image'][:, 0, 0, 0].tolist() == [0, 6, 11, 17, 22, 28, 33, 39]

@@ -13,7 +13,7 @@ from sklearn import cluster as sk_cluster
 from configs import simclr_digits
 from sslax import errors
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import readers
 from sslax.evaluators import clustering
 from sslax.evaluators import features
 from sslax.evaluators import knn
@@ -69,7 +69,7 @@ def test_bank_is_sharded_and_holds_the_in_memory_features_in_record_order():
   embed_fn = jax.jit(_embed, in_shardings=(sharding.replicated(mesh), sharding.replicated(mesh),
                                            sharding.batch_sharding(mesh)))
   bank = features.extract(embed_fn, _params(), {},
-                          pipeline.eval_batches(split, batch_size=32, mesh=mesh),
+                          readers.eval_batches(split, batch_size=32, mesh=mesh),
                           num_examples=100, batch_size=32, mesh=mesh)
   assert bank.feats_NxD.shape == (128, 12) and bank.num_examples == 100
   # Each device holds its own rows, 128 / 8 of them: nothing was replicated or gathered.
@@ -234,12 +234,12 @@ def test_streamed_eval_views_do_not_depend_on_workers(tmp_path):
   grain worker processes give the same batches, in order, as reading in this process."""
   from tests.test_image_folders import mixed_folder
   source = f'folder:{mixed_folder(tmp_path / "mixed", {"train": 2, "test": 5})}'
-  records = pipeline.Records(source, 'test', data_dir=str(tmp_path / 'tfds'), in_memory=False,
-                             image_size=16)
+  records = readers.Records(source, 'test', data_dir=str(tmp_path / 'tfds'), in_memory=False,
+                            image_size=16)
   mesh = _mesh()
   inline, pooled, threaded = (
-      [jax.device_get(b) for b in pipeline.eval_batches(records, batch_size=8, mesh=mesh,
-                                                        workers=workers, threads=threads)]
+      [jax.device_get(b) for b in readers.eval_batches(records, batch_size=8, mesh=mesh,
+                                                       workers=workers, threads=threads)]
       for workers, threads in ((0, 1), (2, 1), (0, 3)))
   assert len(inline) == 2 and inline[0]['image'].shape == (8, 16, 16, 3)
   assert inline[1]['mask'].sum() == 2   # 10 images: the second batch is padded

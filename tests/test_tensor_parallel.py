@@ -10,7 +10,8 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
 from tests.test_text_methods import data_dir, text_config  # noqa: F401 (fixture)
 
 MIN_SIZE = 256   # the smoke model is tiny; production default is config.fsdp_min_size
@@ -66,8 +67,8 @@ def test_tensor_parallel_step_equals_data_parallel(data_dir):
   config = text_config('mlm', data_dir, **HEADS)
   method, init, step, abstract, sample = _setup(config)
   names = train.logical_axes(method, sample)
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True,
-                             transform=pipeline.record_transform(config.data))
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True,
+                            transform=fetch.record_transform(config.data))
   local = records.take(np.arange(config.batch_size))
   tp_mesh = sharding.make_mesh({'data': 2, 'model': 4})
   outputs = []

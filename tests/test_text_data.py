@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import packing
+from sslax.data import readers
 from sslax.data import sources
 from sslax.data import tokenizers
+from sslax.data import train_batches
 from sslax.data.builders import text as text_builder
 from tests.conftest import shared_data
 
@@ -21,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 
 def _byte_transform(seq_len=48):
-  return pipeline.record_transform(ml_collections.ConfigDict({'tokenizer': 'byte',
+  return fetch.record_transform(ml_collections.ConfigDict({'tokenizer': 'byte',
                                                               'seq_len': seq_len}))
 
 
@@ -56,8 +59,8 @@ def test_text_folder_splits_chunks_and_labels(tmp_path, data_dir):
     te = ''.join(t for t, r in zip(texts['test'], test) if r['label'] == label)
     assert tr + te == whole
     assert 0.08 < len(te) / len(whole) < 0.12
-  batch = pipeline.Records(source, 'train', data_dir=data_dir, in_memory=True,
-                           transform=_byte_transform()).take(np.arange(3))
+  batch = readers.Records(source, 'train', data_dir=data_dir, in_memory=True,
+                          transform=_byte_transform()).take(np.arange(3))
   assert batch['tokens'].shape == (3, 48) and batch['tokens'].dtype == np.int32
   assert tokenizers.ByteTokenizer().decode(batch['tokens'][0]) == texts['train'][0][:48]
 
@@ -67,7 +70,7 @@ def test_text_single_file_glob_and_utf8(tmp_path, data_dir):
   info = sources.info(f'text:{tmp_path}/*.py', data_dir=data_dir)
   assert info.num_classes is None and info.split_sizes['test'] > 0
   with pytest.raises(ValueError, match=r'holds text, but config.data.tokenizer is not set'):
-    pipeline.first_record(f'text:{tmp_path}/*.py', 'train', data_dir=data_dir)
+    fetch.first_record(f'text:{tmp_path}/*.py', 'train', data_dir=data_dir)
 
 
 @pytest.mark.parametrize('content, match', [
@@ -86,15 +89,15 @@ def test_tsv_split_pattern_classes_and_regression(tmp_path, data_dir):
         'sentence\tlabel\n' + ''.join(f'sentence {i}\t{i % 3}\n' for i in range(n)))
   info = sources.info(f'tsv:{tmp_path}/c_{{split}}.tsv', data_dir=data_dir)
   assert info.num_classes == 3 and info.split_sizes == {'train': 10, 'dev': 4}
-  batch = pipeline.Records(f'tsv:{tmp_path}/c_{{split}}.tsv', 'dev', data_dir=data_dir,
-                           in_memory=True, transform=_byte_transform(16)).take(np.arange(4))
+  batch = readers.Records(f'tsv:{tmp_path}/c_{{split}}.tsv', 'dev', data_dir=data_dir,
+                          in_memory=True, transform=_byte_transform(16)).take(np.arange(4))
   np.testing.assert_array_equal(batch['label'], [0, 1, 2, 0])
   assert tokenizers.ByteTokenizer().decode(batch['tokens'][1]) == 'sentence 1'
 
   (tmp_path / 'reg.tsv').write_text('label\tsentence\n0.5\tgood\n-1\tbad\n')
   assert sources.info(f'tsv:{tmp_path}/reg.tsv', data_dir=data_dir).num_classes is None
-  record = pipeline.first_record(f'tsv:{tmp_path}/reg.tsv', 'train', data_dir=data_dir,
-                                 transform=_byte_transform(8))
+  record = fetch.first_record(f'tsv:{tmp_path}/reg.tsv', 'train', data_dir=data_dir,
+                              transform=_byte_transform(8))
   assert record['label'].dtype == np.float32 and record['label'] == 0.5
 
 
@@ -127,12 +130,12 @@ def test_pack_tokens_joins_records_with_sep_and_cuts_to_length():
   pad, sep = tokenizers.ByteTokenizer.PAD, tokenizers.ByteTokenizer.SEP
   tokens = np.array([[7, 8, 9, pad, pad], [10, pad, pad, pad, pad],
                      [11, 12, pad, pad, pad], [13, 14, 15, 16, 17]], np.int32)
-  packed = pipeline.pack_tokens({'tokens': tokens, 'label': np.arange(4)}, 2)
+  packed = packing.pack_tokens({'tokens': tokens, 'label': np.arange(4)}, 2)
   assert set(packed) == {'tokens'}   # a record's label does not describe a packed row
   np.testing.assert_array_equal(packed['tokens'], [[7, 8, 9, sep, 10],
                                                    [11, 12, sep, 13, 14]])
   # k = 1 only drops padding it then restores: rows are unchanged.
-  np.testing.assert_array_equal(pipeline.pack_tokens({'tokens': tokens}, 1)['tokens'], tokens)
+  np.testing.assert_array_equal(packing.pack_tokens({'tokens': tokens}, 1)['tokens'], tokens)
 
 
 @pytest.mark.parametrize('k, tokenizer, match', [
@@ -142,7 +145,7 @@ def test_pack_tokens_joins_records_with_sep_and_cuts_to_length():
 ])
 def test_pack_sequences_config_errors(k, tokenizer, match):
   with pytest.raises(ValueError, match=match):
-    pipeline.check_pack(ml_collections.ConfigDict({'pack_sequences': k, 'tokenizer': tokenizer}))
+    packing.check_pack(ml_collections.ConfigDict({'pack_sequences': k, 'tokenizer': tokenizer}))
 
 
 def test_packed_training_batches_follow_the_record_stream_and_resume(tmp_path, data_dir):
@@ -158,7 +161,7 @@ def test_packed_training_batches_follow_the_record_stream_and_resume(tmp_path, d
   mesh = sharding.make_mesh({'data': 1}, jax.devices()[:1])
 
   def rows(start, n):
-    it = pipeline.make_train(config, mesh, start_step=start)
+    it = train_batches.make_train(config, mesh, start_step=start)
     return [np.asarray(next(it)['tokens']) for _ in range(n)]
 
   straight = rows(0, 5)
@@ -168,9 +171,9 @@ def test_packed_training_batches_follow_the_record_stream_and_resume(tmp_path, d
   # Unpacked, the same seed's stream: batch s of 12 records, packed 3 per row, is step s.
   unpacked = ml_collections.ConfigDict(config.to_dict())
   unpacked.batch_size, unpacked.data.pack_sequences = 12, 1
-  records = next(pipeline.make_train(unpacked, mesh, start_step=1))
+  records = next(train_batches.make_train(unpacked, mesh, start_step=1))
   np.testing.assert_array_equal(
-      pipeline.pack_tokens({'tokens': np.asarray(records['tokens'])}, 3)['tokens'], straight[1])
+      packing.pack_tokens({'tokens': np.asarray(records['tokens'])}, 3)['tokens'], straight[1])
   byte = tokenizers.ByteTokenizer()
   sentences = [byte.decode(t) for t in np.asarray(records['tokens'])[:3]]
   assert byte.decode(straight[1][0]) == ''.join(sentences)   # SEP decodes to nothing

@@ -13,7 +13,8 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
 from sslax.data import sources
 from sslax.data import tokenizers
 from tests.conftest import REPO, assert_fraction_of, shared_data
@@ -98,8 +99,8 @@ def test_lm_smoke_run_with_sentencepiece_stored_in_the_workdir(tmp_path, data_di
   # against a Counter over the same token windows: the train split's most frequent real
   # token, and its share of the held-out split's real tokens.
   def real_tokens(split):
-    tokens = pipeline.Records(prepared.data.source, split, data_dir=str(data_dir), in_memory=True,
-                              transform=pipeline.record_transform(prepared.data)).take(
+    tokens = readers.Records(prepared.data.source, split, data_dir=str(data_dir), in_memory=True,
+                             transform=fetch.record_transform(prepared.data)).take(
                                   slice(None))['tokens']
     special = tokenizers.make(prepared.data).NUM_SPECIAL
     return [int(t) for t in tokens.ravel() if t >= special]
@@ -156,8 +157,8 @@ def test_eight_devices_give_the_one_device_loss_gradients_and_step(name, data_di
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
   state = train.make_init(method, tx, train.sample_batch(config), config.seed)()
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False,
-                             transform=pipeline.record_transform(config.data))
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=False,
+                            transform=fetch.record_transform(config.data))
   local = records.take(np.arange(config.batch_size))
   # Some PAD so the weighting of real tokens over the global batch matters.
   local['tokens'][::3, -5:] = 0

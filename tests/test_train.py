@@ -13,7 +13,8 @@ from sslax import methods
 from sslax import optim
 from sslax import sharding
 from sslax import train
-from sslax.data import pipeline
+from sslax.data import readers
+from sslax.data import train_batches
 from tests.conftest import assert_fraction_of
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -87,16 +88,16 @@ class _Interrupt(Exception):
 def run_killed_after(config, workdir, monkeypatch, steps: int) -> None:
   """Runs `config` in `workdir` with its data stream dying after `steps` batches, as a kill
   would; the real stream is back afterwards, so the next `train.run` resumes."""
-  real = pipeline.make_train
+  real = train_batches.make_train
   def dying(*args, **kwargs):
     for i, batch in enumerate(real(*args, **kwargs)):
       if i == steps:
         raise _Interrupt()
       yield batch
-  monkeypatch.setattr(pipeline, 'make_train', dying)
+  monkeypatch.setattr(train_batches, 'make_train', dying)
   with pytest.raises(_Interrupt):
     train.run(config, str(workdir))
-  monkeypatch.setattr(pipeline, 'make_train', real)
+  monkeypatch.setattr(train_batches, 'make_train', real)
 
 
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkeypatch):
@@ -122,7 +123,7 @@ def test_eight_device_step_equals_one_device_step(data_dir):
   tx, lr = optim.make(config)
   init = train.make_init(method, tx, train.sample_batch(config), config.seed)
   step = train.make_train_step(method, tx, lr)
-  records = pipeline.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
+  records = readers.Records(config.data.source, 'train', data_dir=str(data_dir), in_memory=True)
   local = records.take(np.arange(config.batch_size))
 
   outputs = []

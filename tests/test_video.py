@@ -35,7 +35,7 @@ def test_clips_are_deterministic_and_made_of_the_source_digits():
 
 def test_next_frame_video_on_eight_devices_gives_the_one_device_loss_and_gradients(tmp_path):
   import importlib
-  from sslax.data import pipeline
+  from sslax.data import readers
   from tests.test_audio_methods import eight_devices_match_one
   # 16 real digits in a small .npz: building all 70,000 would take most of the test's time.
   with np.load(shared_data('mnist/mnist_train.npz')) as f:
@@ -44,7 +44,7 @@ def test_next_frame_video_on_eight_devices_gives_the_one_device_loss_and_gradien
   c.data.update(source=f'npz:{tmp_path}/digits.npz', data_dir=str(tmp_path / 'tfds'))
   c.batch_size = 8   # one clip per device
   c.video.num_frames = 3
-  records = pipeline.Records(c.data.source, 'train', data_dir=str(tmp_path), in_memory=False)
+  records = readers.Records(c.data.source, 'train', data_dir=str(tmp_path), in_memory=False)
   eight_devices_match_one({'next_frame_video': c}, records.take(np.arange(c.batch_size)))
 
 

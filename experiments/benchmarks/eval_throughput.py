@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sslax import methods, optim, sharding, train  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
+from sslax.data import readers  # noqa: E402
 from sslax.evaluators import features as features_lib  # noqa: E402
 from sslax.evaluators import suite  # noqa: E402
 
@@ -95,7 +95,7 @@ def main():
 
   # ---- (a) The encoder's forward pass on a device-resident batch. --------------------------
   test = records[e.test_split]
-  batch = next(pipeline.eval_batches(test, batch_size=b, mesh=mesh))
+  batch = next(readers.eval_batches(test, batch_size=b, mesh=mesh))
   embed_fn = evaluators._embed_fn   # pylint: disable=protected-access
   embed_fn(*encoder, batch).block_until_ready()   # compile
   with Clock() as c:
@@ -124,8 +124,8 @@ def main():
     bank.to_host()
   rows.append(('  bank -> host numpy (small splits)', c.wall, c.cpu, len(test), None))
   with Clock() as c:   # before #16: every batch's features gathered to the host, one by one
-    feats = [pipeline.gather(embed_fn(*encoder, g))[pipeline.gather(g['mask'])]
-             for g in pipeline.eval_batches(test, batch_size=b, mesh=mesh)]
+    feats = [readers.gather(embed_fn(*encoder, g))[readers.gather(g['mask'])]
+             for g in readers.eval_batches(test, batch_size=b, mesh=mesh)]
     np.concatenate(feats)
   rows.append(('  old path: gather each batch to host', c.wall, c.cpu, len(test), None))
   del locals_, globals_, bank

@@ -9,7 +9,7 @@ image workloads, the stdlib `email` text for BERT-small, FSDD WAVs resampled to 
 CPC; built once into `--data_dir`, not timed):
   synthetic  `--steps` train steps on one batch already on the device (the first real
              batch, so both loops run the same shapes and the same compiled step);
-  real       `--steps` train steps, each batch taken from pipeline.make_train, as train.run
+  real       `--steps` train steps, each batch taken from train_batches.make_train, as train.run
              does: grain reads and (for folders of WAVs) resamples on the host while the
              previous step runs, then the batch goes onto the mesh.
 Neither loop blocks between steps (train.run doesn't): each round is dispatched in full, then
@@ -39,7 +39,7 @@ from sslax import optim  # noqa: E402
 from sslax import sharding  # noqa: E402
 from sslax import train  # noqa: E402
 from sslax.augment import image as image_aug  # noqa: E402
-from sslax.data import pipeline  # noqa: E402
+from sslax.data import train_batches  # noqa: E402
 
 
 def augment_per_s(name: str, aug_batch: int, steps: int) -> float:
@@ -68,7 +68,7 @@ def real_vs_synthetic(name: str, batch_size: int, steps: int, rounds: int,
   method = methods.get(config.method)(config)
   tx, lr = optim.make(config)
   mesh = sharding.make_mesh(config.mesh)
-  real = pipeline.make_train(config, mesh)
+  real = train_batches.make_train(config, mesh, crops=methods.train_crops(config))
   first = next(real)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), first)
   state = jax.jit(train.make_init(method, tx, abstract, config.seed))()

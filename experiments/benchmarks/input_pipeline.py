@@ -6,7 +6,7 @@
 
 One run, one CPU, the same files, the same work per view: decode a JPEG, random-resized-crop
 (scale 0.08-1, aspect 3/4-4/3), resize to 224x224, random horizontal flip, uint8 batch.
-- sslax: `folder:` build of the images (encoded storage), then `pipeline.host_view_batches`
+- sslax: `folder:` build of the images (encoded storage), then `host_views.host_view_batches`
   (grain worker processes, simplejpeg reduced-scale decode, OpenCV resize), once per
   `--sslax` setting WORKERSxTHREADS (config.data.num_workers x config.data.read_threads;
   default: `--workers` processes of one thread). Each setting is compared with torchvision
@@ -73,7 +73,7 @@ def class_tree(images: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
 def sslax_run(tree: pathlib.Path, workers: int, threads: int, batch: int,
               seconds: float) -> dict:
   from sslax.data import host_crops
-  from sslax.data import pipeline
+  from sslax.data import host_views
   from sslax.data import sources
   data_dir = tempfile.mkdtemp(prefix='sslax_bench_tfds_')
   try:
@@ -83,9 +83,9 @@ def sslax_run(tree: pathlib.Path, workers: int, threads: int, batch: int,
     stored = sum(f.stat().st_size for f in pathlib.Path(data_dir).rglob('*.array_record*'))
     src = sources.open_split(f'folder:{tree}', 'train', data_dir=data_dir)
     spec = [host_crops.CropSpec('image', 1, VIEW, (0.08, 1.0), (3 / 4, 4 / 3), 0.5)]
-    views = pipeline.HostViews(src, spec, info.image_shape[-1], 0, 0, 0, f'folder:{tree}')
-    it = pipeline.host_view_batches(src, views, batch=batch, seed=0, start_step=0,
-                                    workers=workers, prefetch=2, threads=threads)
+    views = host_views.HostViews(src, spec, info.image_shape[-1], 0, 0, 0, f'folder:{tree}')
+    it = host_views.host_view_batches(src, views, batch=batch, seed=0, start_step=0,
+                                      workers=workers, prefetch=2, threads=threads)
     next(it)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

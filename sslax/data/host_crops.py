@@ -2,7 +2,7 @@
 
 Images of different sizes cannot be stacked into one batch, and at ImageNet scale decoding
 them is the input pipeline's main cost, so for such sources the geometric part of the
-augmentation happens here, on the host, in grain worker processes (pipeline.py): decode,
+augmentation happens here, on the host, in grain worker processes (host_views.py): decode,
 crop, resize to `data.image_size`, flip. Colour jitter, blur and solarise stay on device
 (augment/image.py), applied to these fixed-size views.
 

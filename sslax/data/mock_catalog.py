@@ -12,6 +12,7 @@ from unittest import mock
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
 
+from sslax.data import catalog
 from sslax.data import sources
 
 
@@ -27,7 +28,7 @@ def catalog_mock(num_examples: int = 48) -> Iterator[None]:
   with mock.patch.object(mocking.RandomFakeGenerator, '__init__',
                          functools.partialmethod(init, constant_dynamic_shape=True)), \
       mock.patch.object(sources.RandomAccess, '__getitems__', None), \
-      mock.patch.object(sources, '_decoders', lambda builder: None), \
+      mock.patch.object(catalog, 'decoders', lambda builder: None), \
       tfds.testing.mock_data(num_examples=num_examples):
     # TFDS 4.9.10's mocked data source breaks on batched reads (`__getitems__`), and it
     # encodes through TensorFlow when decoders are asked for, so images stay decoded.

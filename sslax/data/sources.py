@@ -1,24 +1,10 @@
 """What a config's `data.source` / `eval.source` names, and random access to its splits.
 
-Forms (see `FORMS`):
-  builtin:digits        scikit-learn's bundled handwritten digits (no network, real data)
-  npz:PATH              .npz with `images` (+ `labels`); PATH may hold `{split}`
-  folder:DIR            image folder DIR/<split>/<class>/*.{jpg,jpeg,png} (any sizes), unlabelled
-                        DIR/<split>/*.jpg or DIR/{split}/images/*.png, or audio folder
-                        DIR/<split>/<class>/*.wav (told apart by the files it holds)
-  text:PATH             UTF-8 text: a file, a folder of .txt files, or a glob (DIR/*.py)
-  tsv:PATH              `sentence<TAB>label` files: one file, a {split} path, or a folder
-  squad:PATH            SQuAD v1.1 JSON (one file, a {split} path, or a folder of
-                        <split>.json): context paragraphs as text; questions for `qa`
-  asr:DIR               speech: DIR/<split>.tsv (header path<TAB>text) + WAVs; audio as an
-                        audio folder's, transcripts for `asr`
-  coco:DIR              detection: DIR/<split>.json (COCO format) + images in DIR/<split>/
-                        (builders/coco.py)
-  segfolder:DIR         segmentation: DIR/classes.txt, DIR/<split>/images/<id>.png|jpg and
-                        DIR/<split>/masks/<id>.png (uint8 class ids, 255 = ignore), for
-                        `segmentation` (builders/segfolder.py)
-  tfds:NAME[/CONFIG][:VERSION]   a TFDS catalog data set (downloaded and prepared if needed);
-                        catalog audio (e.g. tfds:speech_commands) is read like an audio folder
+`SCHEMES` is the one table of what a source may be (builtin:, npz:, folder:, text:, tsv:,
+squad:, asr:, segfolder:, coco:, tfds:): each scheme's form, the check that its path names
+something, and its builder; a local scheme's layout is documented in its builder
+(builders/<name>.py), catalog data sets in catalog.py. A `folder:` holds images or WAVs
+(told apart by its files); catalog audio (tfds:speech_commands) reads like an audio folder.
 
 Local sources become TFDS data sets stored as array_record under `data_dir` (default:
 $TFDS_DATA_DIR or ~/tensorflow_datasets), built on first use and reused until their files
@@ -29,16 +15,14 @@ sources, so no TensorFlow is needed, and `open_split` results plug into
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core.features import audio_feature
 
 from sslax import errors
-from sslax.data import waveforms
+from sslax.data import catalog
 from sslax.data.builders import arrays
 from sslax.data.builders import asr
 from sslax.data.builders import audio_folder
@@ -47,47 +31,115 @@ from sslax.data.builders import digits
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
 from sslax.data.builders import segfolder
+from sslax.data.builders import split_paths
 from sslax.data.builders import squad
 from sslax.data.builders import text
 from sslax.data.builders import tsv
 
-FORMS = ('builtin:digits', 'npz:PATH (PATH may contain {split})',
-         'folder:DIR (DIR/<split>/<class>/*.jpg|png|wav)',
-         'text:PATH (a UTF-8 file, a folder of .txt files, or a glob)',
-         'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
-         'squad:PATH (SQuAD v1.1 JSON; PATH may contain {split} or be a folder)',
-         'asr:DIR (DIR/<split>.tsv with header path<TAB>text, WAV paths relative to DIR)',
-         'segfolder:DIR (DIR/classes.txt, DIR/<split>/images/<id>.png|jpg, '
-         'DIR/<split>/masks/<id>.png)',
-         'coco:DIR (DIR/<split>.json in COCO detection format, images in DIR/<split>/)',
-         'tfds:NAME[/CONFIG][:VERSION]')
-SCHEMES = ('builtin', 'npz', 'folder', 'text', 'tsv', 'squad', 'asr', 'segfolder', 'coco',
-           'tfds')
 BUILTINS: dict[str, Callable[[str | None], tfds.core.DatasetBuilder]] = {
     'digits': digits.prepare,
 }
 
 
-class _NoTensorFlow:
-  """The one piece of TensorFlow that TFDS's `Audio` feature touches when it is built.
-
-  `tfds.features.Audio.__init__` (TFDS 4.9) converts its numpy dtype with
-  `tf.dtypes.as_dtype` for a decoder that only the lazily decoded (FLAC/MP3 bytes) form uses;
-  catalog audio such as speech_commands stores decoded integer samples, which numpy reads.
-  Without this, merely naming such a data set needs TensorFlow. Anything else asked of it
-  says TensorFlow is needed.
-  """
-
-  class dtypes:  # pylint: disable=invalid-name
-    as_dtype = staticmethod(np.dtype)
-
-  def __getattr__(self, name: str):
-    raise ImportError(f'tensorflow.{name} is needed by this TFDS audio feature (lazily decoded '
-                      'audio); install tensorflow, or use a data set that stores samples.')
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+  """What one scheme of `data.source` takes, how `check` tells that its path names nothing
+  to build from, and how it is built."""
+  form: str                      # its syntax, listed when a source does not parse
+  found: Callable[[str], Any]    # truthy when the part after 'scheme:' names something
+  problem: Callable[[str], str]  # what `check` says when not, from that part
+  fix: str                       # and how to fix it; {key} is the config key
+  build: Callable[[str, str, str], tfds.core.DatasetBuilder]   # (part, data_dir, bad_files)
+  error: type[errors.UserError] = errors.DataNotFoundError
+  local: bool = True             # built from local files by sslax (not TFDS's catalog)
+  # The evaluator type that reads this scheme's own records (qa, asr, segmentation,
+  # detection); '' when its records are labelled examples for the shared feature path.
+  task: str = ''
 
 
-if importlib.util.find_spec('tensorflow') is None:
-  audio_feature.tf = _NoTensorFlow()
+def _where(rest: str) -> str:
+  return os.path.abspath(os.path.expanduser(rest))
+
+
+def _folder_root(rest: str) -> str:
+  # folder:DIR/{split}/images: the folder above the split names must exist.
+  return _where(rest).partition(split_paths.SPLIT_FIELD)[0].rstrip(os.sep) or os.sep
+
+
+def _folder(rest: str, data_dir: str, bad_files: str) -> tfds.core.DatasetBuilder:
+  module = audio_folder if audio_folder.is_audio(rest) else image_folder
+  return module.prepare(rest, data_dir, bad_files)
+
+
+SCHEMES: dict[str, Scheme] = {
+    'builtin': Scheme(
+        'builtin:digits', found=lambda rest: rest in BUILTINS,
+        problem=lambda rest: f'unknown builtin data set {rest!r}',
+        fix='set {key} to one of ' + ', '.join(f'builtin:{n}' for n in sorted(BUILTINS)) + '.',
+        build=lambda rest, data_dir, _: BUILTINS[rest](data_dir), error=errors.ConfigError),
+    'npz': Scheme(
+        'npz:PATH (PATH may contain {split})', found=split_paths.from_pattern,
+        problem=lambda rest: f'{_where(rest)}: ' + (
+            'no file matches it with {split} replaced by a split name'
+            if split_paths.SPLIT_FIELD in rest else 'that file does not exist'),
+        fix='set {key} to npz:PATH for an existing .npz with "images" (and "labels"), or '
+            'npz:DIR/name_{{split}}.npz for one file per split.',
+        build=lambda rest, data_dir, _: arrays.prepare(rest, data_dir)),
+    'folder': Scheme(
+        'folder:DIR (DIR/<split>/<class>/*.jpg|png|wav)',
+        found=lambda rest: os.path.isdir(_folder_root(rest)),
+        problem=lambda rest: f'folder {_folder_root(rest)} does not exist',
+        fix='set {key} to folder:DIR for an existing DIR laid out as DIR/<split>/<class>/*.jpg '
+            '(e.g. DIR/train/cat/1.jpg), DIR/<split>/*.jpg (unlabelled), or a path with '
+            '{{split}} (DIR/{{split}}/images).',
+        build=_folder),
+    'text': Scheme(
+        'text:PATH (a UTF-8 file, a folder of .txt files, or a glob)', found=text.list_files,
+        problem=lambda rest: f'{_where(rest)} names no file',
+        fix='set {key} to text:PATH for a UTF-8 file, a folder of .txt files, or a glob such '
+            'as text:DIR/*.py.',
+        build=lambda rest, data_dir, _: text.prepare(rest, data_dir)),
+    'tsv': Scheme(
+        'tsv:PATH (header sentence<TAB>label; PATH may contain {split} or be a folder)',
+        found=tsv.split_files, problem=lambda rest: f'{_where(rest)} names no .tsv file',
+        fix='set {key} to tsv:FILE.tsv, tsv:DIR/{{split}}.tsv, or tsv:DIR holding '
+            'train.tsv/test.tsv, each with the header "sentence<TAB>label".',
+        build=lambda rest, data_dir, _: tsv.prepare(rest, data_dir)),
+    'squad': Scheme(
+        'squad:PATH (SQuAD v1.1 JSON; PATH may contain {split} or be a folder)',
+        found=squad.split_files, problem=lambda rest: f'{_where(rest)} names no .json file',
+        fix='set {key} to squad:FILE.json, squad:DIR/{{split}}.json, or squad:DIR holding '
+            'train.json/test.json in the SQuAD v1.1 format.',
+        build=lambda rest, data_dir, _: squad.prepare(rest, data_dir), task='qa'),
+    'asr': Scheme(
+        'asr:DIR (DIR/<split>.tsv with header path<TAB>text, WAV paths relative to DIR)',
+        found=asr.split_files, problem=lambda rest: f'{_where(rest)} holds no <split>.tsv',
+        fix='set {key} to asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
+            '"path<TAB>text", WAV paths relative to DIR).',
+        build=lambda rest, data_dir, _: asr.prepare(rest, data_dir), task='asr'),
+    'segfolder': Scheme(
+        'segfolder:DIR (DIR/classes.txt, DIR/<split>/images/<id>.png|jpg, '
+        'DIR/<split>/masks/<id>.png)', found=segfolder.splits,
+        problem=lambda rest: f'{_where(rest)} holds no <split>/images folder',
+        fix='set {key} to segfolder:DIR with DIR/classes.txt, DIR/<split>/images/<id>.png|jpg '
+            'and DIR/<split>/masks/<id>.png.',
+        build=lambda rest, data_dir, _: segfolder.prepare(rest, data_dir), task='segmentation'),
+    'coco': Scheme(
+        'coco:DIR (DIR/<split>.json in COCO detection format, images in DIR/<split>/)',
+        found=coco.split_files,
+        problem=lambda rest: f'{_where(rest)} holds no <split>.json with a <split>/ image '
+                             'folder beside it',
+        fix='set {key} to coco:DIR with DIR/train.json + DIR/train/ (and test) in COCO '
+            'detection format.',
+        build=lambda rest, data_dir, _: coco.prepare(rest, data_dir), task='detection'),
+    'tfds': Scheme(
+        'tfds:NAME[/CONFIG][:VERSION]', found=catalog.known,
+        problem=lambda rest: f'{catalog.name_of(rest)!r} is not in the TFDS catalog',
+        fix='set {key} to tfds:NAME for a NAME in tfds.list_builders().',
+        build=lambda rest, data_dir, _: catalog.prepare(rest, data_dir),
+        error=errors.ConfigError, local=False),
+}
+FORMS = tuple(scheme.form for scheme in SCHEMES.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,71 +173,17 @@ def parse(source: str, *, key: str = 'data.source') -> tuple[str, str]:
 
 def check(source: str, *, key: str = 'data.source') -> None:
   """Cheap pre-flight check (no building): the form is valid and local paths exist."""
-  scheme, rest = parse(source, key=key)
-  if scheme == 'builtin':
-    if rest not in BUILTINS:
-      raise errors.ConfigError(f'{key}={source!r}: unknown builtin data set {rest!r}; known: '
-                               f'{", ".join("builtin:" + n for n in sorted(BUILTINS))}.')
-  elif scheme == 'npz':
-    path = os.path.abspath(os.path.expanduser(rest))
-    if not arrays.split_files(rest):
-      hint = ('no file matches it with {split} replaced by a split name'
-              if arrays.SPLIT_FIELD in rest else 'that file does not exist')
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {path}: {hint}. Fix: set {key} to npz:PATH for an existing .npz '
-          'with "images" (and "labels"), or npz:DIR/name_{split}.npz for one file per split.')
-  elif scheme == 'folder':
-    path = os.path.abspath(os.path.expanduser(rest))
-    # folder:DIR/{split}/images: the folder above the split names must exist.
-    existing = path.partition(image_folder.SPLIT_FIELD)[0].rstrip(os.sep) or os.sep
-    if not os.path.isdir(existing):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: folder {existing} does not exist. Fix: set {key} to folder:DIR '
-          'for an existing DIR laid out as DIR/<split>/<class>/*.jpg (e.g. DIR/train/cat/1.jpg), '
-          'DIR/<split>/*.jpg (unlabelled), or a path with {split} (DIR/{split}/images).')
-  elif scheme == 'text':
-    if not text.list_files(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no file. Fix: '
-          f'set {key} to text:PATH for a UTF-8 file, a folder of .txt files, or a glob such '
-          'as text:DIR/*.py.')
-  elif scheme == 'tsv':
-    if not tsv.split_files(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .tsv file. '
-          f'Fix: set {key} to tsv:FILE.tsv, tsv:DIR/{{split}}.tsv, or tsv:DIR holding '
-          'train.tsv/test.tsv, each with the header "sentence<TAB>label".')
-  elif scheme == 'squad':
-    if not squad.split_files(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} names no .json file. '
-          f'Fix: set {key} to squad:FILE.json, squad:DIR/{{split}}.json, or squad:DIR holding '
-          'train.json/test.json in the SQuAD v1.1 format.')
-  elif scheme == 'asr':
-    if not asr.split_files(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.tsv. '
-          f'Fix: set {key} to asr:DIR with DIR/train.tsv and DIR/test.tsv (header '
-          '"path<TAB>text", WAV paths relative to DIR).')
-  elif scheme == 'segfolder':
-    if not segfolder.splits(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no '
-          f'<split>/images folder. Fix: set {key} to segfolder:DIR with DIR/classes.txt, '
-          'DIR/<split>/images/<id>.png|jpg and DIR/<split>/masks/<id>.png.')
-  elif scheme == 'coco':
-    if not coco.split_files(rest):
-      raise errors.DataNotFoundError(
-          f'{key}={source!r}: {os.path.abspath(os.path.expanduser(rest))} holds no <split>.json '
-          f'with a <split>/ image folder beside it. Fix: set {key} to coco:DIR with '
-          'DIR/train.json + DIR/train/ (and test) in COCO detection format.')
-  else:
-    name = rest.split('/')[0].split(':')[0]
-    try:
-      tfds.builder_cls(name)
-    except tfds.core.registered.DatasetNotFoundError:
-      raise errors.ConfigError(f'{key}={source!r}: {name!r} is not in the TFDS catalog '
-                               '(see tfds.list_builders()).') from None
+  name, rest = parse(source, key=key)
+  scheme = SCHEMES[name]
+  if not scheme.found(rest):
+    raise scheme.error(f'{key}={source!r}: {scheme.problem(rest)}. Fix: '
+                       f'{scheme.fix.format(key=key)}')
+
+
+def task_of(source: str, *, key: str) -> str:
+  """The evaluator type that reads `source` with its own reader (qa, asr, segmentation,
+  detection), '' for a source of labelled examples (kNN, probes, the raw-input baseline)."""
+  return SCHEMES[parse(source, key=key)[0]].task
 
 
 def _data_dir(data_dir: str | None) -> str:
@@ -201,9 +199,9 @@ def _builder(source: str, data_dir: str | None,
   """
   # Config keys are checked (by name) before this; here the message names the source itself.
   check(source, key='source')
-  scheme, rest = parse(source, key='source')
+  name, rest = parse(source, key='source')
   data_dir = _data_dir(data_dir)
-  if scheme != 'tfds' and '://' in data_dir:
+  if SCHEMES[name].local and '://' in data_dir:
     # Local builders write their array_record files, lock and fingerprint through local file
     # APIs (array_record's writer opens local paths only); a URL would land in ./gs:/...
     raise errors.ConfigError(
@@ -211,30 +209,7 @@ def _builder(source: str, data_dir: str | None,
         'written with local file APIs, so its data_dir must be a folder (local disk, a shared '
         'filesystem, or a bucket mounted with gcsfuse), not a URL. Set data.data_dir to such a '
         "folder, or to '' for $TFDS_DATA_DIR / ~/tensorflow_datasets.")
-  if scheme == 'builtin':
-    return BUILTINS[rest](data_dir)
-  if scheme == 'npz':
-    return arrays.prepare(rest, data_dir)
-  if scheme == 'folder':
-    if audio_folder.is_audio(rest):
-      return audio_folder.prepare(rest, data_dir, bad_files)
-    return image_folder.prepare(rest, data_dir, bad_files)
-  if scheme == 'text':
-    return text.prepare(rest, data_dir)
-  if scheme == 'tsv':
-    return tsv.prepare(rest, data_dir)
-  if scheme == 'squad':
-    return squad.prepare(rest, data_dir)
-  if scheme == 'asr':
-    return asr.prepare(rest, data_dir)
-  if scheme == 'segfolder':
-    return segfolder.prepare(rest, data_dir)
-  if scheme == 'coco':
-    return coco.prepare(rest, data_dir)
-  # What tfds.data_source does, split in two so the split can be checked before reading.
-  builder = tfds.builder(rest, data_dir=data_dir)
-  builder.download_and_prepare(file_format='array_record')
-  return builder
+  return SCHEMES[name].build(rest, data_dir, bad_files)
 
 
 def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> None:
@@ -242,45 +217,11 @@ def _check_split(source: str, builder: tfds.core.DatasetBuilder, split: str) -> 
   # TFDS accepts slices such as 'train[:10%]'; the name before '[' must exist.
   if available and split.split('[')[0] not in available:
     hint = ''
-    if source.startswith('npz:') and arrays.SPLIT_FIELD not in source:
+    if source.startswith('npz:') and split_paths.SPLIT_FIELD not in source:
       hint = (' A single .npz is only the train split: put {split} in the path (e.g. '
               'npz:data/x_{split}.npz for x_train.npz and x_test.npz) to have more.')
     raise errors.ConfigError(f'{source!r} has no split {split!r}; available: '
                              f'{", ".join(available)}.{hint}')
-
-
-# Catalog names for the waveform feature: most use 'audio'; LibriSpeech calls it 'speech'.
-AUDIO_FEATURES = ('audio', 'speech')
-
-
-def _audio_feature(features: Any) -> str | None:
-  return next((k for k in AUDIO_FEATURES if k in features), None)
-
-
-def _catalog_audio(example: dict[str, Any], rate: int) -> dict[str, Any]:
-  """A catalog audio record as an audio folder's: float32 mono `audio` in [-1, 1] plus its
-  `sample_rate`, so `waveforms.record_transform` resamples and cuts both alike."""
-  example = dict(example)
-  example['audio'] = waveforms.to_float_mono(example.pop(_audio_feature(example)))
-  if 'text' in example:
-    # A transcript (LibriSpeech) is a label of the clip, not text for a tokenizer to embed.
-    example['transcript'] = example.pop('text')
-  example['sample_rate'] = np.int32(rate)
-  return example
-
-
-def _audio_rate(source: str, builder: tfds.core.DatasetBuilder) -> int | None:
-  """The sample rate of a catalog data set's `audio` feature; None when it has none."""
-  features = builder.info.features
-  key = _audio_feature(features) if source.startswith('tfds:') else None
-  feature = features[key] if key else None
-  if not isinstance(feature, tfds.features.Audio):
-    return None
-  if not feature.sample_rate:
-    raise errors.DataError(f'{source!r}: its audio feature records no sample rate, so it cannot be '
-                           'resampled to config.data.sample_rate; use a data set that records one '
-                           'or a folder: of WAV files.')
-  return int(feature.sample_rate)
 
 
 def _to_numpy(example: Any, name: str = '') -> Any:
@@ -297,25 +238,9 @@ def _to_numpy(example: Any, name: str = '') -> Any:
   return value
 
 
-def _decoders(builder: tfds.core.DatasetBuilder) -> dict | None:
-  """TFDS decoders for `as_data_source`: a catalog `Image` of variable size stays encoded.
-
-  Such images are cut on the host (data/host_crops.py), which decodes a JPEG at the reduced
-  DCT scale its crops need; TFDS would decode every record at full size first (OpenCV or
-  Pillow). One 224² view of a 640x480 JPEG: 3.2 ms of CPU from TFDS's full decode, 1.3 ms
-  from the bytes (BCCD, medians of 8 rounds). TFDS's `mock_data` cannot serve decoders
-  without TensorFlow, so tests that mock a variable-size catalog set patch this to None.
-  """
-  features = builder.info.features
-  feature = features['image'] if features and 'image' in features else None
-  if isinstance(feature, tfds.features.Image) and None in feature.shape[:2]:
-    return {'image': tfds.decode.SkipDecoding()}
-  return None
-
-
 class RandomAccess:
   """One split of a source: `len(x)`, `x[i]` → {'image': uint8 [H,W,C], 'label': int64, ...}
-  (images of variable size: their encoded bytes, see `_decoders` and image_folder.py).
+  (images of variable size: their encoded bytes, see `catalog.decoders` and image_folder.py).
 
   Pickles without its open file handles (only the source, split and stored directory), and
   reopens the stored data lazily, so grain worker processes can receive it.
@@ -326,7 +251,7 @@ class RandomAccess:
     self.source = source
     self.split = split
     self.builder_dir = builder_dir
-    self.audio_rate = audio_rate   # catalog audio: integer samples at this rate (see above)
+    self.audio_rate = audio_rate   # catalog audio: integer samples at this rate
     self._data = data
     self._len = len(data)
 
@@ -334,7 +259,7 @@ class RandomAccess:
   def data(self) -> Sequence[Any]:
     if self._data is None:
       builder = tfds.builder_from_directory(self.builder_dir)
-      self._data = builder.as_data_source(self.split, decoders=_decoders(builder))
+      self._data = builder.as_data_source(self.split, decoders=catalog.decoders(builder))
     return self._data
 
   def __len__(self) -> int:
@@ -348,7 +273,7 @@ class RandomAccess:
 
   def _record(self, example: Any) -> dict[str, Any]:
     example = _to_numpy(example)
-    return example if self.audio_rate is None else _catalog_audio(example, self.audio_rate)
+    return example if self.audio_rate is None else catalog.audio_record(example, self.audio_rate)
 
   def _getitems(self, indices: Sequence[int]) -> list[dict[str, Any]]:
     """Batched read (grain's protocol): one call into array_record for many records."""
@@ -378,15 +303,16 @@ def open_split(source: str, split: str, *, data_dir: str | None = None,
   """
   builder = _builder(source, data_dir, bad_files)
   _check_split(source, builder, split)
+  catalog_audio = not SCHEMES[parse(source)[0]].local
   return RandomAccess(source, split, os.fspath(builder.data_dir),
-                      builder.as_data_source(split, decoders=_decoders(builder)),
-                      _audio_rate(source, builder))
+                      builder.as_data_source(split, decoders=catalog.decoders(builder)),
+                      catalog.audio_rate(source, builder) if catalog_audio else None)
 
 
 def dense_classes(source: str, *, data_dir: str | None = None) -> list[str]:
   """The class names of a `segfolder:` (its classes.txt) or `coco:` source (its categories
   by id), building it if needed."""
-  if parse(source, key='source')[0] not in ('segfolder', 'coco'):
+  if task_of(source, key='source') not in ('segmentation', 'detection'):
     raise errors.ConfigError(f'{source!r} is neither a segfolder: nor a coco: source.')
   return list(_builder(source, data_dir).info.metadata['class_names'])
 

@@ -35,8 +35,8 @@ def _eval_uses(config: ml_collections.ConfigDict) -> list[tuple[str, str, str]]:
     key = f'config.evals.{name}.source' if ev.source else 'config.eval.source'
     reader = ev.type if ev.type in options.OWN_DATA_TYPES else 'labelled'
     uses.append((key, ev.source or config.eval.source, reader))
-  if config.eval.get('raw_input', True) and sources.parse(
-      config.eval.source, key='config.eval.source')[0] not in ('squad', 'asr', 'segfolder', 'coco'):
+  if config.eval.get('raw_input', True) and not sources.task_of(config.eval.source,
+                                                               key='config.eval.source'):
     uses.append(('config.eval.source', config.eval.source, 'labelled'))   # the baseline's
   return uses
 

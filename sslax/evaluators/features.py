@@ -1,6 +1,6 @@
 """Frozen features of a split, extracted batch by batch on the mesh into a sharded bank.
 
-Each global eval batch (pipeline.eval_batches: every process feeds only its own rows) is
+Each global eval batch (readers.eval_batches: every process feeds only its own rows) is
 embedded under jit and written, in place (the buffer is donated), into a device-resident
 buffer [B, num_batches, D] split over devices along its first axis, the way the embedding
 already is. Read as [B * num_batches, D], row j * num_batches + i holds record i * B + j:
@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import readers
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ class Bank:
     """(features [n, D] float32, labels [n]) in record order, as one host copy on every
     process (an all-gather across processes: only for splits within the memory budget)."""
     rows = self.rows_of(np.arange(self.num_examples))
-    feats = pipeline.gather(self.feats_NxD)
+    feats = readers.gather(self.feats_NxD)
     return np.asarray(feats[rows], np.float32), self.labels_N[rows]
 
 
@@ -83,7 +83,7 @@ def flatten(mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
 def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
             batches: Iterable[dict[str, jax.Array]], *, num_examples: int, batch_size: int,
             mesh: Mesh) -> Bank:
-  """Features of one pass over a split of `num_examples` records (pipeline.eval_batches of
+  """Features of one pass over a split of `num_examples` records (readers.eval_batches of
   `batch_size`) as a Bank; `embed_fn` is the jitted embed (its output split like the batch)."""
   num_batches = -(-num_examples // batch_size)
   spec = sharding.batch_sharding(mesh).spec
@@ -95,7 +95,7 @@ def extract(embed_fn: Callable[..., jax.Array], params: Any, model_state: Any,
       # The width is known after the first batch; zeros are made where they will live.
       buffer = _zeros((batch_size, num_batches, feats_BxD.shape[1]), buffer_sharding)
     buffer = _write(buffer, feats_BxD, jnp.int32(i))
-    labels.append(pipeline.gather(batch['label']))   # B ints: small next to the features
+    labels.append(readers.gather(batch['label']))   # B ints: small next to the features
   if buffer is None:
     raise ValueError('extract: the split has no batches.')
   # [B, T, D] -> [B * T, D] merges a split axis with a local one: each device's rows stay put.

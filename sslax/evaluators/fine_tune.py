@@ -23,7 +23,7 @@ early updates serve a head that is still far from fitted and can distort the pre
 features before the head has learned to use them.
 
 Training runs on the default device with host minibatches, read by index from `Rows`: host
-arrays, or a pipeline.Records split that is read batch by batch (splits over
+arrays, or a readers.Records split that is read batch by batch (splits over
 config.eval.max_host_bytes), so host memory holds a few batches and the labels, not the split.
 
 Shape suffixes: B = batch, D = feature width, L = outputs (classes, or 1 for regression).
@@ -50,7 +50,7 @@ PROBE_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 class Rows:
   """Labelled examples by index: a dict of host arrays (with 'label'), or anything with
-  `take(idx) -> dict` and `labels()` (pipeline.Records, read per batch); `index` selects a
+  `take(idx) -> dict` and `labels()` (readers.Records, read per batch); `index` selects a
   subset, `label_dtype` casts labels (float targets for regression)."""
 
   def __init__(self, data: Any, index: np.ndarray | None = None, label_dtype: Any = None):

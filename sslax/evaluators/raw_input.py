@@ -40,7 +40,7 @@ import threadpoolctl
 
 from sslax.augment import audio as audio_aug
 from sslax.augment import image as image_aug
-from sslax.data import pipeline
+from sslax.data import readers
 from sslax.data import sources
 from sslax.evaluators import linear_probe
 
@@ -164,12 +164,12 @@ def mean_log_mel(audio_NxT: np.ndarray, audio_len_N: np.ndarray,
 
 def raw_text(source: str, split: str, config: ml_collections.ConfigDict,
              max_examples: int = 0) -> list[str]:
-  """The stored text of a split's records, in record order, sampled as `pipeline.Records`
+  """The stored text of a split's records, in record order, sampled as `readers.Records`
   samples them (`max_examples`, config.eval.max_*_examples)."""
   records = sources.open_split(source, split, data_dir=config.data.data_dir or None,
                                bad_files=config.data.get('bad_files', 'error'))
   texts = []
-  for i in pipeline.spread(len(records), max_examples):
+  for i in readers.spread(len(records), max_examples):
     text = np.asarray(records[i]['text']).item()
     texts.append(text.decode('utf-8', 'replace') if isinstance(text, bytes) else str(text))
   return texts

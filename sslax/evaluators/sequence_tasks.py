@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 
 from sslax import errors
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import readers
 from sslax.data import sources
 from sslax.data import tokenizers
 from sslax.data.builders import asr as asr_data
@@ -88,8 +89,8 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
             f'{path}/{record["file"]}: {seconds:.2f} s is longer than '
             f'config.data.clip_seconds={clip}, so its end would be cut from the audio but not '
             'from the transcript. Raise config.data.clip_seconds.')
-    records = pipeline.Records(source, split, data_dir=data_dir, in_memory=True,
-                               transform=pipeline.record_transform(config.data))
+    records = readers.Records(source, split, data_dir=data_dir, in_memory=True,
+                              transform=fetch.record_transform(config.data))
     arrays = records.take(kept)
     texts = asr_data.transcripts(path, split)
     out[role] = ({k: arrays[k] for k in ('audio', 'audio_len')}, [texts[i] for i in kept])

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import tqdm
 
-from sslax.data import pipeline
+from sslax.data import readers
 from sslax.evaluators import clustering
 from sslax.evaluators import features as features_lib
 from sslax.evaluators import knn
@@ -184,7 +184,7 @@ def ridge_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_classe
   targets = train.labels_N.astype(np.float32 if regression else np.int32)
   model = _ridge(train.feats_NxD, put(targets), put(train.valid_N.astype(np.float32)),
                  jnp.float32(l2), num_outputs=1 if regression else num_classes)
-  out_MxL = np.asarray(pipeline.gather(_predict(test.feats_NxD, *model)))[test.valid_N]
+  out_MxL = np.asarray(readers.gather(_predict(test.feats_NxD, *model)))[test.valid_N]
   if regression:
     return linear_probe.regression_metrics(out_MxL[:, 0], test.labels_N[test.valid_N])
   return {'accuracy': float(np.mean(out_MxL.argmax(1) == test.labels_N[test.valid_N]))}
@@ -196,7 +196,7 @@ def score(name: str, ev: Any, train: features_lib.Bank, test: features_lib.Bank,
   """Evaluator `name` (its config `ev`, optional keys filled) on the banks: {metric: value};
   `progress` shows the mini-batch probe's bar."""
   if ev['type'] == 'knn':
-    predicted = pipeline.gather(knn.knn_predict(
+    predicted = readers.gather(knn.knn_predict(
         train.feats_NxD, train.labels_N, test.feats_NxD, num_classes=num_classes, k=ev['k'],
         temperature=ev['temperature'], bank_valid_N=train.valid_N))
     return {'accuracy': float(np.mean((predicted == test.labels_N)[test.valid_N]))}

@@ -27,7 +27,9 @@ import tqdm
 from sslax import reports
 from sslax import errors
 from sslax import sharding
-from sslax.data import pipeline
+from sslax.data import fetch
+from sslax.data import host_views
+from sslax.data import readers
 from sslax.data import sources
 from sslax.evaluators import clustering
 from sslax.evaluators import data_check
@@ -90,7 +92,7 @@ class Suite:
     self._embed = embed
     self._embed_fn = jax.jit(embed, in_shardings=(replicated, replicated,
                                                   sharding.batch_sharding(mesh)))
-    self._records: dict[str, dict[str, pipeline.Records]] = {}
+    self._records: dict[str, dict[str, readers.Records]] = {}
     self._host_cropped: dict[str, bool] = {}
     self._num_classes: dict[str, int | None] = {}
     self._regression: dict[str, bool] = {}
@@ -105,7 +107,7 @@ class Suite:
       return ev.source, f'config.evals.{name}.source'
     return self.config.eval.source, 'config.eval.source'
 
-  def _open(self, source: str, key: str) -> dict[str, pipeline.Records]:
+  def _open(self, source: str, key: str) -> dict[str, readers.Records]:
     if source not in self._records:
       e, data_dir = self.config.eval, self.config.data.data_dir or None
       bad_files = self.config.data.get('bad_files', 'error')
@@ -114,14 +116,14 @@ class Suite:
       # config.json of runs older than the max_*_examples keys lacks them: whole splits.
       limits = {e.train_split: int(e.get('max_train_examples', 0)),
                 e.test_split: int(e.get('max_test_examples', 0))}
-      splits = {s: pipeline.Records(source, s, data_dir=data_dir, in_memory=False,
-                                   transform=pipeline.record_transform(self.config.data),
+      splits = {s: readers.Records(source, s, data_dir=data_dir, in_memory=False,
+                                   transform=fetch.record_transform(self.config.data),
                                    bad_files=bad_files, max_examples=limits[s],
                                    image_size=self.config.data.image_size)
                 for s in (e.train_split, e.test_split)}
       # Small splits of fixed-size records are decoded once (a batch is then one fancy
       # index, STACK.md); variable-size images and splits over the budget are read per batch.
-      host_cropped = pipeline.host_channels(source, data_dir, bad_files)
+      host_cropped = host_views.host_channels(source, data_dir, bad_files)
       self._host_cropped[source] = bool(host_cropped)
       for r in splits.values():
         if not host_cropped and r.estimated_bytes() <= self._max_host_bytes:
@@ -198,10 +200,10 @@ class Suite:
       # processes of config.data.read_threads threads (their transform, an EvalView,
       # pickles); anything else is read here.
       streamed_images = self._host_cropped[source] and not r.in_memory
-      batches = pipeline.eval_batches(
+      batches = readers.eval_batches(
           r, batch_size=e.batch_size, mesh=self.mesh, prefetch=self.config.data.prefetch,
-          workers=pipeline.num_workers(self.config.data) if streamed_images else 0,
-          threads=pipeline.read_threads(self.config.data) if streamed_images else 1)
+          workers=host_views.num_workers(self.config.data) if streamed_images else 0,
+          threads=host_views.read_threads(self.config.data) if streamed_images else 1)
       total = -(-len(r) // e.batch_size)
       # Long feature passes (ImageNet-size splits) show where they are; short ones stay quiet.
       show = (self.config.get('progress_bar', True) and jax.process_index() == 0
@@ -282,15 +284,14 @@ class Suite:
     seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
-    if sources.parse(e.source, key='config.eval.source')[0] in (
-        *sequence_tasks.SCHEME.values(), 'segfolder', 'coco'):
+    if sources.task_of(e.source, key='config.eval.source'):
       return {}   # squad:/asr:/segfolder:/coco: have no image labels for a linear baseline
     records = self._open(e.source, 'config.eval.source')
     # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
     # sample of raw_input_max_train records (it subsamples train to that many anyway).
     cap = int(e.get('raw_input_max_train', 0))
     splits = {role: records[s].take(np.arange(len(records[s])) if records[s].in_memory
-                                    else pipeline.spread(len(records[s]), cap))
+                                    else readers.spread(len(records[s]), cap))
               for role, s in (('train', e.train_split), ('test', e.test_split))}
     scores = raw_input.baseline(self.config, e.source, splits)
     return {f'{reports.RAW_INPUT}{k}': v for k, v in scores.items()}

@@ -12,6 +12,8 @@ import jax
 import ml_collections
 
 from sslax import errors
+from sslax import sharding
+from sslax.data import host_crops as host_crops_lib
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -51,7 +53,6 @@ CHUNKED_LOSS = {'simclr': 'SimCLR', 'mocov3': 'MoCo v3', 'cpc': 'CPC',
 def chunked_loss_mesh(config: ml_collections.ConfigDict, section: str):
   """The mesh for `config.<section>.chunked_loss` (None when off): train.run builds config.mesh
   over all devices, and the chunked loss's shard_map must use the same one."""
-  from sslax import sharding   # here, not at the top: sharding is a leaf the trainer imports
   chunked = config[section].get('chunked_loss', False)
   if not isinstance(chunked, bool):
     raise errors.ConfigError(f'config.{section}.chunked_loss={chunked!r} must be True or False.')
@@ -64,27 +65,41 @@ def no_extra(extra: Any, params: Any, step: jax.Array) -> Any:
   return extra
 
 
-def available() -> tuple[str, ...]:
+def available() -> list[str]:
+  """The names `config.method` accepts, sorted: one per module of sslax/methods.
+
+  Example: `'simclr' in sslax.methods.available()`.
+  """
   # Modules named `_x` hold parts shared by several methods, not methods.
-  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                      if not m.name.startswith('_')))
+  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
 
 
 def get(name: str) -> Callable[[ml_collections.ConfigDict], Method]:
   """The `make(config) -> Method` of methods/<name>.py."""
   if name not in available():
-    raise errors.ConfigError(f'config.method={name!r} is unknown; choose one of {available()}.')
+    raise errors.ConfigError(f'config.method={name!r} is unknown; choose one of '
+                             f'{", ".join(available())}.')
   return importlib.import_module(f'{__name__}.{name}').make
 
 
-def host_crops(config: ml_collections.ConfigDict) -> list:
+def host_crops(config: ml_collections.ConfigDict) -> list[host_crops_lib.CropSpec]:
   """The views a method wants cut on the host from variable-size images (data/host_crops.py):
   its module's `host_crops(config)`, else two views at data.image_size with config.augment's
-  crop scale, ratio and flip (SimCLR, BYOL, MoCo v3, VICReg, Barlow Twins)."""
-  from sslax.data import host_crops as crops   # pylint: disable=import-outside-toplevel
+  crop scale, ratio and flip (SimCLR, BYOL, MoCo v3, VICReg, Barlow Twins). The trainer hands
+  them to the data layer (data/train_batches.py), which cuts them."""
   module = importlib.import_module(f'{__name__}.{config.method}')
   if hasattr(module, 'host_crops'):
     return module.host_crops(config)
   a = config.augment
-  return [crops.CropSpec('image', 2, config.data.image_size, tuple(a.crop_scale),
-                         tuple(a.crop_ratio), float(a.flip_prob))]
+  return [host_crops_lib.CropSpec('image', 2, config.data.image_size, tuple(a.crop_scale),
+                                  tuple(a.crop_ratio), float(a.flip_prob))]
+
+
+def train_crops(config: ml_collections.ConfigDict) -> list[host_crops_lib.CropSpec] | None:
+  """`host_crops(config)` when the training images vary in size and are cut on the host
+  (data/host_views.py); None when batches stack the images as stored. What the trainer and
+  sslax.load hand the data layer, which knows nothing of methods."""
+  d = config.data
+  if not host_views.host_channels(d.source, d.data_dir or None, d.get('bad_files', 'error')):
+    return None
+  return host_crops(config)

@@ -8,9 +8,7 @@ disk); a PATH without it is a single file that is the `train` split.
 """
 from __future__ import annotations
 
-import glob
 import os
-import re
 import zipfile
 from typing import Iterator
 
@@ -19,32 +17,11 @@ import tensorflow_datasets as tfds
 
 from sslax import errors
 from sslax.data.builders import local
-
-SPLIT_FIELD = '{split}'
-# TFDS parses split strings such as 'train[:10%]', so names are restricted to word characters.
-_SPLIT_NAME = r'[A-Za-z0-9_]+'
-
-
-def split_files(pattern: str) -> dict[str, str]:
-  """{split: absolute file} for a path that may contain `{split}`; {} when nothing matches."""
-  pattern = os.path.abspath(os.path.expanduser(pattern))
-  if SPLIT_FIELD not in pattern:
-    return {'train': pattern} if os.path.isfile(pattern) else {}
-  head, _, tail = pattern.partition(SPLIT_FIELD)
-  if SPLIT_FIELD in tail:
-    raise errors.DataError(f'{pattern!r} contains {SPLIT_FIELD} more than once.')
-  regex = re.compile(re.escape(head) + f'({_SPLIT_NAME})' + re.escape(tail) + '$')
-  found = {}
-  for path in sorted(glob.glob(glob.escape(head) + '*' + glob.escape(tail))):
-    match = regex.match(path)
-    if match and os.path.isfile(path):
-      found[match.group(1)] = path
-  return found
-
+from sslax.data.builders import split_paths
 
 def fingerprint(pattern: str) -> str:
   """Names, sizes and mtimes of every split file."""
-  return local.fingerprint([local.stat_entry(p, s) for s, p in split_files(pattern).items()])
+  return split_paths.fingerprint(split_paths.from_pattern(pattern))
 
 
 def _load(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -80,7 +57,7 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def make_config(pattern: str) -> local.PathConfig:
   """Loads every split file once and records what the features need (shape, classes)."""
-  files = split_files(pattern)
+  files = split_paths.from_pattern(pattern)
   if not files:
     raise errors.DataNotFoundError(f'no .npz file matches {pattern!r}.')
   arrays = {split: _load(path) for split, path in files.items()}
@@ -145,10 +122,5 @@ class SslaxArrays(local.LocalBuilder):
 
 def prepare(pattern: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the files) and returns a read-only builder for `npz:pattern`."""
-  return local.ensure_built(
-      builder_cls=SslaxArrays,
-      config=local.config_name(pattern),
-      source_fingerprint=lambda: fingerprint(pattern),
-      make_builder=lambda root: SslaxArrays(data_dir=root, config=make_config(pattern)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxArrays, pattern, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)

@@ -18,7 +18,6 @@ An empty transcript (after normalising) and a missing WAV are errors naming file
 """
 from __future__ import annotations
 
-import glob
 import os
 import re
 from typing import Iterator
@@ -29,6 +28,7 @@ import tensorflow_datasets as tfds
 from sslax import errors
 from sslax.data import waveforms
 from sslax.data.builders import local
+from sslax.data.builders import split_paths
 
 HEADER = ('path', 'text')
 ALPHABET = " 'abcdefghijklmnopqrstuvwxyz"   # CTC's labels 1..28; 0 is the blank
@@ -56,9 +56,8 @@ def normalize(text: str, where: str) -> str:
 
 
 def split_files(root: str) -> dict[str, str]:
-  root = os.path.abspath(os.path.expanduser(root))
-  return {os.path.splitext(os.path.basename(p))[0]: p
-          for p in sorted(glob.glob(os.path.join(glob.escape(root), '*.tsv')))}
+  """{split: DIR/<split>.tsv}."""
+  return split_paths.in_folder(root, '.tsv')
 
 
 def read_tsv(path: str) -> list[tuple[str, str, str]]:
@@ -150,11 +149,6 @@ class SslaxAsr(local.LocalBuilder):
             'file': tfds.features.Text()}),
         disable_shuffling=True)   # index i is data line i + 2 of the split's .tsv
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(rows)
-            for split, rows in self.builder_config.payload['items'].items()}
-
   def _generate_examples(self, rows) -> Iterator:
     for i, (audio, rate, text, path) in enumerate(rows):
       yield i, {'audio': audio, 'sample_rate': np.int32(rate), 'transcript': text, 'file': path}
@@ -162,10 +156,5 @@ class SslaxAsr(local.LocalBuilder):
 
 def prepare(root: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the folder) and returns a read-only builder for `asr:root`."""
-  return local.ensure_built(
-      builder_cls=SslaxAsr,
-      config=local.config_name(root),
-      source_fingerprint=lambda: fingerprint(root),
-      make_builder=lambda data_root: SslaxAsr(data_dir=data_root, config=make_config(root)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxAsr, root, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)

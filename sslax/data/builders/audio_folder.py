@@ -25,14 +25,12 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from sslax import errors
 from sslax.data import waveforms
 from sslax.data.builders import class_folders
 from sslax.data.builders import image_folder
 from sslax.data.builders import local
 
 AUDIO_EXTENSIONS = ('.wav',)
-BAD_FILES = ('error', 'skip')
 _SPEAKER_NAME = re.compile(r'^[^_]+_([^_]+)_[^_]+$')
 
 
@@ -60,20 +58,9 @@ def speaker_of(path: str) -> str | None:
   return match.group(1) if match else None
 
 
-def check_policy(bad_files: str) -> None:
-  if bad_files not in BAD_FILES:
-    raise errors.DataError(f'config.data.bad_files={bad_files!r} is unknown; choose one of '
-                           f'{BAD_FILES}.')
-
-
-def config_name(root: str, bad_files: str) -> str:
-  name = local.config_name(root)
-  return name if bad_files == 'error' else f'{name}_{bad_files}'
-
-
 def make_config(root: str, bad_files: str) -> local.PathConfig:
   """Lists the folder and decodes every file (errors or skips up front); labels, speakers."""
-  check_policy(bad_files)
+  class_folders.check_bad_files(bad_files)
   root = os.path.abspath(os.path.expanduser(root))
   layout = class_folders.list_files(root, AUDIO_EXTENSIONS)
   reference = 'train' if 'train' in layout else next(iter(layout))
@@ -102,7 +89,7 @@ def make_config(root: str, bad_files: str) -> local.PathConfig:
                     "(config.data.bad_files='skip'); first: %s", len(skipped), root,
                     skipped[0][1])
   return local.PathConfig(
-      name=config_name(root, bad_files),
+      name=class_folders.config_name(root, bad_files),
       description=f'Audio folder {root}',
       path=root,
       num_classes=len(class_names),
@@ -137,11 +124,6 @@ class SslaxAudioFolder(local.LocalBuilder):
         disable_shuffling=True,
     )
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(rows)
-            for split, rows in self.builder_config.payload['items'].items() if rows}
-
   def _generate_examples(self, rows) -> Iterator:
     for i, (audio, rate, label, speaker, path) in enumerate(rows):
       example = {'audio': audio, 'sample_rate': np.int32(rate), 'label': label, 'file': path}
@@ -152,12 +134,7 @@ class SslaxAudioFolder(local.LocalBuilder):
 
 def prepare(root: str, data_dir: str | None, bad_files: str = 'error') -> tfds.core.DatasetBuilder:
   """Builds (once per version of the folder) and returns a read-only builder for `folder:root`."""
-  check_policy(bad_files)
-  return local.ensure_built(
-      builder_cls=SslaxAudioFolder,
-      config=config_name(root, bad_files),
-      source_fingerprint=lambda: fingerprint(root),
-      make_builder=lambda data_root: SslaxAudioFolder(data_dir=data_root,
-                                                      config=make_config(root, bad_files)),
-      data_dir=data_dir,
-  )
+  class_folders.check_bad_files(bad_files)
+  return local.build_path(SslaxAudioFolder, root, data_dir, fingerprint=fingerprint,
+                          make_config=lambda path: make_config(path, bad_files),
+                          config=class_folders.config_name(root, bad_files))

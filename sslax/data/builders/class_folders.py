@@ -1,4 +1,5 @@
-"""The `DIR/<split>/<class>/<file>` layout shared by image and audio folders.
+"""What image and audio folders share: the `DIR/<split>/<class>/<file>` layout, and what
+becomes of a file that cannot be decoded (`config.data.bad_files`).
 
 Folder and file names starting with '.' are skipped (`.DS_Store`, `.ipynb_checkpoints`).
 Class names, sorted, become label ids; one mapping serves every split, so every split must
@@ -10,6 +11,23 @@ import os
 
 from sslax import errors
 from sslax.data.builders import local
+
+
+BAD_FILES = ('error', 'skip')
+
+
+def check_bad_files(bad_files: str) -> None:
+  """config.data.bad_files: 'error' stops a build at an undecodable file, 'skip' leaves it out."""
+  if bad_files not in BAD_FILES:
+    raise errors.ConfigError(f'config.data.bad_files={bad_files!r} is unknown; choose one of '
+                             f'{BAD_FILES}.')
+
+
+def config_name(root: str, bad_files: str) -> str:
+  """A folder's build name: a skipping build is kept apart, so it never stands in for a
+  strict one."""
+  name = local.config_name(root)
+  return name if bad_files == 'error' else f'{name}_{bad_files}'
 
 
 def visible_dirs(path: str) -> list[str]:

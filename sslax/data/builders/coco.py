@@ -14,7 +14,6 @@ an annotation of an unknown image or category.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any, Iterator
@@ -25,6 +24,7 @@ import tensorflow_datasets as tfds
 from sslax import errors
 from sslax.data.builders import local
 from sslax.data.builders import pixels
+from sslax.data.builders import split_paths
 
 # Box coordinates may exceed the image by rounding error in exported JSON; more is an error.
 TOLERANCE = 1e-3
@@ -32,9 +32,7 @@ TOLERANCE = 1e-3
 
 def split_files(root: str) -> dict[str, str]:
   """{split: DIR/<split>.json} for each JSON with a `DIR/<split>/` image folder beside it."""
-  root = os.path.abspath(os.path.expanduser(root))
-  return {os.path.splitext(os.path.basename(p))[0]: p
-          for p in sorted(glob.glob(os.path.join(glob.escape(root), '*.json')))
+  return {split: p for split, p in split_paths.in_folder(root, '.json').items()
           if os.path.isdir(os.path.splitext(p)[0])}
 
 
@@ -151,11 +149,6 @@ class SslaxCoco(local.LocalBuilder):
         metadata=tfds.core.MetadataDict(class_names=list(self.builder_config.class_names)),
         disable_shuffling=True)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(rows)
-            for split, rows in self.builder_config.payload['items'].items()}
-
   def _generate_examples(self, rows) -> Iterator:
     for i, row in enumerate(rows):
       with open(row['file'], 'rb') as f:
@@ -170,10 +163,5 @@ class SslaxCoco(local.LocalBuilder):
 
 def prepare(root: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the folder) and returns a read-only builder."""
-  return local.ensure_built(
-      builder_cls=SslaxCoco,
-      config=local.config_name(root),
-      source_fingerprint=lambda: fingerprint(root),
-      make_builder=lambda data_root: SslaxCoco(data_dir=data_root, config=make_config(root)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxCoco, root, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)

@@ -37,10 +37,9 @@ from sslax import errors
 from sslax.data.builders import class_folders
 from sslax.data.builders import local
 from sslax.data.builders import pixels
+from sslax.data.builders import split_paths
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
-# `folder:DIR/{split}/images`: the part of a path that names the split (dsb2018's layout).
-SPLIT_FIELD = '{split}'
 # Seed of the fixed permutation of each split's stored order (see `stored_order`).
 ORDER_SEED = 0
 
@@ -58,24 +57,13 @@ def stored_order(n: int) -> np.ndarray:
 DECODED_MAX_SIDE = 128
 # Above this many files the fingerprint lists names (no per-file stat), see `fingerprint`.
 LARGE_FOLDER_FILES = 100_000
-BAD_FILES = ('error', 'skip')
-
-
-def check_policy(bad_files: str) -> None:
-  if bad_files not in BAD_FILES:
-    raise errors.ConfigError(f'config.data.bad_files={bad_files!r} is unknown; choose one of '
-                             f'{BAD_FILES}.')
-
-
-def config_name(root: str, bad_files: str) -> str:
-  name = local.config_name(root)
-  return name if bad_files == 'error' else f'{name}_{bad_files}'
 
 
 def base_dir(root: str) -> str:
   """The folder that stored file names are relative to: `root`, or the part of it before
   `{split}` (so a name starts with its split)."""
-  return root.partition(SPLIT_FIELD)[0].rstrip(os.sep) or os.sep if SPLIT_FIELD in root else root
+  field = split_paths.SPLIT_FIELD
+  return root.partition(field)[0].rstrip(os.sep) or os.sep if field in root else root
 
 
 def _image_files(directory: str) -> list[str]:
@@ -89,15 +77,15 @@ def list_images(root: str) -> dict[str, dict[str | None, list[str]]]:
   path holding `{split}`, e.g. dsb2018/{split}/images, whose expansions are the splits.
   """
   root = os.path.abspath(os.path.expanduser(root))
-  if SPLIT_FIELD in root:
-    base, _, rest = root.partition(SPLIT_FIELD)
+  if split_paths.SPLIT_FIELD in root:
+    base, _, rest = root.partition(split_paths.SPLIT_FIELD)
     base = base.rstrip(os.sep) or os.sep
     split_dirs = {s: os.path.join(base, s, rest.lstrip(os.sep)) for s in
                   class_folders.visible_dirs(base)
                   if os.path.isdir(os.path.join(base, s, rest.lstrip(os.sep)))}
     if not split_dirs:
       raise errors.DataError(
-          f'no folder matches {root} with {SPLIT_FIELD} replaced by a split name.')
+          f'no folder matches {root} with {split_paths.SPLIT_FIELD} replaced by a split name.')
   else:
     split_dirs = {s: os.path.join(root, s) for s in class_folders.visible_dirs(root)}
   flat = {s: _image_files(d) for s, d in split_dirs.items()}
@@ -107,7 +95,7 @@ def list_images(root: str) -> dict[str, dict[str | None, list[str]]]:
     mixed = sorted(s for s, paths in flat.items() if paths)
     raise errors.DataError(f'{root}: splits {mixed} hold images directly (unlabelled) but others '
                            'hold class folders; use one layout for every split.')
-  if SPLIT_FIELD in root:
+  if split_paths.SPLIT_FIELD in root:
     raise errors.DataError(
         f'{root}: the folders it names hold no {"/".join(IMAGE_EXTENSIONS)} files.')
   return class_folders.list_files(root, IMAGE_EXTENSIONS)
@@ -158,7 +146,7 @@ def _verified(paths: list[str], bad_files: str, root: str) -> tuple[list, list[s
 def make_config(root: str, bad_files: str = 'error') -> local.PathConfig:
   """Lists the folder and checks every file: class ids, storage (decoded or encoded), errors
   up front."""
-  check_policy(bad_files)
+  class_folders.check_bad_files(bad_files)
   root = os.path.abspath(os.path.expanduser(root))
   layout = list_images(root)
   reference = 'train' if 'train' in layout else next(iter(layout))
@@ -184,7 +172,7 @@ def make_config(root: str, bad_files: str = 'error') -> local.PathConfig:
   items = {split: [listed[i] for i in stored_order(len(listed))]
            for split, listed in items.items()}
   return local.PathConfig(
-      name=config_name(root, bad_files),
+      name=class_folders.config_name(root, bad_files),
       description=f'Image folder {root}',
       path=root,
       image_shape=(height, width, channels) if decoded else (None, None, channels),
@@ -227,11 +215,6 @@ class SslaxImageFolder(local.LocalBuilder):
         disable_shuffling=True,
     )
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(items)
-            for split, items in self.builder_config.payload['items'].items() if items}
-
   def _generate_examples(self, items: list[tuple[str, int]]) -> Iterator:
     config = self.builder_config
     paths = [p for p, _ in items]
@@ -252,12 +235,7 @@ class SslaxImageFolder(local.LocalBuilder):
 def prepare(root: str, data_dir: str | None,
             bad_files: str = 'error') -> tfds.core.DatasetBuilder:
   """Builds (once per version of the folder) and returns a read-only builder for `folder:root`."""
-  check_policy(bad_files)
-  return local.ensure_built(
-      builder_cls=SslaxImageFolder,
-      config=config_name(root, bad_files),
-      source_fingerprint=lambda: fingerprint(root),
-      make_builder=lambda data_root: SslaxImageFolder(data_dir=data_root,
-                                                      config=make_config(root, bad_files)),
-      data_dir=data_dir,
-  )
+  class_folders.check_bad_files(bad_files)
+  return local.build_path(SslaxImageFolder, root, data_dir, fingerprint=fingerprint,
+                          make_config=lambda path: make_config(path, bad_files),
+                          config=class_folders.config_name(root, bad_files))

@@ -41,6 +41,14 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     info.initialize_from_bucket = lambda: None
     return info
 
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    """One split per entry of the config's `payload['items']` (the rows the scan found), each
+    handed to `_generate_examples`; a split without rows is left out, since TFDS refuses to
+    write one ("No examples were yielded")."""
+    del dl_manager  # Local files only.
+    return {split: self._generate_examples(rows)
+            for split, rows in self.builder_config.payload['items'].items() if rows}
+
 
 def config_name(path: str | os.PathLike[str]) -> str:
   """A TFDS-safe config name for `path`: readable basename plus a hash of the absolute path."""
@@ -153,3 +161,17 @@ def ensure_built(
       }, indent=2))
   return tfds.builder_from_directory(os.fspath(version_dir))
 
+
+def build_path(builder_cls: type[tfds.core.GeneratorBasedBuilder], path: str,
+               data_dir: str | None, *, fingerprint: Callable[[str], str],
+               make_config: Callable[[str], PathConfig],
+               config: str | None = None) -> tfds.core.DatasetBuilder:
+  """`ensure_built` for a builder with one config per source path: named `config` (default
+  `config_name(path)`), fingerprinted by `fingerprint(path)`, scanned by `make_config(path)`."""
+  return ensure_built(
+      builder_cls=builder_cls,
+      config=config or config_name(path),
+      source_fingerprint=lambda: fingerprint(path),
+      make_builder=lambda root: builder_cls(data_dir=root, config=make_config(path)),
+      data_dir=data_dir,
+  )

@@ -158,11 +158,6 @@ class SslaxSegFolder(local.LocalBuilder):
         metadata=tfds.core.MetadataDict(class_names=list(self.builder_config.class_names)),
         disable_shuffling=True)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(rows)
-            for split, rows in self.builder_config.payload['items'].items()}
-
   def _generate_examples(self, rows) -> Iterator:
     for i, (image, mask, h, w) in enumerate(rows):
       with open(image, 'rb') as f:
@@ -175,13 +170,8 @@ class SslaxSegFolder(local.LocalBuilder):
 
 def prepare(root: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the folder) and returns a read-only builder."""
-  return local.ensure_built(
-      builder_cls=SslaxSegFolder,
-      config=local.config_name(root),
-      source_fingerprint=lambda: fingerprint(root),
-      make_builder=lambda data_root: SslaxSegFolder(data_dir=data_root, config=make_config(root)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxSegFolder, root, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)
 
 
 def decode_image(data: bytes) -> np.ndarray:

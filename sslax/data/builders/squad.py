@@ -16,7 +16,6 @@ files are often one line; the line is still right, and the id finds the question
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Iterator
@@ -24,8 +23,8 @@ from typing import Iterator
 import tensorflow_datasets as tfds
 
 from sslax import errors
-from sslax.data.builders import arrays
 from sslax.data.builders import local
+from sslax.data.builders import split_paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +37,11 @@ class Question:
 
 def split_files(path: str) -> dict[str, str]:
   """{split: absolute file} for a file, a `{split}` pattern or a folder of <split>.json."""
-  absolute = os.path.abspath(os.path.expanduser(path))
-  if arrays.SPLIT_FIELD not in path and os.path.isdir(absolute):
-    return {os.path.splitext(os.path.basename(p))[0]: p
-            for p in sorted(glob.glob(os.path.join(glob.escape(absolute), '*.json')))}
-  return arrays.split_files(path)
+  return split_paths.from_path(path, '.json')
 
 
 def fingerprint(path: str) -> str:
-  return local.fingerprint([local.stat_entry(p, s) for s, p in split_files(path).items()])
+  return split_paths.fingerprint(split_files(path))
 
 
 def _line_of(raw: str, qid: str) -> int:
@@ -143,11 +138,6 @@ class SslaxSquad(local.LocalBuilder):
         features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
         disable_shuffling=True)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(texts)
-            for split, texts in self.builder_config.payload['items'].items()}
-
   def _generate_examples(self, texts: list[str]) -> Iterator:
     for i, text in enumerate(texts):
       yield i, {'text': text}
@@ -155,10 +145,5 @@ class SslaxSquad(local.LocalBuilder):
 
 def prepare(path: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the files) and returns a read-only builder for `squad:path`."""
-  return local.ensure_built(
-      builder_cls=SslaxSquad,
-      config=local.config_name(path),
-      source_fingerprint=lambda: fingerprint(path),
-      make_builder=lambda root: SslaxSquad(data_dir=root, config=make_config(path)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxSquad, path, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)

@@ -137,11 +137,6 @@ class SslaxText(local.LocalBuilder):
         disable_shuffling=True,
     )
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Local files only.
-    return {split: self._generate_examples(items)
-            for split, items in self.builder_config.payload['items'].items() if items}
-
   def _generate_examples(self, items: list[tuple[str, int]]) -> Iterator:
     labelled = bool(self.builder_config.class_names)
     for i, (text, label) in enumerate(items):
@@ -150,10 +145,5 @@ class SslaxText(local.LocalBuilder):
 
 def prepare(path: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the files) and returns a read-only builder for `text:path`."""
-  return local.ensure_built(
-      builder_cls=SslaxText,
-      config=local.config_name(path),
-      source_fingerprint=lambda: fingerprint(path),
-      make_builder=lambda root: SslaxText(data_dir=root, config=make_config(path)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxText, path, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)

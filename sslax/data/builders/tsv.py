@@ -11,7 +11,6 @@ Records hold raw text (`text`) and `label`; tokenisation happens in the pipeline
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 from typing import Iterator
@@ -20,23 +19,19 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sslax import errors
-from sslax.data.builders import arrays
 from sslax.data.builders import local
+from sslax.data.builders import split_paths
 
 HEADER = ('sentence', 'label')
 
 
 def split_files(path: str) -> dict[str, str]:
   """{split: absolute file} for a file, a `{split}` pattern or a folder of <split>.tsv files."""
-  absolute = os.path.abspath(os.path.expanduser(path))
-  if arrays.SPLIT_FIELD not in path and os.path.isdir(absolute):
-    return {os.path.splitext(os.path.basename(p))[0]: p
-            for p in sorted(glob.glob(os.path.join(glob.escape(absolute), '*.tsv')))}
-  return arrays.split_files(path)
+  return split_paths.from_path(path, '.tsv')
 
 
 def fingerprint(path: str) -> str:
-  return local.fingerprint([local.stat_entry(p, s) for s, p in split_files(path).items()])
+  return split_paths.fingerprint(split_files(path))
 
 
 def _parse_label(value: str, where: str) -> int | float:
@@ -142,10 +137,5 @@ class SslaxTsv(local.LocalBuilder):
 
 def prepare(path: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Builds (once per version of the files) and returns a read-only builder for `tsv:path`."""
-  return local.ensure_built(
-      builder_cls=SslaxTsv,
-      config=local.config_name(path),
-      source_fingerprint=lambda: fingerprint(path),
-      make_builder=lambda root: SslaxTsv(data_dir=root, config=make_config(path)),
-      data_dir=data_dir,
-  )
+  return local.build_path(SslaxTsv, path, data_dir, fingerprint=fingerprint,
+                          make_config=make_config)
