@@ -24,8 +24,8 @@ across the hosts at that rate). Not run on an accelerator yet.
 """
 import ml_collections
 
-from configs import common_images
-from configs.paper import imagenet
+from sslax.configs import common_images
+from sslax.configs.paper import imagenet
 from sslax import config_base
 
 

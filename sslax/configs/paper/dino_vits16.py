@@ -27,8 +27,8 @@ of width 64, batch 16, 4 steps) for CI with mocked ImageNet.
 """
 import ml_collections
 
-from configs import common_images
-from configs.paper import imagenet
+from sslax.configs import common_images
+from sslax.configs.paper import imagenet
 from sslax import config_base
 
 

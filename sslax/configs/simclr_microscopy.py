@@ -22,7 +22,7 @@ mIoU 0.584 vs 0.446 at random init (linear), 0.786 vs 0.730 (fine-tune); bccd mA
 0.607 vs 0.454; means of 3 seeds. The evaluators took 5 min (dsb2018, one seed) and 14 min
 (bccd, three seeds). `:smoke`: 3 steps at 16x16.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 SOURCES = {
     'dsb2018': 'folder:../shared/data/dsb2018/{split}/images',

@@ -20,7 +20,7 @@ input keeps up. Not run on a TPU yet: experiments/accelerator_check.py measures 
 Data: see configs/paper/imagenet.py. Deviations: README "Paper-scale configs".
 `configs/paper/mae_vitb16.py:smoke`: 4 steps of a 1-block ViT on TFDS mock data (CI).
 """
-from configs.paper import imagenet
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = ''):

@@ -13,8 +13,8 @@ a 2-core CPU, 300 steps of batch 64 (bccd: 1.5 min idle). Measured (docs/dense.m
 over random init in this budget, on dsb2018 (mIoU) or bccd (mAP@0.5 0.309 +- 0.010 vs
 0.302 +- 0.048, 3 seeds). `:smoke`: 3 steps at 16x16.
 """
-from configs import common_images
-from configs import simclr_microscopy
+from sslax.configs import common_images
+from sslax.configs import simclr_microscopy
 
 
 def get_config(arg: str = ''):
