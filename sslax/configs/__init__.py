@@ -20,6 +20,7 @@ import difflib
 import importlib
 import importlib.util
 import pathlib
+import types
 
 import ml_collections
 
@@ -92,7 +93,7 @@ def unknown(name: str) -> errors.ConfigError:
                             f'name; {suggest(name)}')
 
 
-def _load_file(file: str) -> object:
+def _load_file(file: str) -> types.ModuleType:
   """Executes a config file as its own module, as ml_collections' config_flags does (not
   entered in sys.modules: loading two files leaves nothing behind)."""
   spec = importlib.util.spec_from_file_location('sslax_config_file', file)
