@@ -73,7 +73,7 @@ def device_peak() -> tuple[float, str]:
 
 
 def load_config(name: str, variant: str, args):
-  config = importlib.import_module(f'configs.paper.{name}').get_config(variant)
+  config = importlib.import_module(f'sslax.configs.paper.{name}').get_config(variant)
   config.progress_bar = False
   if args.batch_size:
     config.batch_size = args.batch_size

@@ -36,7 +36,7 @@ def main() -> None:
   args = parser.parse_args()
   rows = []
   for name in args.configs.split(','):
-    config = importlib.import_module(f'configs.paper.{name}').get_config()
+    config = importlib.import_module(f'sslax.configs.paper.{name}').get_config()
     if name == 'bert_base':
       config.data.source = config.eval.source = f'text:{SHAKESPEARE}'
     for item in args.set:

@@ -10,7 +10,9 @@
   program prints `<prog>: error: <message>` on stderr and exits 2, without a traceback;
 - a flag that absl cannot parse (wrong type, missing required flag) does the same;
 - an unknown `--config.<key>` override is caught before absl parses it (ml_collections would
-  end in a bare AttributeError) and named with the closest existing keys.
+  end in a bare AttributeError) and named with the closest existing keys;
+- `--config NAME[:ARG]` names a packaged config (sslax.configs: `simclr_digits`,
+  `paper/simclr_r50`) when no file NAME exists, as an installed sslax has no configs/ folder.
 `--verbose` or SSLAX_VERBOSE=1 prints the traceback as well. Everything else (bugs, errors
 from inside JAX) propagates unchanged. Status 2 is argparse's and most tools' usage error.
 """
@@ -34,6 +36,7 @@ import ml_collections
 # The parser class of DEFINE_config_file flags (the package's __init__ does not export it).
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
+from sslax import configs
 from sslax import errors
 
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'On a config or data error, print the '
@@ -109,15 +112,44 @@ def check_overrides(config: Mapping[str, Any], argv: Sequence[str], name: str = 
     raise errors.ConfigError(f'Unknown config key {path!r} (--{name}.{path}); {hint}')
 
 
-def flag_value(argv: Sequence[str], name: str) -> str | None:
-  """The value of `--name=V` or `--name V` in argv, before absl has parsed it."""
+def _flag_position(argv: Sequence[str], name: str) -> tuple[int, str] | None:
+  """Where `--name=V` or `--name V` holds V in argv: (index, the text before V there)."""
   for i, arg in enumerate(argv):
     for dashes in ('--', '-'):
       if arg.startswith(f'{dashes}{name}='):
-        return arg.split('=', 1)[1]
+        return i, f'{dashes}{name}='
       if arg == f'{dashes}{name}' and i + 1 < len(argv):
-        return argv[i + 1]
+        return i + 1, ''
   return None
+
+
+def flag_value(argv: Sequence[str], name: str) -> str | None:
+  """The value of `--name=V` or `--name V` in argv, before absl has parsed it."""
+  position = _flag_position(argv, name)
+  if position is None:
+    return None
+  i, prefix = position
+  return argv[i][len(prefix):]
+
+
+def _is_config_file_flag() -> bool:
+  return 'config' in flags.FLAGS and \
+      isinstance(flags.FLAGS['config'].parser, ConfigFileFlagParser)
+
+
+def resolve_config_name(argv: list[str]) -> list[str]:
+  """argv with `--config NAME[:ARG]` of a packaged config (sslax.configs) replaced by that
+  config's file, for the config-file flag to load; unchanged when NAME is an existing file or
+  no packaged config (the flag then reports the missing file). Before absl parses argv."""
+  value = flag_value(argv, 'config')
+  if not _is_config_file_flag() or value is None:
+    return argv
+  name, sep, arg = value.partition(':')
+  file = None if os.path.isfile(name) else configs.config_file(name)
+  if file is None:
+    return argv
+  i, prefix = _flag_position(argv, 'config')
+  return [*argv[:i], f'{prefix}{file}{sep}{arg}', *argv[i + 1:]]
 
 
 def _config_file(argv: Sequence[str]) -> Mapping[str, Any] | None:
@@ -127,14 +159,13 @@ def _config_file(argv: Sequence[str]) -> Mapping[str, Any] | None:
   if 'config' not in flags.FLAGS or value is None:
     return None
   path = value.split(':', 1)[0]
-  if isinstance(flags.FLAGS['config'].parser, ConfigFileFlagParser) and \
-      not os.path.isfile(path):
+  if _is_config_file_flag() and not os.path.isfile(path):
     # ml_collections would defer this to the first use of the config, as an OSError.
     others = glob.glob(os.path.join(os.path.dirname(path) or '.', '*.py'))
     close = difflib.get_close_matches(path, others, n=1)
-    hint = f'did you mean {close[0]!r}?' if close else 'pass a configs/NAME.py file.'
+    hint = f'did you mean {close[0]!r}?' if close else configs.suggest(path)
     raise errors.ConfigError(f'--config={value!r}: there is no file {path!r} '
-                             f'(from {os.getcwd()}); {hint}')
+                             f'(from {os.getcwd()}) and no packaged config of that name; {hint}')
   try:
     return flags.FLAGS['config'].parser.parse(value)
   except errors.UserError as e:
@@ -146,7 +177,9 @@ def _config_file(argv: Sequence[str]) -> Mapping[str, Any] | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing with config overrides checked first and flag errors as UserError."""
+  """absl's flag parsing with a packaged config name resolved to its file, config overrides
+  checked first and flag errors as UserError."""
+  argv = resolve_config_name(argv)
   config = _config_file(argv)
   if config is not None:
     check_overrides(config, argv)

@@ -1,4 +1,5 @@
-"""Command line: `python -m sslax.main --config configs/NAME.py[:ARG] --workdir DIR`.
+"""Command line: `python -m sslax.main --config configs/NAME.py[:ARG] --workdir DIR`; a packaged
+config also by its name alone, `--config NAME[:ARG]` (sslax.configs.list_configs()).
 
 Rerunning the same command on the same workdir resumes from its last checkpoint;
 `--config.key=value` overrides any config value. A config or data error prints one line and
@@ -16,7 +17,8 @@ from sslax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/simclr_digits.py or '
-    'configs/simclr_digits.py:smoke.', lock_config=True)
+    'configs/simclr_digits.py:smoke, or a packaged config by name, e.g. simclr_digits:smoke.',
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
 cli.define_distributed_flags()
 flags.mark_flags_as_required(['config', 'workdir'])

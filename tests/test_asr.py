@@ -88,8 +88,8 @@ def test_error_rates_come_from_jiwer():
 
 
 def _method_and_batch(method_name='masked_audio'):
-  from configs import cpc_ljspeech
-  from configs import masked_audio_ljspeech
+  from sslax.configs import cpc_ljspeech
+  from sslax.configs import masked_audio_ljspeech
   config = {'masked_audio': masked_audio_ljspeech, 'cpc': cpc_ljspeech}[method_name].get_config(
       'smoke')
   config.data.clip_seconds = 1.0

@@ -166,7 +166,7 @@ def test_tfds_speech_commands_mocked_is_batched_like_a_folder(tmp_path, monkeypa
     assert n == len(expected)
     np.testing.assert_allclose(row[:n], expected, atol=1e-6)
     assert np.all(row[n:] == 0)
-  config = importlib.import_module('configs.apc_audio').get_config('smoke')
+  config = importlib.import_module('sslax.configs.apc_audio').get_config('smoke')
   front = apc.front_end(config)
   front.check(batch)
   x_BxFxM, mask_BxF = jax.jit(front.features)(batch['audio'], batch['audio_len'])
@@ -182,12 +182,12 @@ def test_clips_shorter_than_the_loss_needs_error_naming_the_file_or_are_skipped(
   import importlib
   root = _folder(tmp_path / 'speech')
   write_wav(root / 'train' / 'two' / 'two_b_9.wav', np.ones((100, 1)), 16000, 2)  # 50 at 8 kHz
-  config = importlib.import_module('configs.apc_audio').get_config('smoke')
+  config = importlib.import_module('sslax.configs.apc_audio').get_config('smoke')
   config.data.update(source=f'folder:{root}', sample_rate=8000, clip_seconds=0.2)
   a = config.audio
   assert waveforms.frames_needed(config) == max(config.apc.steps_ahead) + 1 == 4
-  cpc = importlib.import_module('configs.cpc_audio').get_config('smoke')
-  masked = importlib.import_module('configs.masked_audio').get_config('smoke')
+  cpc = importlib.import_module('sslax.configs.cpc_audio').get_config('smoke')
+  masked = importlib.import_module('sslax.configs.masked_audio').get_config('smoke')
   assert waveforms.frames_needed(cpc) == 3 and waveforms.frames_needed(masked) == masked.masked_audio.span + 1
   assert waveforms.short_clip_policy(config) == ('pad', 0)
 

@@ -24,7 +24,7 @@ CONFIGS = {'apc': 'apc_audio', 'cpc': 'cpc_audio', 'masked_audio': 'masked_audio
 def audio_config(name, data_dir, **overrides):
   import importlib
   shared_data('fsdd')
-  c = importlib.import_module(f'configs.{CONFIGS[name]}').get_config('smoke')
+  c = importlib.import_module(f'sslax.configs.{CONFIGS[name]}').get_config('smoke')
   c.data.data_dir = str(data_dir)
   c.progress_bar = False
   c.update_from_flattened_dict(overrides)

@@ -155,7 +155,7 @@ def test_check_overrides_accepts_known_paths_and_names_the_nearest():
     ('simclr.temperature', 0.0), ('evals.knn.temperature', -0.07),
 ])
 def test_every_validation_error_is_a_one_line_user_error(key, value):
-  from configs import simclr_digits   # pylint: disable=import-outside-toplevel
+  from sslax.configs import simclr_digits   # pylint: disable=import-outside-toplevel
   config = simclr_digits.get_config('smoke')
   node = config
   *parents, leaf = key.split('.')

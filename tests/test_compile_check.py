@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import simclr_digits
 from sslax import compile_check
 from sslax import errors
+from sslax.configs import simclr_digits
 
 
 @pytest.mark.parametrize('name,libtpu_name,chips', [

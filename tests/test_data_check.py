@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from configs import simclr_digits
 from sslax import errors
+from sslax.configs import simclr_digits
 from sslax.evaluators import data_check
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ def _assert_two_class_scores(miou, pixel_accuracy, valid, what):
 def test_segmentation_from_training_and_from_the_command_line(tmp_path):
   seg = tmp_path / 'seg'
   _segfolder(seg)
-  from configs import simclr_microscopy
+  from sslax.configs import simclr_microscopy
   config = simclr_microscopy.get_config('smoke')
   config.data.source = f'folder:{seg}/{{split}}/images'
   config.eval.source = f'segfolder:{seg}'
@@ -84,7 +84,7 @@ def test_segmentation_from_training_and_from_the_command_line(tmp_path):
 
 
 def test_a_source_of_the_wrong_kind_is_refused_naming_the_key(tmp_path):
-  from configs import simclr_microscopy
+  from sslax.configs import simclr_microscopy
   from sslax.evaluators import options
   config = simclr_microscopy.get_config('smoke')
   _segfolder(tmp_path / 'seg')
@@ -122,7 +122,7 @@ def test_detection_from_the_command_line(tmp_path):
   path), then the detection evaluator through sslax.evaluate."""
   det = tmp_path / 'det'
   _coco(det)
-  from configs import simclr_microscopy
+  from sslax.configs import simclr_microscopy
   config = simclr_microscopy.get_config('bccd,smoke')
   config.data.source = f'folder:{det}'
   config.eval.source = f'coco:{det}'

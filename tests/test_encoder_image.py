@@ -109,7 +109,7 @@ def test_init_from_starts_at_the_loaded_weights(run, tmp_path):
       np.testing.assert_array_equal(artifacts.flatten(state.params, 'p')[name], value)
   # Another method (BYOL) takes the encoder, and its EMA target starts equal to it.
   config = smoke_config(tmp_path, method='byol')
-  from configs import byol_images
+  from sslax.configs import byol_images
   config.byol = byol_images.get_config('smoke').byol
   state, summary = init_from.apply(_initial_state(config), str(workdir))
   online = artifacts.flatten(state.params['net']['encoder'], 'e')

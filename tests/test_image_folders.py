@@ -263,7 +263,7 @@ def test_catalog_images_reach_the_host_crops_encoded(tmp_path, monkeypatch):
 def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
   """DINO's local crops come from the host as `image_local`; MAE asks for one view."""
   import importlib
-  config = importlib.import_module(f'configs.{method}_images').get_config('smoke')
+  config = importlib.import_module(f'sslax.configs.{method}_images').get_config('smoke')
   config.update_from_flattened_dict({
       'data.source': f'folder:{folder}', 'eval.source': f'folder:{folder}',
       'data.data_dir': str(tmp_path / 'tfds'), 'data.num_workers': 0, 'batch_size': 8,

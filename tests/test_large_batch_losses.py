@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common_images
 from sslax import grad_cache
 from sslax import losses
 from sslax import methods
 from sslax import sharding
 from sslax import validate
+from sslax.configs import common_images
 
 B = 16
 
@@ -22,11 +22,11 @@ B = 16
 def _config(name: str, **overrides):
   if name == 'mocov3':
     c = common_images.use_vit(
-        importlib.import_module('configs.mocov3_images').get_config('smoke'), smoke=True)
+        importlib.import_module('sslax.configs.mocov3_images').get_config('smoke'), smoke=True)
     # Per-example heads: GradCache is exact only when nothing mixes examples (no BatchNorm).
     c.mocov3.head_batch_norm = False
   else:
-    c = importlib.import_module(f'configs.{name}_audio').get_config('smoke')
+    c = importlib.import_module(f'sslax.configs.{name}_audio').get_config('smoke')
   c.batch_size = B
   c.update_from_flattened_dict(overrides)
   return c
@@ -140,7 +140,7 @@ def test_chunked_moco_and_cpc_losses_hold_only_their_rows(mesh_config):
 
 @pytest.mark.parametrize('name, label', [('cpc', 'CPC'), ('mocov3', 'MoCo v3')])
 def test_chunked_loss_on_another_method_names_the_key(name, label):
-  from configs import mlm_text
+  from sslax.configs import mlm_text
   config = mlm_text.get_config('smoke')
   config[name] = {'chunked_loss': True}
   with pytest.raises(ValueError, match=rf'config.{name}.chunked_loss=True only applies to {label}'):

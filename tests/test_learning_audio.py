@@ -13,7 +13,7 @@ MARGIN = 0.04
 def config(data_dir, seed: int = 0):
   """configs/cpc_audio.py:smoke grown to 200 steps on whole clips with 40 mel bins (the
   smoke's 0.25 s clips cut most digits short: at 150 steps kNN gains were 0.11, -0.02, 0.10)."""
-  from configs import cpc_audio
+  from sslax.configs import cpc_audio
   c = cpc_audio.get_config('smoke')
   c.seed = seed
   c.data.source = c.eval.source = f'folder:{learning.REPO.parent}/shared/data/fsdd'

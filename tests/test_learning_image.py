@@ -15,7 +15,7 @@ MARGIN = 0.04
 
 def config(data_dir, seed: int = 0):
   """configs/simclr_digits.py:smoke, grown to 150 steps at batch 128."""
-  from configs import simclr_digits
+  from sslax.configs import simclr_digits
   c = simclr_digits.get_config('smoke')
   c.seed = seed
   c.total_steps = 150

@@ -15,7 +15,7 @@ MARGIN = 0.03
 def config(data_dir, seed: int = 0):
   """configs/mlm_text.py:smoke on Tiny Shakespeare: 2 blocks of width 64, 1000 steps of 64
   rows of 32 bytes (rows of 64 bytes at batch 32 gained 0.047-0.090 in 600 steps)."""
-  from configs import mlm_text
+  from sslax.configs import mlm_text
   c = mlm_text.get_config('smoke')
   c.seed = seed
   c.data.source = f'text:{learning.REPO.parent}/shared/data/tinyshakespeare/input.txt'

@@ -13,7 +13,7 @@ MARGIN = 0.95
 
 def config(data_dir, seed: int = 0):
   """configs/nextframe_video.py:smoke grown to 200 steps at batch 32."""
-  from configs import nextframe_video
+  from sslax.configs import nextframe_video
   c = nextframe_video.get_config('smoke')
   c.seed = seed
   c.data.source = f'npz:{learning.REPO.parent}/shared/data/mnist/mnist_{{split}}.npz'

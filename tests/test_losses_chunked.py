@@ -72,7 +72,7 @@ def test_simclr_chunked_loss_switch_gives_the_same_train_step(data_dir):
 
 
 def test_chunked_loss_outside_simclr_names_the_key():
-  from configs import mlm_text
+  from sslax.configs import mlm_text
   config = mlm_text.get_config('smoke')
   config.simclr = {'chunked_loss': True}
   with pytest.raises(ValueError, match=r"config.simclr.chunked_loss=True only applies to SimCLR"):

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import mae_images
 from sslax import losses
 from sslax import methods
 from sslax.augment import image as image_aug
-from sslax.augment import multi_crop
 from sslax.augment import masking
+from sslax.augment import multi_crop
+from sslax.configs import mae_images
 from sslax.methods import mae
 from sslax.models import vit
 

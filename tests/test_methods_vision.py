@@ -24,7 +24,7 @@ EMA_TARGETS = {'byol': 'target', 'mocov3': 'target', 'dino': 'teacher'}
 
 
 def smoke_config(method: str, data_dir):
-  c = importlib.import_module(f'configs.{method}_images').get_config('smoke')
+  c = importlib.import_module(f'sslax.configs.{method}_images').get_config('smoke')
   c.data.data_dir = str(data_dir)
   c.progress_bar = False
   return c

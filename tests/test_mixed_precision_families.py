@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common_images
 from sslax import methods
 from sslax import models
+from sslax.configs import common_images
 from sslax.data import tokenizers
 
 B = 16
@@ -23,16 +23,16 @@ B = 16
 
 def _config(family: str):
   if family == 'resnet':
-    c = importlib.import_module('configs.simclr_digits').get_config('smoke')
+    c = importlib.import_module('sslax.configs.simclr_digits').get_config('smoke')
   elif family == 'vit':
-    c = common_images.use_vit(importlib.import_module('configs.byol_images').get_config('smoke'),
-                              smoke=True)
+    byol = importlib.import_module('sslax.configs.byol_images')
+    c = common_images.use_vit(byol.get_config('smoke'), smoke=True)
   elif family == 'text':
-    c = importlib.import_module('configs.mlm_text').get_config('smoke')
+    c = importlib.import_module('sslax.configs.mlm_text').get_config('smoke')
   elif family == 'audio':
-    c = importlib.import_module('configs.cpc_audio').get_config('smoke')
+    c = importlib.import_module('sslax.configs.cpc_audio').get_config('smoke')
   else:
-    c = importlib.import_module('configs.nextframe_video').get_config('smoke')
+    c = importlib.import_module('sslax.configs.nextframe_video').get_config('smoke')
     c.video.residual = False   # a zero-init residual head predicts frame t exactly at init
   c.batch_size = B
   return c

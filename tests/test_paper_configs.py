@@ -16,7 +16,7 @@ PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_
 
 @pytest.mark.parametrize('name', PAPER_CONFIGS)
 def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
-  module = importlib.import_module(f'configs.paper.{name}')
+  module = importlib.import_module(f'sslax.configs.paper.{name}')
   full, config = module.get_config(), module.get_config('smoke')
   assert full.total_steps >= 10_000 and full.batch_size >= 256   # the real recipe is untouched
   config.data.data_dir = str(tmp_path / 'tfds')

@@ -7,7 +7,7 @@ import pytest
 from sslax import optim
 
 def _config(name: str, arg: str = ''):
-  return importlib.import_module(f'configs.paper.{name}').get_config(arg)
+  return importlib.import_module(f'sslax.configs.paper.{name}').get_config(arg)
 
 
 def test_full_configs_hold_the_papers_recipes():

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from configs import simclr_digits
 from sslax import preflight
+from sslax.configs import simclr_digits
 from sslax.evaluators import data_check
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

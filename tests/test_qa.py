@@ -149,7 +149,7 @@ def test_too_short_windows_and_too_long_warmup_are_config_errors_naming_the_key(
 
 
 def test_qa_span_loss_on_eight_devices_equals_one(tmp_path):
-  from configs import mlm_squad
+  from sslax.configs import mlm_squad
   config = mlm_squad.get_config('smoke')
   config.data.tokenizer = 'byte'
   method = methods.get('mlm')(config)

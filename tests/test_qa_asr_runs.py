@@ -15,7 +15,7 @@ from tests.conftest import REPO, shared_data
 
 def _config(module, data_dir):
   import importlib
-  c = importlib.import_module(f'configs.{module}').get_config('smoke')
+  c = importlib.import_module(f'sslax.configs.{module}').get_config('smoke')
   c.data.data_dir = str(data_dir)
   c.progress_bar = False
   return c

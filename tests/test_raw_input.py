@@ -6,11 +6,11 @@ from sklearn import linear_model
 from sklearn import pipeline as sk_pipeline
 from sklearn import preprocessing
 
-from configs import simclr_digits
 from sslax import reports
 from sslax import sharding
 from sslax.augment import audio as audio_aug
 from sslax.augment import image as image_aug
+from sslax.configs import simclr_digits
 from sslax.evaluators import linear_probe
 from sslax.evaluators import raw_input
 from sslax.evaluators import suite

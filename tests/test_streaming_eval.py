@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from sklearn import cluster as sk_cluster
 
-from configs import simclr_digits
 from sslax import errors
 from sslax import sharding
+from sslax.configs import simclr_digits
 from sslax.data import readers
 from sslax.evaluators import clustering
 from sslax.evaluators import features
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
-from sslax.evaluators import streamed
 from sslax.evaluators import options
+from sslax.evaluators import streamed
 from sslax.evaluators import suite
 
 NUM_CLASSES, SIDE = 4, 6

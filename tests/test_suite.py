@@ -8,10 +8,10 @@ import pytest
 from sklearn import metrics as sk_metrics
 from sklearn.linear_model import LogisticRegression
 
-from configs import mlm_squad
-from configs import simclr_digits
 from sslax import errors
 from sslax import sharding
+from sslax.configs import mlm_squad
+from sslax.configs import simclr_digits
 from sslax.evaluators import clustering
 from sslax.evaluators import fine_tune
 from sslax.evaluators import linear_probe

@@ -22,7 +22,7 @@ from tests.test_train import _params, run_killed_after
 
 
 def text_config(name, data_dir, **overrides):
-  from configs import lm_text, mlm_text
+  from sslax.configs import lm_text, mlm_text
   c = {'mlm': mlm_text, 'lm': lm_text}[name].get_config('smoke')
   c.data.data_dir = str(data_dir)
   c.progress_bar = False
@@ -117,7 +117,7 @@ def test_mlm_sst2_smoke_pretrains_on_the_unlabelled_tsv_sentences(tmp_path, data
   """configs/mlm_sst2.py: a labelled tsv: source feeds pretraining as plain text (labels
   unused), its SentencePiece vocabulary is trained on that train split, and both encoders
   are scored on SST-2."""
-  from configs import mlm_sst2
+  from sslax.configs import mlm_sst2
   config = mlm_sst2.get_config('smoke')
   config.data.source = config.eval.source = f'tsv:{shared_data("sst2")}'
   config.data.data_dir, config.progress_bar = str(data_dir), False

@@ -21,7 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke_config(data_dir, **overrides) -> ml_collections.ConfigDict:
-  from configs import simclr_digits
+  from sslax.configs import simclr_digits
   c = simclr_digits.get_config('smoke')
   c.data.data_dir = str(data_dir)
   c.progress_bar = False

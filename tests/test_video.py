@@ -40,7 +40,7 @@ def test_next_frame_video_on_eight_devices_gives_the_one_device_loss_and_gradien
   # 16 real digits in a small .npz: building all 70,000 would take most of the test's time.
   with np.load(shared_data('mnist/mnist_train.npz')) as f:
     np.savez(tmp_path / 'digits.npz', images=f['images'][:16], labels=f['labels'][:16])
-  c = importlib.import_module('configs.nextframe_video').get_config('smoke')
+  c = importlib.import_module('sslax.configs.nextframe_video').get_config('smoke')
   c.data.update(source=f'npz:{tmp_path}/digits.npz', data_dir=str(tmp_path / 'tfds'))
   c.batch_size = 8   # one clip per device
   c.video.num_frames = 3
@@ -58,7 +58,7 @@ def test_nextframe_video_smoke_run_and_held_out_mse(tmp_path, monkeypatch, capsy
   for split, n in (('train', 64), ('test', 64)):   # test[:62] lacks an 8
     with np.load(shared_data(f'mnist/mnist_{split}.npz')) as f:
       np.savez(tmp_path / f'digits_{split}.npz', images=f['images'][:n], labels=f['labels'][:n])
-  c = importlib.import_module('configs.nextframe_video').get_config('smoke')
+  c = importlib.import_module('sslax.configs.nextframe_video').get_config('smoke')
   source = f'npz:{tmp_path}/digits_{{split}}.npz'
   c.data.update(source=source, data_dir=str(tmp_path / 'tfds'))
   c.eval.update(source=source, train_split='train', test_split='test')

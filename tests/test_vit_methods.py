@@ -12,12 +12,12 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common_images
 from sslax import methods
 from sslax import models
 from sslax import optim
 from sslax import sharding
 from sslax import train
+from sslax.configs import common_images
 from tests.test_methods_vision import _first_batch, _step_on, data_dir, smoke_config  # noqa: F401
 from tests.conftest import assert_fraction_of
 

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import mae_images
 from sslax import methods
 from sslax import optim
 from sslax import train
+from sslax.configs import mae_images
 
 
 def make_step(encoder_sees_all: bool, batch_size: int):

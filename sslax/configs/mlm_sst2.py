@@ -28,7 +28,7 @@ fine-tune (0.768 vs 0.772).
 `configs/mlm_sst2.py:smoke` trains 4 steps of a 1-block model on the first 2,000 train
 sentences and evaluates on 256 train / 128 test sentences (`config_base.smoke`), in seconds.
 """
-from configs import mlm_text
+from sslax.configs import mlm_text
 from sslax import config_base
 
 SST2 = 'tsv:../shared/data/sst2'

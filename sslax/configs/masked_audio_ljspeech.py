@@ -26,7 +26,7 @@ This file also holds the LJSpeech defaults (`ljspeech_config`) that configs/cpc_
 starts from. `configs/masked_audio_ljspeech.py:smoke` trains 4 steps of a tiny model and 2
 CTC epochs, in seconds.
 """
-from configs import apc_audio
+from sslax.configs import apc_audio
 
 LJSPEECH = 'asr:../shared/data/ljspeech'
 

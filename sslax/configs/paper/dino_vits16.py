@@ -27,53 +27,25 @@ of width 64, batch 16, 4 steps) for CI with mocked ImageNet.
 """
 import ml_collections
 
-from configs import common_images
-from configs.paper import imagenet
-from sslax import config_base
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  config_base.check_arg('configs/paper/dino_vits16.py', arg)
-  c = common_images.images('dino', '')
-  c.batch_size = 1024
-  steps_per_epoch = imagenet.TRAIN_IMAGES / c.batch_size
-  c.total_steps = int(800 * steps_per_epoch)
-  c.log_every = 100
-  c.data.source = c.eval.source = 'tfds:imagenet2012'
-  c.data.in_memory = False
-  c.data.image_size = 224   # the global crops
-  c.eval.train_split = 'train'
-  c.eval.test_split = 'validation'
-  c.eval.batch_size = 1024
-  c.checkpoint.every_steps = 5000
-
-  c.model = dict(name='vit', patch_size=16, width=384, depth=12, num_heads=6, mlp_ratio=4,
-                 pool='cls', pos_emb='sincos', drop_path_rate=0.1, dtype='bfloat16')
+  c = imagenet.vit_s16('dino', arg, 'configs/paper/dino_vits16.py', epochs=800,
+                       batch_size=1024, checkpoint_every=5000, drop_path_rate=0.1)
   c.dino = dict(num_global=2, num_local=10, local_size=96, global_scale=(0.4, 1.0),
                 local_scale=(0.05, 0.4), head_hidden_dims=(2048, 2048), bottleneck_dim=256,
                 out_dim=65536, student_temperature=0.1, teacher_temperature=0.07,
                 warmup_teacher_temperature=0.04,
-                warmup_teacher_temperature_steps=int(30 * steps_per_epoch),
+                warmup_teacher_temperature_steps=imagenet.steps_for(30, c.batch_size),
                 center_momentum=0.9, momentum_base=0.996)
-  # BYOL-style augmentation as DINO uses it (blur/solarize averaged over the crops).
-  c.augment.update(jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-                   grayscale_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0), solarize_prob=0.1)
-  c.optim.update(name='adamw', learning_rate=5e-4, lr_scales_with_batch=True,
-                 warmup_steps=int(10 * steps_per_epoch), end_lr_fraction=1e-6 / 2e-3,
-                 weight_decay=0.04, grad_clip_norm=3.0, b1=0.9, b2=0.999)
+  c.augment.blur_prob = 0.5   # DINO's blur, averaged over the crops
+  c.optim.update(learning_rate=5e-4, warmup_steps=imagenet.steps_for(10, c.batch_size),
+                 end_lr_fraction=1e-6 / 2e-3, weight_decay=0.04, grad_clip_norm=3.0)
   c.evals.knn.update(k=20, temperature=0.07)
-  c.evals.linear_probe.steps = 5000
 
   if arg == 'smoke':
-    c.batch_size = 16
-    c.total_steps = 4
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
-    c.data.image_size = 32
-    c.eval.batch_size = 16
-    c.evals.linear_probe.update(steps=20, l2_grid=(1e-3,))
-    c.model.update(patch_size=8, width=64, depth=2, num_heads=2, mlp_ratio=2)
+    imagenet.vit_s16_smoke(c)
     c.dino.update(num_local=2, local_size=16, head_hidden_dims=(64,), bottleneck_dim=16,
                   out_dim=128, warmup_teacher_temperature_steps=2)
-    c.optim.warmup_steps = 1
   return c

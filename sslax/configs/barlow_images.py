@@ -8,7 +8,7 @@ wall-clock including evaluation (an upper bound). Expected result: kNN@20 0.371 
 random init, linear probe 0.413 vs 0.367 (README table). `configs/barlow_images.py:smoke`: 4
 steps on digits.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 
 def get_config(arg: str = ''):

@@ -22,7 +22,7 @@ Data: see configs/paper/imagenet.py (manual download; one image size until issue
 Deviations from the paper: README "Paper-scale configs".
 `configs/paper/simclr_r50.py:smoke`: 4 steps of a tiny ResNet on TFDS mock data (CI).
 """
-from configs.paper import imagenet
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = ''):

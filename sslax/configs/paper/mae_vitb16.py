@@ -20,14 +20,13 @@ input keeps up. Not run on a TPU yet: experiments/accelerator_check.py measures 
 Data: see configs/paper/imagenet.py. Deviations: README "Paper-scale configs".
 `configs/paper/mae_vitb16.py:smoke`: 4 steps of a 1-block ViT on TFDS mock data (CI).
 """
-from configs.paper import imagenet
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = ''):
   c = imagenet.imagenet('mae', arg, 'configs/paper/mae_vitb16.py')
   c.total_steps = imagenet.steps_for(1600, c.batch_size)
-  c.model = dict(name='vit', patch_size=16, width=768, depth=12, num_heads=12, mlp_ratio=4,
-                 pool='mean', pos_emb='sincos', dtype='bfloat16')
+  c.model = imagenet.vit16(width=768, depth=12, num_heads=12, pool='mean')
   c.mae = dict(mask_ratio=0.75, decoder_width=512, decoder_depth=8, decoder_heads=16,
                norm_pix_loss=True, encoder_sees_all=False)
   c.augment.update(crop_scale=(0.2, 1.0), jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)

@@ -8,7 +8,7 @@ a 0.5 s crop with random gain, and SpecAugment time/frequency masks. See the REA
 table for measured times and results.
 `configs/clip_contrast_audio.py:smoke` trains 4 steps of a tiny model in seconds.
 """
-from configs import apc_audio
+from sslax.configs import apc_audio
 
 
 def get_config(arg: str = ''):

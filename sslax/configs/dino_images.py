@@ -9,7 +9,7 @@ wall-clock including evaluation (an upper bound). Expected result: kNN@20 0.357 
 random init, linear probe 0.422 vs 0.367 (README table). `configs/dino_images.py:smoke`: 4
 steps on digits.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 
 def get_config(arg: str = ''):

@@ -7,7 +7,7 @@ InfoNCE between W_k c_t and z_{t+k} for k = 1..4 with negatives from every time 
 of the global batch. See the README's audio table for measured times and results.
 `configs/cpc_audio.py:smoke` trains 4 steps of a tiny model in seconds.
 """
-from configs import apc_audio
+from sslax.configs import apc_audio
 
 
 def get_config(arg: str = ''):

@@ -13,7 +13,7 @@ batch 32); on Tiny Shakespeare 6.6 min on an idle 2-core CPU, held-out next-toke
 
 `configs/lm_text.py:smoke` trains 4 steps of a 1-block model in seconds.
 """
-from configs import mlm_text
+from sslax.configs import mlm_text
 from sslax import config_base
 
 

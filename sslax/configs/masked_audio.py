@@ -8,7 +8,7 @@ frames (50 ms) start at 6.5% of frames, hiding ~30% of each crop (wav2vec 2.0's 
 See the README's audio table for measured times and results.
 `configs/masked_audio.py:smoke` trains 4 steps of a tiny model in seconds.
 """
-from configs import apc_audio
+from sslax.configs import apc_audio
 
 
 def get_config(arg: str = ''):

@@ -22,7 +22,7 @@ Data: see configs/paper/imagenet.py. Deviations: README "Paper-scale configs" (n
 symmetric augmentation for both views: BYOL's blur 1.0/0.1 and solarisation 0/0.2 differ per view).
 `configs/paper/byol_r50.py:smoke`: 4 steps of a tiny ResNet on TFDS mock data (CI).
 """
-from configs.paper import imagenet
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = ''):

@@ -24,50 +24,22 @@ across the hosts at that rate). Not run on an accelerator yet.
 """
 import ml_collections
 
-from configs import common_images
-from configs.paper import imagenet
-from sslax import config_base
+from sslax.configs.paper import imagenet
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  config_base.check_arg('configs/paper/mocov3_vits16.py', arg)
-  c = common_images.images('mocov3', '')
-  c.batch_size = 4096
-  steps_per_epoch = imagenet.TRAIN_IMAGES / c.batch_size
-  c.total_steps = int(300 * steps_per_epoch)
-  c.log_every = 100
-  c.data.source = c.eval.source = 'tfds:imagenet2012'
-  c.data.in_memory = False
-  c.data.image_size = 224
-  c.eval.train_split = 'train'
-  c.eval.test_split = 'validation'
-  c.eval.batch_size = 1024
-  c.checkpoint.every_steps = 2000
-
-  c.model = dict(name='vit', patch_size=16, width=384, depth=12, num_heads=6, mlp_ratio=4,
-                 pool='cls', pos_emb='sincos', drop_path_rate=0.0, dtype='bfloat16')
+  c = imagenet.vit_s16('mocov3', arg, 'configs/paper/mocov3_vits16.py', epochs=300,
+                       batch_size=4096, checkpoint_every=2000, drop_path_rate=0.0)
   c.mocov3 = dict(proj_hidden_dims=(4096, 4096), proj_dim=256, pred_hidden_dims=(4096,),
                   momentum_base=0.99, temperature=0.2, head_batch_norm=True,
                   chunked_loss=True)   # [n, N] logits per device (losses.moco_v3_loss_chunked)
-  # BYOL's augmentation; its per-view blur (1.0 / 0.1) and solarize (0 / 0.2) averaged.
-  c.augment.update(crop_scale=(0.08, 1.0), jitter_prob=0.8, brightness=0.4, contrast=0.4,
-                   saturation=0.2, hue=0.1, grayscale_prob=0.2, blur_prob=0.55,
-                   blur_sigma=(0.1, 2.0), solarize_prob=0.1)
-  c.optim.update(name='adamw', learning_rate=1.5e-4, lr_scales_with_batch=True,
-                 warmup_steps=int(40 * steps_per_epoch), weight_decay=0.1, b1=0.9, b2=0.999)
-  c.evals.linear_probe.steps = 5000
+  # BYOL's per-view blur (1.0 / 0.1) averaged.
+  c.augment.update(crop_scale=(0.08, 1.0), blur_prob=0.55)
+  c.optim.update(learning_rate=1.5e-4, warmup_steps=imagenet.steps_for(40, c.batch_size),
+                 weight_decay=0.1)
 
   if arg == 'smoke':
-    c.batch_size = 16
-    c.total_steps = 4
-    c.log_every = 2
-    c.checkpoint.every_steps = 2
-    c.data.image_size = 32
-    c.eval.batch_size = 16
-    c.eval.train_split = 'train'
-    c.evals.linear_probe.update(steps=20, l2_grid=(1e-3,))
-    c.model.update(patch_size=8, width=64, depth=2, num_heads=2, mlp_ratio=2)
+    imagenet.vit_s16_smoke(c)
     c.mocov3.update(proj_hidden_dims=(64, 64), proj_dim=32, pred_hidden_dims=(64,))
     c.augment.update(crop_scale=(0.5, 1.0))
-    c.optim.warmup_steps = 1
   return c

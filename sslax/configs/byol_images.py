@@ -7,7 +7,7 @@ Hardware and time: a 2-core CPU shared with other jobs, 450 steps of batch 128, 
 wall-clock including evaluation. Expected result: kNN@20 0.379 vs 0.332 at random init,
 linear probe 0.425 vs 0.392 (README table). `configs/byol_images.py:smoke`: 4 steps on digits.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 
 def get_config(arg: str = ''):

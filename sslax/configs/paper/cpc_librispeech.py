@@ -26,7 +26,7 @@ Deviations from the paper: README "Paper-scale configs" (log-mel front end + tra
 instead of a strided conv encoder + GRU; warmup + cosine instead of a constant lr).
 `configs/paper/cpc_librispeech.py:smoke`: 4 steps of a tiny model on TFDS mock data (CI).
 """
-from configs import apc_audio
+from sslax.configs import apc_audio
 
 LIBRISPEECH = 'tfds:librispeech'
 

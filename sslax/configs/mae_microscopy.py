@@ -13,33 +13,22 @@ a 2-core CPU, 300 steps of batch 64 (bccd: 1.5 min idle). Measured (docs/dense.m
 over random init in this budget, on dsb2018 (mIoU) or bccd (mAP@0.5 0.309 +- 0.010 vs
 0.302 +- 0.048, 3 seeds). `:smoke`: 3 steps at 16x16.
 """
-from configs import common_images
-from configs import simclr_microscopy
+from sslax.configs import microscopy
 
 
 def get_config(arg: str = ''):
-  data, smoke = simclr_microscopy.parse_arg(arg, 'configs/mae_microscopy.py')
-  c = common_images.images('mae', '')
+  c, smoke = microscopy.microscopy('mae', arg, 'configs/mae_microscopy.py', total_steps=300,
+                                   checkpoint_every=150)
   c.model = dict(name='vit', patch_size=8, width=128, depth=4, num_heads=4, mlp_ratio=4,
                  pool='mean', pos_emb='sincos', drop_path_rate=0.0, dtype='float32')
   c.mae = dict(mask_ratio=0.75, decoder_width=64, decoder_depth=1, decoder_heads=4,
                norm_pix_loss=True, encoder_sees_all=False)
-  simclr_microscopy.microscopy(c, data, smoke)
   c.augment.update(jitter_prob=0.0, grayscale_prob=0.0, crop_scale=(0.2, 1.0))
   c.optim.learning_rate = 1.5e-3
   c.optim.weight_decay = 0.05
   c.optim.b2 = 0.95
   c.optim.warmup_steps = 20
-  c.total_steps = 300
-  c.batch_size = 64
-  c.log_every = 10
-  c.checkpoint.every_steps = 150
   if smoke:
-    c.total_steps = 3
-    c.batch_size = 8
-    c.log_every = 1
-    c.checkpoint.every_steps = 2
-    c.data.image_size = 16
     c.model.update(patch_size=4, width=16, depth=1, num_heads=2, mlp_ratio=2)
     c.mae.update(decoder_width=16, decoder_depth=1, decoder_heads=2)
   return c

@@ -9,7 +9,7 @@ Hardware and time: a 2-core CPU shared with other jobs, 2000 steps of batch 128 
 random init, linear probe 0.518 vs 0.432 (README table). `configs/mae_images.py:smoke`: 4
 steps on digits.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 
 def get_config(arg: str = ''):

@@ -28,7 +28,7 @@ Deviations from the paper: README "Paper-scale configs" (one length, 128, for th
 schedule; cosine instead of linear decay; SentencePiece unigram instead of WordPiece; no NSP).
 `configs/paper/bert_base.py:smoke`: 4 steps of a 1-block model on the `json` package (CI).
 """
-from configs import mlm_text
+from sslax.configs import mlm_text
 from sslax import config_base
 
 

@@ -22,7 +22,7 @@ masked-token accuracy 0.13-0.15), 55 CPU-minutes in all (`/usr/bin/time`).
 `configs/mlm_squad.py:smoke` trains 4 steps of a 1-block model and fine-tunes `qa` on 64
 questions, in seconds.
 """
-from configs import mlm_text
+from sslax.configs import mlm_text
 
 SQUAD = 'squad:../shared/data/squad'
 

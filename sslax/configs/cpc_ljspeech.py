@@ -15,7 +15,7 @@ over 3 fine-tune seeds each (every pretrained seed below every random one), 102 
 
 `configs/cpc_ljspeech.py:smoke` trains 4 steps of a tiny model and 2 CTC epochs, in seconds.
 """
-from configs import masked_audio_ljspeech
+from sslax.configs import masked_audio_ljspeech
 
 
 def get_config(arg: str = ''):

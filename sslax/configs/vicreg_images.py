@@ -8,7 +8,7 @@ wall-clock including evaluation (an upper bound). Expected result: kNN@20 0.407 
 random init, linear probe 0.424 vs 0.367 (README table). `configs/vicreg_images.py:smoke`: 4
 steps on digits.
 """
-from configs import common_images
+from sslax.configs import common_images
 
 
 def get_config(arg: str = ''):
