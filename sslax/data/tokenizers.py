@@ -34,6 +34,7 @@ import numpy as np
 
 from sslax import errors
 from sslax import storage   # a workdir or tokenizer_dir may be gs://
+from sslax.data import sources
 
 TOKENIZERS = ('byte', 'sentencepiece')
 SPECIALS = ('[PAD]', '[MASK]', '[CLS]', '[SEP]', '[BOS]', '[EOS]')
@@ -152,7 +153,6 @@ def train_sentencepiece(texts: Iterator[str], model_path: str, vocab_size: int) 
 
 
 def _train_texts(data_config: ml_collections.ConfigDict) -> Iterator[str]:
-  from sslax.data import sources   # sources imports the builders: keep this module light
   split = sources.open_split(data_config.source, data_config.train_split,
                              data_dir=data_config.data_dir or None)
   for i in range(len(split)):

@@ -1,22 +1,17 @@
 """Encoders by name, built from `config.model`."""
 import flax.linen as nn
-import jax.numpy as jnp
 import ml_collections
 
 from sslax import errors
+from sslax.models import audio
+from sslax.models import precision
+from sslax.models import resnet
+from sslax.models import text
+from sslax.models import vit
 
 ENCODERS = ('resnet', 'transformer', 'vit', 'audio_transformer')
-
-
-DTYPES = ('float32', 'bfloat16')
-
-
-def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
-  """config.model.dtype: activations and matmuls; parameters and optimiser state stay float32."""
-  name = model_config.get('dtype', 'float32')
-  if name not in DTYPES:
-    raise errors.ConfigError(f'config.model.dtype={name!r} is unknown; choose one of {DTYPES}.')
-  return jnp.dtype(name)
+# Heads and methods read the compute dtype here too (models.compute_dtype(config.model)).
+DTYPES, compute_dtype = precision.DTYPES, precision.compute_dtype
 
 
 def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module:
@@ -24,13 +19,10 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
   (the transformer's `vocab_size` from the tokenizer, `causal` from the method)."""
   name = model_config.name
   if name == 'audio_transformer':
-    from sslax.models import audio
     return audio.from_config(model_config, **kwargs)
   if name == 'transformer':
-    from sslax.models import text
     return text.from_config(model_config, **kwargs)
   if name == 'resnet':
-    from sslax.models import resnet
     return resnet.ResNet(widths=tuple(model_config.widths), blocks=tuple(model_config.blocks),
                          block=model_config.block, stem=model_config.stem,
                          stem_width=model_config.stem_width, norm=model_config.norm,
@@ -38,7 +30,6 @@ def make_encoder(model_config: ml_collections.ConfigDict, **kwargs) -> nn.Module
                          dtype=compute_dtype(model_config),
                          conv_impl=model_config.get('conv_impl', 'auto'))
   if name == 'vit':
-    from sslax.models import vit
     return vit.ViT(patch_size=model_config.patch_size, width=model_config.width,
                    depth=model_config.depth, num_heads=model_config.num_heads,
                    mlp_ratio=model_config.mlp_ratio, pool=model_config.pool,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslax import errors
-from sslax import models
+from sslax.models import precision
 from sslax.models import text
 
 
@@ -78,7 +78,7 @@ def from_config(model_config: ml_collections.ConfigDict, *, causal: bool) -> Aud
   return AudioTransformer(width=m.width, depth=m.depth, num_heads=m.num_heads,
                           mlp_dim=m.mlp_dim, max_frames=m.max_frames,
                           conv_kernel=m.get('conv_kernel', 3), causal=causal,
-                          dtype=models.compute_dtype(m))
+                          dtype=precision.compute_dtype(m))
 
 
 class WithHeads(nn.Module):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslax import errors
-from sslax import models
+from sslax.models import precision
 
 PAD_ID = 0   # every tokenizer in sslax/data/tokenizers.py pads with id 0
 
@@ -134,4 +134,4 @@ def from_config(model_config: ml_collections.ConfigDict, *, vocab_size: int,
   return Transformer(vocab_size=vocab_size, width=m.width, depth=m.depth,
                      num_heads=m.num_heads, mlp_dim=m.mlp_dim, max_len=m.max_len,
                      causal=causal, tie_embeddings=m.get('tie_embeddings', True),
-                     dtype=models.compute_dtype(m))
+                     dtype=precision.compute_dtype(m))
