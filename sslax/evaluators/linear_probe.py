@@ -241,11 +241,7 @@ def ridge_probe(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
   features: the system solved is (X^T X / N + l2 I) W = X^T T / N on centred X and T.
 
   Args:
-    train_feats: [N, D] frozen training features.
-    train_labels: [N] integer labels in [0, num_classes).
-    test_feats: [M, D] frozen test features.
-    test_labels: [M] integer labels in [0, num_classes).
-    num_classes: number of classes L >= 2.
+    train_feats, train_labels, test_feats, test_labels, num_classes: as `logistic_probe`.
     l2: ridge strength, > 0 keeps the DxD system well posed when D > N.
 
   Returns:
