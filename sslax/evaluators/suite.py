@@ -351,7 +351,8 @@ class Suite:
           elif self.config.evals[name].type in options.DENSE_TYPES:
             metrics, picture = dense_tasks.score(
                 self.config, self.config.evals[name], self._open_dense(name), encoder,
-                self.config.seed + i, self.mesh, bar(prefix, name, i, len(seeds)))
+                self.config.seed + i, self.mesh, bar(prefix, name, i, len(seeds)),
+                key=f'config.evals.{name}')
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.pictures.setdefault(name, {})[prefix] = picture
