@@ -149,10 +149,52 @@ def test_fine_tune_schedule_warms_up_then_decays_to_zero():
                                {'x': x, 'label': y}, task='regression', num_outputs=1,
                                steps=400, batch_size=64, learning_rate=0.05, warmup_steps=40)
   assert scores['r2'] > 0.99, scores
-  with pytest.raises(ValueError, match=r'warmup_steps must be in \[0, steps=400\); got 400'):
+  with pytest.raises(errors.ConfigError,
+                     match=r'fine_tune.warmup_steps=400 must be in \[0, 400\) \(the steps'):
     fine_tune.fine_tune(_linear_embed, params, {}, {'x': x, 'label': y}, {'x': x, 'label': y},
                         task='regression', num_outputs=1, steps=400, batch_size=64,
                         learning_rate=0.05, warmup_steps=400)
+
+
+_FINE_TUNE = dict(task='classification', num_outputs=2, epochs=1.0, batch_size=8,
+                  learning_rate=0.1)
+
+
+@pytest.mark.parametrize('options, match', [
+    (dict(task='segment'), r"config.evals.ft.task='segment' is unknown"),
+    (dict(epochs=0.0), r'config.evals.ft.epochs=0.0 must be > 0'),
+    (dict(batch_size=0), r'config.evals.ft.batch_size=0 must be >= 1'),
+    (dict(val_fraction=1.0), r'config.evals.ft.val_fraction=1.0 must be in \[0, 1\)'),
+    (dict(eval_every=-1), r'config.evals.ft.eval_every=-1 must be >= 0'),
+    (dict(head_init='linear'), r"config.evals.ft.head_init='linear' is unknown"),
+    (dict(task='regression', num_outputs=1, head_init='probe'),
+     r"config.evals.ft.head_init='probe' \(LP-FT\) needs task='classification'"),
+    # 1% of 20 examples rounds to none of any class.
+    (dict(val_fraction=0.01), r'config.evals.ft.val_fraction=0.01 holds out none of the 20'),
+    # 2 epochs of 18 fitted examples at batch 8 are 5 steps.
+    (dict(epochs=2.0, warmup_steps=5),
+     r'config.evals.ft.warmup_steps=5 must be in \[0, 5\) \(the steps of 2.0 epochs of 18 '
+     r'examples at batch 8\); lower it or raise config.evals.ft.epochs'),
+])
+def test_fine_tune_options_a_config_sets_are_config_errors_naming_the_key(options, match):
+  # Were plain ValueErrors: a traceback after pretraining instead of the CLI's one line.
+  x = np.zeros((20, 2), np.float32)
+  data = {'x': x, 'label': np.arange(20) % 2}
+  with pytest.raises(errors.ConfigError, match=match):
+    fine_tune.fine_tune(_linear_embed, {'w_IxD': jnp.ones((2, 2))}, {}, data, data,
+                        **{**_FINE_TUNE, **options}, key='config.evals.ft')
+
+
+def test_a_warmup_longer_than_the_fine_tune_names_the_evaluators_key(tmp_path):
+  # Only the data size tells the steps, so options.check cannot see this: the Suite names
+  # the evaluator in fine_tune's ConfigError, before anything compiles.
+  c = _config()
+  c.data.data_dir = str(tmp_path / 'tfds')
+  c.evals.fine_tune.update(enabled=True, warmup_steps=10 ** 6)
+  evaluators = suite.Suite(c, _linear_embed, sharding.make_mesh(c.mesh))
+  with pytest.raises(errors.ConfigError,
+                     match=r'config\.evals\.fine_tune\.warmup_steps=1000000 must be in \[0, '):
+    evaluators.run({'': [({}, {})]}, names=['fine_tune'])
 
 
 def _config(**evals) -> ml_collections.ConfigDict:
@@ -262,7 +304,7 @@ def test_fine_tune_probe_head_starts_at_the_linear_probe():
   assert probed['accuracy'] == probe['accuracy'] > 0.75
   zero = fine_tune.fine_tune(_linear_embed, params, {}, train, test, **kwargs)
   assert zero['accuracy'] == np.mean(test['label'] == 0)
-  with pytest.raises(ValueError, match=r"head_init must be one of \('zeros', 'probe'\)"):
+  with pytest.raises(errors.ConfigError, match=r"fine_tune.head_init='probe' \(LP-FT\)"):
     fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
                         **dict(kwargs, task='regression', num_outputs=1))
 
