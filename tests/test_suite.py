@@ -235,9 +235,26 @@ def _config(**evals) -> ml_collections.ConfigDict:
     (dict(type='asr', source='', every_steps=0, epochs=1, batch_size=8,
           learning_rate=0.1, weight_decay=0.0, length_buckets=-1),
      r'config.evals.bad.length_buckets=-1 must be >= 0'),
+    # The frozen evaluators' numbers: each was a ValueError inside its probe, after pretraining.
+    (dict(type='knn', source='', every_steps=0, k=0, temperature=0.1),
+     r'config.evals.bad.k=0 must be >= 1'),
+    (dict(type='knn', source='', every_steps=0, k=3, temperature=0.0),
+     r'config.evals.bad.temperature=0.0 must be > 0'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(), steps=10),
+     r'config.evals.bad.l2_grid=\(\) must be a non-empty sequence'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(1e-3, -1.0), steps=10),
+     r'config.evals.bad.l2_grid=\(0.001, -1.0\) must be .* >= 0'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(1e-3,), steps=0),
+     r'config.evals.bad.steps=0 must be >= 1'),
+    (dict(type='ridge', source='', every_steps=0, l2=0.0), r'config.evals.bad.l2=0.0 must be > 0'),
+    (dict(type='clustering', source='', every_steps=0, n_init=0),
+     r'config.evals.bad.n_init=0 must be >= 1'),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=1,
+          batch_size=0, learning_rate=0.1, weight_decay=0.0),
+     r'config.evals.bad.batch_size=0 must be >= 1'),
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     options.check(_config(bad=ev))
 
 
@@ -253,6 +270,10 @@ def _write_npz(path, labels):
     (None, None, r"config.eval.source='npz:.*' has no labels"),
     ([0, 1, 2, 0, 1, 2], [0, 1, 0],
      r'classes of split .*train.* \[0, 1, 2\] differ from .*\[0, 1\]'),
+    # kNN's k=20 neighbours among 6 training examples: was knn.py's ValueError, after the
+    # features of every encoder were extracted.
+    ([0, 1, 2, 0, 1, 2], [0, 1, 2],
+     r"config.evals.knn.k=20 exceeds the 6 examples of config.eval.source='npz:.*lower it"),
 ])
 def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match):
   _write_npz(tmp_path / 'toy_train.npz', train_labels)
@@ -261,8 +282,16 @@ def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match)
   c.eval.source = f'npz:{tmp_path}/toy_{{split}}.npz'
   c.data.data_dir = str(tmp_path / 'tfds')
   evaluators = suite.Suite(c, _linear_embed, sharding.make_mesh(c.mesh))
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     evaluators.run({'': [({}, {})]})
+
+
+def test_a_probe_that_can_hold_out_nothing_is_a_data_error():
+  # Two examples per class: 20% of each rounds to none, so no L2 strength can be chosen.
+  x, y = np.eye(4, dtype=np.float32), np.array([0, 0, 1, 1])
+  with pytest.raises(errors.DataError, match=r'holds out val_fraction=0.2 of each class of its '
+                                             r'4 training examples.*config.eval.max_train_'):
+    linear_probe.logistic_probe(x, y, x, y, num_classes=2)
 
 
 def test_online_probe_needs_labels_in_the_training_data(tmp_path):

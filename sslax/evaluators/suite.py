@@ -188,6 +188,20 @@ class Suite:
                                f'off (--config.evals.{name}.enabled=False) and use a type of '
                                f'{options.REGRESSION_TYPES}.')
 
+  def _check_knn(self, name: str) -> None:
+    """kNN's k against the training examples its neighbours come from, before any feature
+    pass (options.check cannot know the split's size)."""
+    ev, e = self.config.evals[name], self.config.eval
+    if ev.type != 'knn':
+      return
+    source, key = self._source(name)
+    n = len(self._records[source][e.train_split])
+    if int(ev.k) > n:
+      raise errors.ConfigError(
+          f'config.evals.{name}.k={ev.k} exceeds the {n} examples of {key}={source!r}, split '
+          f'config.eval.train_split={e.train_split!r}, among which the neighbours are found; '
+          'lower it, or use more training examples (config.eval.max_train_examples).')
+
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, Any]:
     """{split: features}: (feats [n, D], labels [n]) host arrays in record order when the
     split's features fit config.eval.max_host_bytes, else a features.Bank on the mesh."""
@@ -314,6 +328,7 @@ class Suite:
         continue
       self._open(*self._source(name))
       self._check_task(name)
+      self._check_knn(name)
     results = {}
     show = self.config.get('progress_bar', True) and jax.process_index() == 0
 
