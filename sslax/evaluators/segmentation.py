@@ -171,8 +171,8 @@ def predict_masks(predict, variables, batch_stats, views: Sequence[tuple[np.ndar
   out = []
   for lo in range(0, len(images), batch_size):
     idx = np.minimum(np.arange(lo, lo + batch_size), len(images) - 1)   # one shape
-    logits = np.asarray(jax.device_get(predict(variables, batch_stats,
-                                               dense_fit.to_mesh({'image': images[idx]}, mesh)['image'])))
+    batch = dense_fit.to_mesh({'image': images[idx]}, mesh)
+    logits = np.asarray(jax.device_get(predict(variables, batch_stats, batch['image'])))
     for j in range(min(batch_size, len(images) - lo)):
       h, w = views[lo + j][1].shape
       out.append(np.argmax(np.stack(
