@@ -1,4 +1,4 @@
-"""config.model.conv_impl='im2col' / 'mixed' compute what the default 'xla' convolutions do."""
+"""config.model.conv_impl='im2col' / 'wgrad_gemm' compute what XLA's convolutions do."""
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,14 +9,11 @@ from sslax import models
 from sslax.models import resnet
 
 
-@pytest.mark.parametrize('impl, size', [('mixed', 17), ('wgrad_gemm', 17), ('wgrad_gemm', 16)])
+@pytest.mark.parametrize('impl, size', [('im2col', 17), ('wgrad_gemm', 17), ('wgrad_gemm', 16)])
 def test_other_conv_impls_match_xla_outputs_and_gradients(impl, size):
-  # 'mixed' on 17x17 (> MIXED_MAX_PIXELS) takes XLA's path in the stem and first stage and
-  # the im2col path from the stride on: 3x3/2, the 1x1/2 shortcut and 3x3/1 on 9x9, i.e.
-  # every kernel and stride of the basic blocks, and one compile checks both paths.
-  # ('im2col' is the same Conv module with the XLA branch never taken.) 'wgrad_gemm' sees
-  # the same kernels and strides through its own weight gradient; at size 16 a 3x3/2 'SAME'
-  # convolution pads (0, 1), asymmetric, the case easiest to get wrong (17 pads (1, 1)).
+  # Two basic blocks see 3x3/1, 3x3/2 and the 1x1/2 shortcut: every kernel and stride of the
+  # ResNet. 'wgrad_gemm' sees them through its own weight gradient; at size 16 a 3x3/2
+  # 'SAME' convolution pads (0, 1), asymmetric, the case easiest to get wrong (17 pads (1, 1)).
   kwargs = dict(widths=(4, 8), blocks=(1, 1), stem_width=4, block='basic', stem='cifar')
   ref, alt = resnet.ResNet(**kwargs, conv_impl='xla'), resnet.ResNet(**kwargs, conv_impl=impl)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 3))

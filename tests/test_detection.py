@@ -8,6 +8,7 @@ import pytest
 
 from sslax import sharding
 from sslax.evaluators import coco_metrics
+from sslax.evaluators import dense_fit
 from sslax.evaluators import detection
 from sslax.evaluators import fcos
 from sslax.models import dense
@@ -92,9 +93,8 @@ def test_sharded_step_equals_one_device(name):
                'cls': np.stack([x[0] for x in t]), 'ltrb': np.stack([x[1] for x in t]),
                'ctr': np.stack([x[2] for x in t])}
       assert (batch['cls'] != fcos.BACKGROUND).sum() > 0
-    from sslax.evaluators import segmentation
     out.append(jax.device_get(parts['grads'](variables, stats,
-                                             segmentation.to_mesh(batch, mesh))))
+                                             dense_fit.to_mesh(batch, mesh))))
   (loss1, g1), (loss8, g8) = out
   assert np.isfinite(float(loss1)) and abs(float(loss1) - float(loss8)) < 1e-4
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-4), g1, g8)

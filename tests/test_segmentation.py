@@ -10,6 +10,7 @@ from sklearn import metrics as sk_metrics
 
 from sslax import errors
 from sslax import sharding
+from sslax.evaluators import dense_fit
 from sslax.evaluators import segmentation
 from sslax.models import dense
 
@@ -107,9 +108,25 @@ def test_sharded_step_equals_one_device(name, mode):
     variables = segmentation.init_variables(head, feature_maps, enc_params, stats, size, 0)
     # A non-zero head, so gradients reach the encoder in fine_tune mode.
     variables['head'] = jax.tree.map(lambda x: x + 0.1, variables['head'])
-    out.append(jax.device_get(grads(variables, stats, segmentation.to_mesh(batch, mesh))))
+    out.append(jax.device_get(grads(variables, stats, dense_fit.to_mesh(batch, mesh))))
   (loss1, g1), (loss8, g8) = out
   assert abs(float(loss1) - float(loss8)) < 1e-5
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), g1, g8)
   encoder_norm = sum(float(np.abs(x).sum()) for x in jax.tree.leaves(g1['encoder']))
   assert (encoder_norm == 0.0) == (mode == 'linear')   # the linear mode's encoder is frozen
+
+
+def test_held_out_part_steps_and_a_too_long_warmup_naming_the_key():
+  # 10 training rows, 20% held out: 2 held out, 8 fitted, 2 epochs at batch 3 = 6 steps.
+  ev = {**segmentation.OPTIONAL, 'val_fraction': 0.2, 'epochs': 2, 'batch_size': 3}
+  rows = list(range(10))
+  plan = dense_fit.plan(rows, ev, seed=0, key='config.evals.seg')
+  assert len(plan.val) == 2 and sorted(plan.val + plan.fit) == rows
+  assert (plan.per_epoch, plan.steps) == (3, 6)
+  assert plan == dense_fit.plan(rows, ev, seed=0, key='config.evals.seg')   # from the seed
+  # Was 'segmentation warmup_steps=6 ...', which named no config key.
+  with pytest.raises(errors.ConfigError,
+                     match=r'config\.evals\.seg\.warmup_steps=6 must be in \[0, 6\) \(the steps '
+                           r'of 2 epochs of 8 images at batch 3\); lower it or raise '
+                           r'config\.evals\.seg\.epochs'):
+    dense_fit.plan(rows, {**ev, 'warmup_steps': 6}, seed=0, key='config.evals.seg')

@@ -149,10 +149,52 @@ def test_fine_tune_schedule_warms_up_then_decays_to_zero():
                                {'x': x, 'label': y}, task='regression', num_outputs=1,
                                steps=400, batch_size=64, learning_rate=0.05, warmup_steps=40)
   assert scores['r2'] > 0.99, scores
-  with pytest.raises(ValueError, match=r'warmup_steps must be in \[0, steps=400\); got 400'):
+  with pytest.raises(errors.ConfigError,
+                     match=r'fine_tune.warmup_steps=400 must be in \[0, 400\) \(the steps'):
     fine_tune.fine_tune(_linear_embed, params, {}, {'x': x, 'label': y}, {'x': x, 'label': y},
                         task='regression', num_outputs=1, steps=400, batch_size=64,
                         learning_rate=0.05, warmup_steps=400)
+
+
+_FINE_TUNE = dict(task='classification', num_outputs=2, epochs=1.0, batch_size=8,
+                  learning_rate=0.1)
+
+
+@pytest.mark.parametrize('options, match', [
+    (dict(task='segment'), r"config.evals.ft.task='segment' is unknown"),
+    (dict(epochs=0.0), r'config.evals.ft.epochs=0.0 must be > 0'),
+    (dict(batch_size=0), r'config.evals.ft.batch_size=0 must be >= 1'),
+    (dict(val_fraction=1.0), r'config.evals.ft.val_fraction=1.0 must be in \[0, 1\)'),
+    (dict(eval_every=-1), r'config.evals.ft.eval_every=-1 must be >= 0'),
+    (dict(head_init='linear'), r"config.evals.ft.head_init='linear' is unknown"),
+    (dict(task='regression', num_outputs=1, head_init='probe'),
+     r"config.evals.ft.head_init='probe' \(LP-FT\) needs task='classification'"),
+    # 1% of 20 examples rounds to none of any class.
+    (dict(val_fraction=0.01), r'config.evals.ft.val_fraction=0.01 holds out none of the 20'),
+    # 2 epochs of 18 fitted examples at batch 8 are 5 steps.
+    (dict(epochs=2.0, warmup_steps=5),
+     r'config.evals.ft.warmup_steps=5 must be in \[0, 5\) \(the steps of 2.0 epochs of 18 '
+     r'examples at batch 8\); lower it or raise config.evals.ft.epochs'),
+])
+def test_fine_tune_options_a_config_sets_are_config_errors_naming_the_key(options, match):
+  # Were plain ValueErrors: a traceback after pretraining instead of the CLI's one line.
+  x = np.zeros((20, 2), np.float32)
+  data = {'x': x, 'label': np.arange(20) % 2}
+  with pytest.raises(errors.ConfigError, match=match):
+    fine_tune.fine_tune(_linear_embed, {'w_IxD': jnp.ones((2, 2))}, {}, data, data,
+                        **{**_FINE_TUNE, **options}, key='config.evals.ft')
+
+
+def test_a_warmup_longer_than_the_fine_tune_names_the_evaluators_key(tmp_path):
+  # Only the data size tells the steps, so options.check cannot see this: the Suite names
+  # the evaluator in fine_tune's ConfigError, before anything compiles.
+  c = _config()
+  c.data.data_dir = str(tmp_path / 'tfds')
+  c.evals.fine_tune.update(enabled=True, warmup_steps=10 ** 6)
+  evaluators = suite.Suite(c, _linear_embed, sharding.make_mesh(c.mesh))
+  with pytest.raises(errors.ConfigError,
+                     match=r'config\.evals\.fine_tune\.warmup_steps=1000000 must be in \[0, '):
+    evaluators.run({'': [({}, {})]}, names=['fine_tune'])
 
 
 def _config(**evals) -> ml_collections.ConfigDict:
@@ -193,9 +235,26 @@ def _config(**evals) -> ml_collections.ConfigDict:
     (dict(type='asr', source='', every_steps=0, epochs=1, batch_size=8,
           learning_rate=0.1, weight_decay=0.0, length_buckets=-1),
      r'config.evals.bad.length_buckets=-1 must be >= 0'),
+    # The frozen evaluators' numbers: each was a ValueError inside its probe, after pretraining.
+    (dict(type='knn', source='', every_steps=0, k=0, temperature=0.1),
+     r'config.evals.bad.k=0 must be >= 1'),
+    (dict(type='knn', source='', every_steps=0, k=3, temperature=0.0),
+     r'config.evals.bad.temperature=0.0 must be > 0'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(), steps=10),
+     r'config.evals.bad.l2_grid=\(\) must be a non-empty sequence'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(1e-3, -1.0), steps=10),
+     r'config.evals.bad.l2_grid=\(0.001, -1.0\) must be .* >= 0'),
+    (dict(type='linear_probe', source='', every_steps=0, l2_grid=(1e-3,), steps=0),
+     r'config.evals.bad.steps=0 must be >= 1'),
+    (dict(type='ridge', source='', every_steps=0, l2=0.0), r'config.evals.bad.l2=0.0 must be > 0'),
+    (dict(type='clustering', source='', every_steps=0, n_init=0),
+     r'config.evals.bad.n_init=0 must be >= 1'),
+    (dict(type='fine_tune', source='', every_steps=0, task='classification', epochs=1,
+          batch_size=0, learning_rate=0.1, weight_decay=0.0),
+     r'config.evals.bad.batch_size=0 must be >= 1'),
 ])
 def test_bad_evaluator_config_names_the_key(ev, match):
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     options.check(_config(bad=ev))
 
 
@@ -211,6 +270,10 @@ def _write_npz(path, labels):
     (None, None, r"config.eval.source='npz:.*' has no labels"),
     ([0, 1, 2, 0, 1, 2], [0, 1, 0],
      r'classes of split .*train.* \[0, 1, 2\] differ from .*\[0, 1\]'),
+    # kNN's k=20 neighbours among 6 training examples: was knn.py's ValueError, after the
+    # features of every encoder were extracted.
+    ([0, 1, 2, 0, 1, 2], [0, 1, 2],
+     r"config.evals.knn.k=20 exceeds the 6 examples of config.eval.source='npz:.*lower it"),
 ])
 def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match):
   _write_npz(tmp_path / 'toy_train.npz', train_labels)
@@ -219,8 +282,16 @@ def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match)
   c.eval.source = f'npz:{tmp_path}/toy_{{split}}.npz'
   c.data.data_dir = str(tmp_path / 'tfds')
   evaluators = suite.Suite(c, _linear_embed, sharding.make_mesh(c.mesh))
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     evaluators.run({'': [({}, {})]})
+
+
+def test_a_probe_that_can_hold_out_nothing_is_a_data_error():
+  # Two examples per class: 20% of each rounds to none, so no L2 strength can be chosen.
+  x, y = np.eye(4, dtype=np.float32), np.array([0, 0, 1, 1])
+  with pytest.raises(errors.DataError, match=r'holds out val_fraction=0.2 of each class of its '
+                                             r'4 training examples.*config.eval.max_train_'):
+    linear_probe.logistic_probe(x, y, x, y, num_classes=2)
 
 
 def test_online_probe_needs_labels_in_the_training_data(tmp_path):
@@ -262,7 +333,7 @@ def test_fine_tune_probe_head_starts_at_the_linear_probe():
   assert probed['accuracy'] == probe['accuracy'] > 0.75
   zero = fine_tune.fine_tune(_linear_embed, params, {}, train, test, **kwargs)
   assert zero['accuracy'] == np.mean(test['label'] == 0)
-  with pytest.raises(ValueError, match=r"head_init must be one of \('zeros', 'probe'\)"):
+  with pytest.raises(errors.ConfigError, match=r"fine_tune.head_init='probe' \(LP-FT\)"):
     fine_tune.fine_tune(_linear_embed, params, {}, train, test, head_init='probe',
                         **dict(kwargs, task='regression', num_outputs=1))
 

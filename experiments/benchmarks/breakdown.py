@@ -65,7 +65,7 @@ def sslax_phases(name: str, batch_size: int, warmup: int, repeats: int,
 
 def conv_rows(batch_size: int, warmup: int, repeats: int, python: str | None,
               threads: int) -> list[dict]:
-  """Per 3x3 layer of ResNet-18: forward + both gradients with each LAYER_IMPLS and torch, s."""
+  """Per 3x3 layer of ResNet-18: forward + both gradients with each conv_impl.IMPLS and torch, s."""
   images = 2 * batch_size   # SimCLR's two views
   mine = conv_impl.round_robin(conv_impl.layer_fns(images), repeats)
   peer = {}
@@ -76,7 +76,7 @@ def conv_rows(batch_size: int, warmup: int, repeats: int, python: str | None,
   rows = []
   for layer in conv_impl.LAYERS:
     row = {'layer': '{}x{} {}->{} /{}'.format(layer[0], layer[0], *layer[1:]),
-           **{f'{impl}_s': mine[(*layer, impl)] for impl in conv_impl.LAYER_IMPLS}}
+           **{f'{impl}_s': mine[(*layer, impl)] for impl in conv_impl.IMPLS}}
     if peer:
       row['peer_s'] = peer[','.join(map(str, layer))]
     rows.append(row)
@@ -95,7 +95,7 @@ def markdown(rows: list[dict], convs: list[dict]) -> str:
       lines.append(f'| {row["workload"]} | {row["batch"]} | {phase} | {mine * 1e3:.0f} | '
                    f'{peer_ms} | {ratio} |')
   if convs:
-    impls = conv_impl.LAYER_IMPLS
+    impls = conv_impl.IMPLS
     lines += ['', '| ResNet-18 3x3 conv, fwd + both grads, ms (/ peer) | '
               + ' | '.join(f'conv_impl={i}' for i in impls) + ' | peer (torch) |',
               '|---|' + '---|' * (len(impls) + 1)]

@@ -1,4 +1,4 @@
-"""SimCLR ResNet-18 train step with each config.model.conv_impl (xla, im2col, mixed, wgrad_gemm).
+"""SimCLR ResNet-18 train step with each config.model.conv_impl (xla, im2col, wgrad_gemm).
 
   python experiments/benchmarks/conv_impl.py [--batch_size 16] [--repeats 5] [--layers]
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python experiments/benchmarks/conv_impl.py
@@ -8,7 +8,7 @@ Builds sslax's real SimCLR train step (workloads.py's ResNet-18) once per conv_i
 times them alternately (round-robin, `--repeats` rounds), so load from other processes on a
 shared CPU hits every variant alike; prints the median step time of each. --layers also
 times forward + both gradients of each distinct ResNet-18 3x3 convolution shape alone, on
-`--batch_size` images, with each of LAYER_IMPLS.
+`--batch_size` images, with each of IMPLS.
 """
 import argparse
 import os
@@ -42,15 +42,13 @@ def steps(batch_size: int):
 
 # 'auto' is one of the others, chosen by backend.
 IMPLS = tuple(i for i in resnet.CONV_IMPLS if i != 'auto')
-# 'mixed' is a per-layer choice between 'xla' and 'im2col', so it has no layer timings.
-LAYER_IMPLS = ('xla', 'im2col', 'wgrad_gemm')
 
 
 def layer_fns(batch_size: int):
   out = {}
   for hw, cin, cout, stride in LAYERS:
     x = jax.random.normal(jax.random.PRNGKey(0), (batch_size, hw, hw, cin))
-    for impl in LAYER_IMPLS:
+    for impl in IMPLS:
       conv = resnet._conv_cls(impl)(cout, (3, 3), stride, use_bias=False)  # pylint: disable=protected-access
       params = conv.init(jax.random.PRNGKey(1), x)
       grad = jax.jit(jax.grad(lambda p, x, c=conv: jnp.sum(c.apply(p, x) ** 2), argnums=(0, 1)))
@@ -91,7 +89,7 @@ def main() -> None:
   if args.layers:
     median = round_robin(layer_fns(args.batch_size), args.repeats)
     for layer in LAYERS:
-      ms = {impl: median[(*layer, impl)] * 1e3 for impl in LAYER_IMPLS}
+      ms = {impl: median[(*layer, impl)] * 1e3 for impl in IMPLS}
       print('  conv {}x{} {}->{} /{}: '.format(layer[0], *layer) +
             ', '.join(f'{impl} {t:6.1f} ms' for impl, t in ms.items()))
 

@@ -39,7 +39,8 @@ def load(config: ml_collections.ConfigDict, name: str, source: str) -> dict[str,
 
 
 def score(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-          encoder: tuple[Any, Any], seed: int, mesh,
-          progress: str = '') -> tuple[dict[str, float], dict]:
-  """({metric: value}, picture) of one encoder; `progress`: a bar's description ('': none)."""
-  return MODULES[ev.type].evaluate(config, ev, data, encoder, seed, mesh, progress)
+          encoder: tuple[Any, Any], seed: int, mesh, progress: str = '', *,
+          key: str) -> tuple[dict[str, float], dict]:
+  """({metric: value}, picture) of one encoder; `progress`: a bar's description ('': none);
+  `key`: the evaluator's config key (config.evals.NAME), which errors name."""
+  return MODULES[ev.type].evaluate(config, ev, data, encoder, seed, mesh, progress, key=key)

@@ -19,7 +19,6 @@ best of those.
 """
 import functools
 import json
-import math
 from typing import Any
 
 import jax
@@ -32,11 +31,11 @@ from sslax import errors
 from sslax.augment import image as image_aug
 from sslax.data import dense_augment
 from sslax.data import sources
-from sslax.evaluators import best_step
+from sslax.data.builders import segfolder
 from sslax.evaluators import coco_metrics
+from sslax.evaluators import dense_fit
 from sslax.evaluators import fcos
 from sslax.evaluators import fine_tune
-from sslax.evaluators import segmentation
 from sslax.models import dense
 
 OPTIONS = ('epochs', 'batch_size', 'learning_rate', 'weight_decay')
@@ -47,7 +46,7 @@ OPTIONAL = {'image_size': 0, 'scale_range': (0.8, 1.25), 'flip_prob': 0.5, 'deco
 
 
 def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
-  segmentation.check_fit_options(key, ev, OPTIONAL['scale_range'])
+  dense_fit.check_fit_options(key, ev, OPTIONAL['scale_range'])
   if int(ev.get('min_stride', 2)) < 1:
     raise errors.ConfigError(f'{key}.min_stride={ev.min_stride} must be >= 1.')
   if sources.parse(source, key=source_key)[0] != 'coco':
@@ -97,7 +96,7 @@ def _compiled(model_json: str, num_classes: int, width: int, min_stride: int, lr
     cls, box, ctr = forward(variables, batch_stats, data['image'])
     return fcos.loss(cls, box, ctr, data)
 
-  step, forward_jit, grads = segmentation.jit_on_mesh(loss_fn, forward, tx, mesh)
+  step, forward_jit, grads = dense_fit.jit_on_mesh(loss_fn, forward, tx, mesh)
   return {'neck': neck, 'head': head, 'feature_maps': feature_maps, 'levels': levels, 'tx': tx,
           'step': step, 'forward': forward_jit, 'grads': grads}
 
@@ -135,31 +134,18 @@ def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
          source: str) -> dict[str, Any]:
   """Classes, training images (shrunk to the largest scale a crop uses) with their boxes,
   test views with their boxes at the image's own size."""
-  from sslax.data.builders import segfolder   # decode() reads any stored image bytes
-  ev = {**OPTIONAL, **ev.to_dict()}
-  data_dir = config.data.data_dir or None
-  size = int(ev['image_size']) or int(config.data.image_size)
-  shorter = dense_augment.max_shorter_side(size, tuple(ev['scale_range']))
-  out = {'classes': sources.dense_classes(source, data_dir=data_dir), 'size': size}
-  for role, split, limit in (('train', config.eval.train_split, int(ev['max_train'])),
-                             ('test', config.eval.test_split, int(ev['max_test']))):
-    raw = sources.open_split(source, split, data_dir=data_dir)
-    rows = []
-    for i in segmentation.kept(len(raw), limit):
-      r = raw[int(i)]
-      image = segfolder.decode_image(r['image'])
-      h, w = image.shape[:2]
-      truth = {'height': h, 'width': w, 'boxes': np.asarray(r['boxes'], np.float32),
-               'labels': np.asarray(r['labels'], np.int32)}
-      if role == 'train':
-        small, _ = dense_augment.shrink(image, None, shorter)
-        scale = small.shape[0] / h, small.shape[1] / w
-        truth['boxes'] = dense_augment.boxes_resize(truth['boxes'], *scale)
-        rows.append((small, truth))
-      else:
-        rows.append((dense_augment.eval_view(image, size), truth))
-    out[role] = rows
-  return out
+  def prepare(record, role, size, shorter):
+    image = segfolder.decode_image(record['image'])   # any stored image bytes
+    h, w = image.shape[:2]
+    truth = {'height': h, 'width': w, 'boxes': np.asarray(record['boxes'], np.float32),
+             'labels': np.asarray(record['labels'], np.int32)}
+    if role == 'test':
+      return dense_augment.eval_view(image, size), truth
+    small, _ = dense_augment.shrink(image, None, shorter)
+    scale = small.shape[0] / h, small.shape[1] / w
+    return small, {**truth, 'boxes': dense_augment.boxes_resize(truth['boxes'], *scale)}
+
+  return dense_fit.load(config, {**OPTIONAL, **ev.to_dict()}, source, prepare)
 
 
 def detect(parts, variables, batch_stats, views, geometry, ev, batch_size, mesh) -> list[dict]:
@@ -170,7 +156,7 @@ def detect(parts, variables, batch_stats, views, geometry, ev, batch_size, mesh)
   for lo in range(0, len(images), batch_size):
     idx = np.minimum(np.arange(lo, lo + batch_size), len(images) - 1)
     cls, box, ctr = jax.device_get(parts['forward'](
-        variables, batch_stats, segmentation.to_mesh({'image': images[idx]}, mesh)['image']))
+        variables, batch_stats, dense_fit.to_mesh({'image': images[idx]}, mesh)['image']))
     for j in range(min(batch_size, len(images) - lo)):
       boxes, scores, labels = fcos.decode(
           np.asarray(cls[j]), np.asarray(box[j]), np.asarray(ctr[j]), geometry['centres'],
@@ -183,29 +169,24 @@ def detect(parts, variables, batch_stats, views, geometry, ev, batch_size, mesh)
 
 
 def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-             encoder: tuple[Any, Any], seed: int, mesh,
-             progress: str = '') -> tuple[dict[str, float], dict]:
-  """({'map', 'map50', 'val_map50', 'best_step'}, picture data) of one encoder."""
+             encoder: tuple[Any, Any], seed: int, mesh, progress: str = '',
+             key: str = 'config.evals.detection') -> tuple[dict[str, float], dict]:
+  """({'map', 'map50', 'val_map50', 'best_step'}, picture data) of one encoder; `key`: the
+  evaluator's config key, for errors."""
   ev = {**OPTIONAL, **ev.to_dict()}
   size, num_classes, batch_size = data['size'], len(data['classes']), int(ev['batch_size'])
-  order = np.random.default_rng(seed).permutation(len(data['train']))
-  num_val = max(1, int(round(float(ev['val_fraction']) * len(order))))
+  fit_plan = dense_fit.plan(data['train'], ev, seed, key)
   val = [(dense_augment.eval_view(image, size),
           {**t, 'height': image.shape[0], 'width': image.shape[1]})
-         for image, t in (data['train'][i] for i in np.sort(order[:num_val]))]
-  fit = [data['train'][i] for i in np.sort(order[num_val:])]
-  per_epoch = math.ceil(len(fit) / batch_size)
-  steps = max(1, math.ceil(float(ev['epochs']) * per_epoch))
-  if not 0 <= int(ev['warmup_steps']) < steps:
-    raise errors.ConfigError(f'detection warmup_steps={ev["warmup_steps"]} must be in '
-                             f'[0, {steps}).')
+         for image, t in fit_plan.val]
+  fit = fit_plan.fit
   parts = compiled(config.model, num_classes, ev['decoder_width'], ev['min_stride'],
-                   ev['learning_rate'], ev['weight_decay'], steps, ev['warmup_steps'],
+                   ev['learning_rate'], ev['weight_decay'], fit_plan.steps, ev['warmup_steps'],
                    mesh=mesh)
   parts = {**parts, 'min_stride': int(ev['min_stride'])}
   encoder_params, batch_stats = dense.encoder_variables(*encoder)
   variables, geometry = init_variables(parts, encoder_params, batch_stats, size, seed)
-  counter = iter(range(1, steps + 1))
+  counter = iter(range(1, fit_plan.steps + 1))
 
   def train_step(variables, opt_state, batch):
     rng = np.random.default_rng([seed, next(counter)])
@@ -223,19 +204,15 @@ def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, d
       ctr.append(t[2])
     host = {'image': np.stack(images), 'cls': np.stack(cls), 'ltrb': np.stack(ltrb),
             'ctr': np.stack(ctr)}
-    return parts['step'](variables, opt_state, batch_stats, segmentation.to_mesh(host, mesh))
+    return parts['step'](variables, opt_state, batch_stats, dense_fit.to_mesh(host, mesh))
 
   run = lambda v, views: detect(parts, v, batch_stats, views, geometry, ev, batch_size, mesh)
   validate = lambda v: coco_metrics.mean_ap([t for _, t in val], run(v, val),
                                             num_classes)['map50']
-  best, best_t, val_map50, _ = best_step.train(
-      train_step, variables, parts['tx'].init(variables), {'index': np.arange(len(fit))},
-      batch_size=batch_size, steps=steps, every=int(ev['eval_every']) or per_epoch,
-      validate=validate, seed=seed, progress=progress)
+  best, best_t, val_map50 = dense_fit.train(train_step, variables, parts['tx'], fit_plan, ev,
+                                            validate, seed, progress)
   found = run(best, data['test'])
-  shown = int(ev['num_pictures'])
-  picture = {'images': [v for v, _ in data['test'][:shown]],
-             'truth': [t for _, t in data['test'][:shown]], 'predicted': found[:shown],
-             'classes': data['classes'], 'kind': 'boxes'}
+  picture = dense_fit.picture(data['test'], found, data['classes'], int(ev['num_pictures']),
+                              kind='boxes')
   return ({**coco_metrics.mean_ap([t for _, t in data['test']], found, num_classes),
            'val_map50': val_map50, 'best_step': float(best_t)}, picture)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sslax import errors
 from sslax import optim
 from sslax.evaluators import linear_probe
 
@@ -168,8 +169,8 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
               batch_size: int, learning_rate: float, epochs: float | None = None,
               steps: int | None = None, val_fraction: float = 0.1, eval_every: int = 0,
               weight_decay: float = 0.0, warmup_steps: int = 0, head_init: str = 'zeros',
-              seed: int = 0, score_at: Sequence[int] = (),
-              layer_decay: float = 1.0) -> dict[str, float]:
+              seed: int = 0, score_at: Sequence[int] = (), layer_decay: float = 1.0,
+              key: str = 'fine_tune') -> dict[str, float]:
   """Trains encoder `params` and a linear head; scores on `test` at the best validation step.
 
   `val_fraction` of train is held out (`holdout`, from `seed`) and never trained on; the
@@ -197,6 +198,8 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     score_at: steps in [0, total) after which the test split (and the held-out part) is also
       scored: a learning curve.
     layer_decay: < 1 scales a ViT encoder's block i lr by layer_decay^(L-i) (MAE, BEiT).
+    key: the config key of these options, which errors.ConfigError names as `key.option`
+      (the Suite passes config.evals.NAME).
 
   Returns:
     classification: {'accuracy'}; regression: {'mse', 'mae', 'r2'} on the test split at the chosen
@@ -204,61 +207,89 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     for each t in `score_at`, the test metrics (and 'val_...') suffixed '@t' (e.g.
     'accuracy@100').
   """
-  if task not in TASKS:
-    raise ValueError(f'fine-tune task must be one of {TASKS}; got {task!r}.')
-  if (epochs is None) == (steps is None):
-    raise ValueError(f'fine-tune takes exactly one budget, epochs or steps; got epochs={epochs}, '
-                     f'steps={steps}.')
-  if epochs is not None and not epochs > 0:
-    raise ValueError(f'fine-tune epochs must be > 0; got {epochs}.')
-  if not 0 <= val_fraction < 1 or eval_every < 0:
-    raise ValueError(f'fine-tune val_fraction must be in [0, 1) and eval_every >= 0; got '
-                     f'{val_fraction}, {eval_every}.')
+  _check_options(key, task=task, epochs=epochs, steps=steps, batch_size=batch_size,
+                 val_fraction=val_fraction, eval_every=eval_every, head_init=head_init)
   train, test = (d if isinstance(d, Rows) else Rows(d) for d in (train, test))
   fit_idx, val_idx = (holdout(train.labels, val_fraction, seed, task) if val_fraction
                       else (np.arange(len(train)), np.zeros(0, np.int64)))
   if val_fraction and val_idx.size == 0:
-    raise ValueError(f'fine-tune val_fraction={val_fraction} holds out none of the '
-                     f'{len(train)} training examples; raise it.')
+    raise errors.ConfigError(f'{key}.val_fraction={val_fraction} holds out none of the '
+                             f'{len(train)} training examples; raise it.')
   val, train = train.subset(val_idx), train.subset(fit_idx)
-  per_epoch = num_steps(1, len(fit_idx), batch_size)
   steps = num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps
-  if steps < 1 or batch_size < 1:
-    raise ValueError(f'fine-tune steps and batch_size must be >= 1; got {steps}, {batch_size}.')
   if not 0 <= warmup_steps < steps:
-    raise ValueError(f'fine-tune warmup_steps must be in [0, steps={steps}); got {warmup_steps}'
-                     f' ({epochs} epochs of {len(fit_idx)} examples at batch {batch_size}).')
-  if head_init not in HEAD_INITS or (head_init == 'probe' and task != 'classification'):
-    raise ValueError(f"fine-tune head_init must be one of {HEAD_INITS} ('probe' only for "
-                     f'classification); got {head_init!r} for task {task!r}.')
-  probe_batch = train.take(np.arange(min(batch_size, len(train))))
-  feat_dim = jax.eval_shape(embed, params, model_state, probe_batch).shape[-1]
+    budget = (f'{epochs} epochs of {len(fit_idx)} examples at batch {batch_size}'
+              if epochs is not None else 'this fine-tune')
+    raise errors.ConfigError(f'{key}.warmup_steps={warmup_steps} must be in [0, {steps}) '
+                             f'(the steps of {budget}); lower it or raise {key}.epochs.')
+  feat_dim = jax.eval_shape(embed, params, model_state,
+                            train.take(np.arange(min(batch_size, len(train))))).shape[-1]
   tx, step, predict, embed_fn = _compiled(embed, task, learning_rate, weight_decay, steps,
                                           warmup_steps, layer_decay)
   head = {'w_DxL': jnp.zeros((feat_dim, num_outputs), jnp.float32),
           'b_L': jnp.zeros((num_outputs,), jnp.float32)}
   if head_init == 'probe':
     head = _probe_head(embed_fn, params, model_state, train, batch_size, num_outputs, seed)
-  variables = {'encoder': params, 'head': head}
-  batches = batch_order(len(fit_idx), batch_size, np.random.default_rng(seed))
-  opt_state = tx.init(variables)
   score = lambda weights, data: _score(predict, weights, model_state, data, task, batch_size)
+  return _train(step, score, {'encoder': params, 'head': head}, tx, model_state, train, val,
+                test, task=task, steps=steps, batch_size=batch_size, seed=seed,
+                every=eval_every or num_steps(1, len(fit_idx), batch_size), score_at=score_at)
+
+
+def _check_options(key: str, *, task: str, epochs: float | None, steps: int | None,
+                   batch_size: int, val_fraction: float, eval_every: int,
+                   head_init: str) -> None:
+  """errors.ConfigError naming `key.option` for options a config sets; ValueError for a
+  budget no config gives (steps is an argument of experiments, never a config key)."""
+  if (epochs is None) == (steps is None):
+    raise ValueError(f'fine-tune takes exactly one budget, epochs or steps; got epochs={epochs}, '
+                     f'steps={steps}.')
+  if steps is not None and steps < 1:
+    raise ValueError(f'fine-tune steps must be >= 1; got {steps}.')
+  if task not in TASKS:
+    raise errors.ConfigError(f'{key}.task={task!r} is unknown; choose one of {TASKS}.')
+  if epochs is not None and not epochs > 0:
+    raise errors.ConfigError(f'{key}.epochs={epochs} must be > 0 (fractions of an epoch are '
+                             'fine).')
+  if batch_size < 1:
+    raise errors.ConfigError(f'{key}.batch_size={batch_size} must be >= 1.')
+  if not 0 <= val_fraction < 1:
+    raise errors.ConfigError(f'{key}.val_fraction={val_fraction} must be in [0, 1) (0: no '
+                             'held-out part, the last step is reported).')
+  if eval_every < 0:
+    raise errors.ConfigError(f'{key}.eval_every={eval_every} must be >= 0 (0: once per '
+                             'epoch).')
+  if head_init not in HEAD_INITS:
+    raise errors.ConfigError(f'{key}.head_init={head_init!r} is unknown; choose one of '
+                             f'{HEAD_INITS}.')
+  if head_init == 'probe' and task != 'classification':
+    raise errors.ConfigError(f"{key}.head_init='probe' (LP-FT) needs task='classification'; "
+                             f"got {task!r}. Use head_init='zeros' for regression.")
+
+
+def _train(step, score, variables: Any, tx: optax.GradientTransformation, model_state: Any,
+           train: Rows, val: Rows, test: Rows, *, task: str, steps: int, batch_size: int,
+           seed: int, every: int, score_at: Sequence[int]) -> dict[str, float]:
+  """fine_tune's loop: `steps` optimiser steps on `train`, `val` scored every `every` steps
+  and after the last, `test` at the best of those (or the last step when `val` is empty)
+  and at each step of `score_at`."""
+  batches = batch_order(len(train), batch_size, np.random.default_rng(seed))
+  opt_state = tx.init(variables)
   # The validation metric, higher is better.
   goodness = (lambda s: s['accuracy']) if task == 'classification' else (lambda s: -s['mse'])
-  every = eval_every or per_epoch
   best, curve = None, {}
   for t in range(steps + 1):
     if t:
-      idx = next(batches)
-      variables, opt_state, _ = step(variables, opt_state, model_state, train.take(idx))
+      variables, opt_state, _ = step(variables, opt_state, model_state,
+                                     train.take(next(batches)))
     val_scores = None
-    if val_idx.size and t and (t % every == 0 or t == steps):
+    if len(val) and t and (t % every == 0 or t == steps):
       val_scores = score(variables, val)
       if best is None or goodness(val_scores) > goodness(best[1]):
         best = (t, val_scores, variables)
     if t in score_at and t < steps:
       curve.update({f'{k}@{t}': v for k, v in score(variables, test).items()})
-      if val_idx.size:
+      if len(val):
         val_now = val_scores or score(variables, val)
         curve.update({f'val_{k}@{t}': v for k, v in val_now.items()})
   if best is None:   # nothing held out: the last step

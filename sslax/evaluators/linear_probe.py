@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sslax import errors
+
 ArrayLike = Any  # np.ndarray, jax.Array or a nested list
 
 # Floor on the per-feature standard deviation, so constant features stay finite (they become
@@ -83,6 +85,15 @@ def stratified_split(labels_N: np.ndarray, val_fraction: float,
   val_index = np.sort(np.concatenate(val_parts))
   fit_index = np.setdiff1d(np.arange(labels_N.size), val_index)
   return fit_index, val_index
+
+
+def no_held_out_message(val_fraction: float, num_train: int) -> str:
+  """Why a probe cannot choose its L2 strength: the data (too few examples per class), not
+  a setting, so errors.DataError; the fix is more examples."""
+  return (f'the linear probe holds out val_fraction={val_fraction} of each class of its '
+          f'{num_train} training examples to choose its L2 strength, which leaves none: every '
+          'class has too few; use more training examples (config.eval.train_split, '
+          'config.eval.max_train_examples).')
 
 
 def _fit_softmax_regression_impl(x_NxD: jax.Array, y_N: jax.Array, weight_N: jax.Array,
@@ -156,8 +167,7 @@ def fit_logistic(train_feats: ArrayLike, train_labels: ArrayLike, *, num_classes
     raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
   fit_index, val_index = stratified_split(y_N, val_fraction, seed)
   if val_index.size == 0:
-    raise ValueError(f"val_fraction={val_fraction} holds out no examples of the "
-                     f"{y_N.size} in train_feats; raise val_fraction or add examples.")
+    raise errors.DataError(no_held_out_message(val_fraction, y_N.size))
   fit = dict(num_classes=num_classes, steps=jnp.int32(steps), tol=jnp.float32(tol))
 
   # The L2 strength is picked with statistics of the fit part only, as it would be in use;
@@ -241,11 +251,7 @@ def ridge_probe(train_feats: ArrayLike, train_labels: ArrayLike, test_feats: Arr
   features: the system solved is (X^T X / N + l2 I) W = X^T T / N on centred X and T.
 
   Args:
-    train_feats: [N, D] frozen training features.
-    train_labels: [N] integer labels in [0, num_classes).
-    test_feats: [M, D] frozen test features.
-    test_labels: [M] integer labels in [0, num_classes).
-    num_classes: number of classes L >= 2.
+    train_feats, train_labels, test_feats, test_labels, num_classes: as `logistic_probe`.
     l2: ridge strength, > 0 keeps the DxD system well posed when D > N.
 
   Returns:

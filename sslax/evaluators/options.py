@@ -71,6 +71,30 @@ def _check_fine_tune(key: str, ev: ml_collections.ConfigDict) -> None:
   for option in ('eval_every', 'warmup_steps'):
     if int(ev.get(option, 0)) < 0:
       raise errors.ConfigError(f'{key}.{option}={ev[option]} must be >= 0.')
+  if int(ev.batch_size) < 1:
+    raise errors.ConfigError(f'{key}.batch_size={ev.batch_size} must be >= 1.')
+
+
+def _check_frozen(key: str, ev: ml_collections.ConfigDict) -> None:
+  """The numbers of the frozen-feature evaluators, which would otherwise fail only after
+  pretraining, inside the probe (kNN's k against the split's size waits for the data:
+  suite.py)."""
+  if ev.type == 'knn' and int(ev.k) < 1:
+    raise errors.ConfigError(f'{key}.k={ev.k} must be >= 1 (neighbours that vote).')
+  if ev.type == 'knn' and not float(ev.temperature) > 0:
+    raise errors.ConfigError(f'{key}.temperature={ev.temperature} must be > 0.')
+  if ev.type == 'linear_probe':
+    grid = tuple(ev.l2_grid) if isinstance(ev.l2_grid, (tuple, list)) else ()
+    if not grid or any(not float(l2) >= 0 for l2 in grid):
+      raise errors.ConfigError(f'{key}.l2_grid={ev.l2_grid!r} must be a non-empty sequence '
+                               'of L2 strengths >= 0, e.g. (1e-6, 1e-4, 1e-2).')
+    if int(ev.steps) < 1:
+      raise errors.ConfigError(f'{key}.steps={ev.steps} must be >= 1 (L-BFGS iterations).')
+  if ev.type == 'ridge' and not float(ev.l2) > 0:
+    raise errors.ConfigError(f'{key}.l2={ev.l2} must be > 0 (it keeps the ridge solve well '
+                             'posed).')
+  if ev.type == 'clustering' and int(ev.n_init) < 1:
+    raise errors.ConfigError(f'{key}.n_init={ev.n_init} must be >= 1 (k-means restarts).')
 
 
 def _check_minibatch(key: str, ev: ml_collections.ConfigDict) -> None:
@@ -117,6 +141,8 @@ def check(config: ml_collections.ConfigDict) -> None:
           f'{key}.task={ev.task!r} is unknown; choose one of {fine_tune.TASKS}.')
     if ev.type == 'fine_tune':
       _check_fine_tune(key, ev)
+    if ev.type in ('knn', 'linear_probe', 'ridge', 'clustering'):
+      _check_frozen(key, ev)
     if ev.type == 'linear_probe':
       _check_minibatch(key, ev)
     if ev.type == 'fine_tune' and ev.get('head_init', 'zeros') not in fine_tune.HEAD_INITS:

@@ -25,7 +25,6 @@ Shape suffixes: B batch, S crop side, K classes, H/W a test image's own size.
 from collections.abc import Sequence
 import functools
 import json
-import math
 from typing import Any
 
 import jax
@@ -36,12 +35,11 @@ import optax
 import PIL.Image
 
 from sslax import errors
-from sslax import sharding
 from sslax.augment import image as image_aug
 from sslax.data import dense_augment
 from sslax.data import sources
 from sslax.data.builders import segfolder
-from sslax.evaluators import best_step
+from sslax.evaluators import dense_fit
 from sslax.evaluators import fine_tune
 from sslax.models import dense
 
@@ -55,26 +53,11 @@ OPTIONAL = {'image_size': 0, 'scale_range': (0.5, 2.0), 'flip_prob': 0.5, 'decod
             'max_test': 0, 'num_pictures': 4}
 
 
-def check_fit_options(key: str, ev: ml_collections.ConfigDict,
-                      default_scale_range: tuple[float, float]) -> None:
-  """The options every dense fine-tune shares (segmentation, detection): epochs,
-  val_fraction, scale_range; ConfigError naming the key."""
-  if not float(ev.epochs) > 0:
-    raise errors.ConfigError(f'{key}.epochs={ev.epochs} must be > 0.')
-  if not 0 < float(ev.get('val_fraction', 0.1)) < 1:
-    raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in (0, 1): the best '
-                             'step is chosen on it.')
-  low, high = (float(v) for v in ev.get('scale_range', default_scale_range))
-  if not 0 < low <= high:
-    raise errors.ConfigError(f'{key}.scale_range={tuple(ev.scale_range)} must be (low, high) '
-                             'with 0 < low <= high.')
-
-
 def check(key: str, ev: ml_collections.ConfigDict, source: str, source_key: str) -> None:
   """Options and source of a segmentation evaluator; ConfigError naming the key."""
   if ev.mode not in MODES:
     raise errors.ConfigError(f'{key}.mode={ev.mode!r} is unknown; choose one of {MODES}.')
-  check_fit_options(key, ev, OPTIONAL['scale_range'])
+  dense_fit.check_fit_options(key, ev, OPTIONAL['scale_range'])
   if sources.parse(source, key=source_key)[0] != 'segfolder':
     raise errors.ConfigError(f'{key} (type {ev.type!r}) reads a segfolder: source, but '
                              f'{source_key}={source!r}; set {key}.source=segfolder:DIR.')
@@ -145,25 +128,8 @@ def _compiled(model_config_json: str, mode: str, num_classes: int, width: int, l
   def loss_fn(variables, batch_stats, data):
     return pixel_loss(logits(variables, batch_stats, data['image']), data['mask'])
 
-  step, predict, grads = jit_on_mesh(loss_fn, logits, tx, mesh)
+  step, predict, grads = dense_fit.jit_on_mesh(loss_fn, logits, tx, mesh)
   return head, feature_maps, tx, step, predict, grads
-
-
-def jit_on_mesh(loss_fn, forward, tx, mesh):
-  """(step, forward, grads) of a dense head (segmentation, detection), jitted like the
-  trainer's step: variables, optimiser state and BN statistics replicated, the batch sharded.
-  `loss_fn(variables, batch_stats, data)` and `forward(variables, batch_stats, images)`."""
-  rep, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-
-  def step(variables, opt_state, batch_stats, data):
-    loss, grads = jax.value_and_grad(loss_fn)(variables, batch_stats, data)
-    updates, opt_state = tx.update(grads, opt_state, variables)
-    return optax.apply_updates(variables, updates), opt_state, loss
-
-  return (jax.jit(step, in_shardings=(rep, rep, rep, batch), out_shardings=(rep, rep, rep)),
-          jax.jit(forward, in_shardings=(rep, rep, batch), out_shardings=batch),
-          jax.jit(jax.value_and_grad(loss_fn), in_shardings=(rep, rep, batch),
-                  out_shardings=(rep, rep)))
 
 
 def compiled(model_config, mode, num_classes, width, lr=1e-3, weight_decay=0.0, steps=1,
@@ -181,40 +147,19 @@ def init_variables(head, feature_maps, encoder_params, batch_stats, image_size: 
           'head': head.init(jax.random.key(seed), maps)['params']}
 
 
-def to_mesh(data: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-  """A global host batch (the same on every process) as arrays sharded over the data axes."""
-  s = sharding.batch_sharding(mesh)
-  return {k: jax.make_array_from_callback(v.shape, s, lambda idx, v=v: v[idx])
-          for k, v in data.items()}
-
-
 # ---------------------------------------------------------------------------------- data
-
-def kept(n: int, limit: int) -> np.ndarray:
-  """Indices of the first `limit` of a fixed (seed 0) shuffle of n items, in stored order."""
-  if not limit or limit >= n:
-    return np.arange(n)
-  return np.sort(np.random.default_rng(0).permutation(n)[:limit])
-
 
 def load(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict,
          source: str) -> dict[str, Any]:
   """Classes, training pairs (shrunk to the largest scale a crop uses) and test images
   (resized to the crop size) with their full-size masks, read once per source."""
-  ev = {**OPTIONAL, **ev.to_dict()}
-  data_dir = config.data.data_dir or None
-  size = int(ev['image_size']) or int(config.data.image_size)
-  shorter = dense_augment.max_shorter_side(size, tuple(ev['scale_range']))
-  out = {'classes': sources.dense_classes(source, data_dir=data_dir), 'size': size}
-  for role, split, limit in (('train', config.eval.train_split, int(ev['max_train'])),
-                             ('test', config.eval.test_split, int(ev['max_test']))):
-    raw = sources.open_split(source, split, data_dir=data_dir)
-    pairs = [segfolder.decode(raw[int(i)]) for i in kept(len(raw), limit)]
+  def prepare(record, role, size, shorter):
+    image, mask = segfolder.decode(record)
     if role == 'train':
-      out[role] = [dense_augment.shrink(image, mask, shorter) for image, mask in pairs]
-    else:
-      out[role] = [(dense_augment.eval_view(image, size), mask) for image, mask in pairs]
-  return out
+      return dense_augment.shrink(image, mask, shorter)
+    return dense_augment.eval_view(image, size), mask
+
+  return dense_fit.load(config, {**OPTIONAL, **ev.to_dict()}, source, prepare)
 
 
 # ---------------------------------------------------------------------------------- run
@@ -226,8 +171,8 @@ def predict_masks(predict, variables, batch_stats, views: Sequence[tuple[np.ndar
   out = []
   for lo in range(0, len(images), batch_size):
     idx = np.minimum(np.arange(lo, lo + batch_size), len(images) - 1)   # one shape
-    logits = np.asarray(jax.device_get(predict(variables, batch_stats,
-                                               to_mesh({'image': images[idx]}, mesh)['image'])))
+    batch = dense_fit.to_mesh({'image': images[idx]}, mesh)
+    logits = np.asarray(jax.device_get(predict(variables, batch_stats, batch['image'])))
     for j in range(min(batch_size, len(images) - lo)):
       h, w = views[lo + j][1].shape
       out.append(np.argmax(np.stack(
@@ -242,28 +187,22 @@ def split_scores(predicted: Sequence[np.ndarray], views, num_classes: int) -> di
 
 
 def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, data: dict,
-             encoder: tuple[Any, Any], seed: int, mesh,
-             progress: str = '') -> tuple[dict[str, float], dict]:
-  """({'miou', 'pixel_accuracy', 'val_miou', 'best_step'}, picture data) of one encoder."""
+             encoder: tuple[Any, Any], seed: int, mesh, progress: str = '',
+             key: str = 'config.evals.segmentation') -> tuple[dict[str, float], dict]:
+  """({'miou', 'pixel_accuracy', 'val_miou', 'best_step'}, picture data) of one encoder;
+  `key`: the evaluator's config key, for errors."""
   ev = {**OPTIONAL, **ev.to_dict()}
   size, num_classes = data['size'], len(data['classes'])
   batch_size = int(ev['batch_size'])
-  order = np.random.default_rng(seed).permutation(len(data['train']))
-  num_val = max(1, int(round(float(ev['val_fraction']) * len(order))))
-  val = [(dense_augment.eval_view(data['train'][i][0], size), data['train'][i][1])
-         for i in np.sort(order[:num_val])]
-  fit = [data['train'][i] for i in np.sort(order[num_val:])]
-  per_epoch = math.ceil(len(fit) / batch_size)
-  steps = max(1, math.ceil(float(ev['epochs']) * per_epoch))
-  if not 0 <= int(ev['warmup_steps']) < steps:
-    raise errors.ConfigError(f'segmentation warmup_steps={ev["warmup_steps"]} must be in '
-                             f'[0, {steps}) (the steps of {ev["epochs"]} epochs).')
+  fit_plan = dense_fit.plan(data['train'], ev, seed, key)
+  val = [(dense_augment.eval_view(image, size), mask) for image, mask in fit_plan.val]
+  fit = fit_plan.fit
   head, feature_maps, tx, step, predict, _ = compiled(
       config.model, ev['mode'], num_classes, ev['decoder_width'], ev['learning_rate'],
-      ev['weight_decay'], steps, ev['warmup_steps'], mesh=mesh)
+      ev['weight_decay'], fit_plan.steps, ev['warmup_steps'], mesh=mesh)
   encoder_params, batch_stats = dense.encoder_variables(*encoder)
   variables = init_variables(head, feature_maps, encoder_params, batch_stats, size, seed)
-  counter = iter(range(1, steps + 1))
+  counter = iter(range(1, fit_plan.steps + 1))
 
   def train_step(variables, opt_state, batch):
     rng = np.random.default_rng([seed, next(counter)])
@@ -272,18 +211,13 @@ def evaluate(config: ml_collections.ConfigDict, ev: ml_collections.ConfigDict, d
                                            flip_prob=float(ev['flip_prob']), rng=rng)[:2]
              for i in batch['index']]
     host = {'image': np.stack([c[0] for c in crops]), 'mask': np.stack([c[1] for c in crops])}
-    return step(variables, opt_state, batch_stats, to_mesh(host, mesh))
+    return step(variables, opt_state, batch_stats, dense_fit.to_mesh(host, mesh))
 
   run = lambda v, views: predict_masks(predict, v, batch_stats, views, batch_size, mesh)
   validate = lambda v: split_scores(run(v, val), val, num_classes)['miou']
-  best, best_t, val_miou, _ = best_step.train(
-      train_step, variables, tx.init(variables), {'index': np.arange(len(fit))},
-      batch_size=batch_size, steps=steps, every=int(ev['eval_every']) or per_epoch,
-      validate=validate, seed=seed, progress=progress)
+  best, best_t, val_miou = dense_fit.train(train_step, variables, tx, fit_plan, ev, validate,
+                                           seed, progress)
   predicted = run(best, data['test'])
-  shown = int(ev['num_pictures'])
-  picture = {'images': [v for v, _ in data['test'][:shown]],
-             'truth': [m for _, m in data['test'][:shown]], 'predicted': predicted[:shown],
-             'classes': data['classes']}
+  picture = dense_fit.picture(data['test'], predicted, data['classes'], int(ev['num_pictures']))
   return ({**split_scores(predicted, data['test'], num_classes), 'val_miou': val_miou,
            'best_step': float(best_t)}, picture)

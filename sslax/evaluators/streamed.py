@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import tqdm
 
+from sslax import errors
 from sslax.data import readers
 from sslax.evaluators import clustering
 from sslax.evaluators import features as features_lib
@@ -105,7 +106,7 @@ def logistic_probe(train: features_lib.Bank, test: features_lib.Bank, *, num_cla
   labels = train.labels_N[train.rows_of(np.arange(n))]   # record order, as L-BFGS sees them
   fit_records, val_records = linear_probe.stratified_split(labels, val_fraction, seed)
   if val_records.size == 0:
-    raise ValueError(f'val_fraction={val_fraction} holds out no examples of the {n} in train.')
+    raise errors.DataError(linear_probe.no_held_out_message(val_fraction, n))
   put = lambda a: features_lib.replicated(a, mesh)
   x_NxD, y_N = train.feats_NxD, put(train.labels_N.astype(np.int32))
   key = jax.random.PRNGKey(seed)

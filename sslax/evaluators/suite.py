@@ -190,6 +190,20 @@ class Suite:
                                f'off (--config.evals.{name}.enabled=False) and use a type of '
                                f'{options.REGRESSION_TYPES}.')
 
+  def _check_knn(self, name: str) -> None:
+    """kNN's k against the training examples its neighbours come from, before any feature
+    pass (options.check cannot know the split's size)."""
+    ev, e = self.config.evals[name], self.config.eval
+    if ev.type != 'knn':
+      return
+    source, key = self._source(name)
+    n = len(self._records[source][e.train_split])
+    if int(ev.k) > n:
+      raise errors.ConfigError(
+          f'config.evals.{name}.k={ev.k} exceeds the {n} examples of {key}={source!r}, split '
+          f'config.eval.train_split={e.train_split!r}, among which the neighbours are found; '
+          'lower it, or use more training examples (config.eval.max_train_examples).')
+
   def _features(self, source: str, key: str, encoder: Encoder) -> dict[str, Any]:
     """{split: features}: (feats [n, D], labels [n]) host arrays in record order when the
     split's features fit config.eval.max_host_bytes, else a features.Bank on the mesh."""
@@ -238,7 +252,7 @@ class Suite:
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
           eval_every=int(ev.get('eval_every', 0)), seed=seed,
-          layer_decay=float(ev.get('layer_decay', 1.0)))
+          layer_decay=float(ev.get('layer_decay', 1.0)), key=f'config.evals.{name}')
     # Clustering reads only the test split; the others need both on the host.
     needed = (e.test_split,) if ev.type == 'clustering' else (e.train_split, e.test_split)
     if any(isinstance(feats[s], features_lib.Bank) for s in needed):
@@ -315,6 +329,7 @@ class Suite:
         continue
       self._open(*self._source(name))
       self._check_task(name)
+      self._check_knn(name)
     results = {}
     show = self.config.get('progress_bar', True) and jax.process_index() == 0
 
@@ -352,7 +367,8 @@ class Suite:
           elif self.config.evals[name].type in options.DENSE_TYPES:
             metrics, picture = dense_tasks.score(
                 self.config, self.config.evals[name], self._open_dense(name), encoder,
-                self.config.seed + i, self.mesh, bar(prefix, name, i, len(seeds)))
+                self.config.seed + i, self.mesh, bar(prefix, name, i, len(seeds)),
+                key=f'config.evals.{name}')
             scores.update({f'{name}/{m}': v for m, v in metrics.items()})
             if i == 0:
               self.pictures.setdefault(name, {})[prefix] = picture

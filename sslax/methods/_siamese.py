@@ -1,8 +1,9 @@
-"""Parts shared by the two-view methods: BYOL, MoCo v3, VICReg, Barlow Twins (and DINO's EMA).
+"""Parts shared by the two-view methods: BYOL, MoCo v3, VICReg, Barlow Twins (and DINO's EMA,
+SimCLR's network, views and embed).
 
 Two families:
 - `make_two_view`: one encoder + projector on both views, a loss of the two projections
-  (VICReg, Barlow Twins; SimCLR has the same shape).
+  (VICReg, Barlow Twins; SimCLR has the same shape, with its loss split for GradCache).
 - `make_momentum`: an online encoder + projector + predictor against a target encoder +
   projector whose weights are an EMA of the online ones (BYOL, MoCo v3).
 
@@ -69,14 +70,16 @@ def dropout_rngs(rng: jax.Array) -> dict[str, jax.Array]:
   return {'dropout': jax.random.fold_in(rng, _DROPOUT_STREAM)}
 
 
-def _views(config: ml_collections.ConfigDict, rng: jax.Array, images: jax.Array) -> jax.Array:
+def two_views(config: ml_collections.ConfigDict, rng: jax.Array, images: jax.Array) -> jax.Array:
   """Two augmented views of every image, stacked [2N, S, S, C] in the model's range."""
   view_a, view_b = image_aug.simclr_views(rng, images, num_views=2,
                                           out_size=config.data.image_size, **config.augment)
   return image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
 
 
-def _embed_fn(net: nn.Module, config: ml_collections.ConfigDict, params_key: str | None):
+def embed_fn(net: nn.Module, config: ml_collections.ConfigDict, params_key: str | None):
+  """embed(): the encoder's pooled features of the eval view, under `params_key` (None: the
+  whole params and model state are the net's)."""
   def embed(params, model_state, batch):
     x = image_aug.to_model_range(image_aug.eval_view(batch['image'], config.data.image_size))
     p = params[params_key] if params_key else params
@@ -110,13 +113,13 @@ def make_two_view(config: ml_collections.ConfigDict, section: str,
     del extra
     # Both views in one pass, so BatchNorm normalises over all 2N images.
     (_, z_2NxP), new_state = net.apply({'params': params, **model_state},
-                                       _views(config, rng, batch['image']), train=True,
+                                       two_views(config, rng, batch['image']), train=True,
                                        mutable=['batch_stats'], rngs=dropout_rngs(rng))
     value, metrics = pair_loss(*jnp.split(z_2NxP, 2, axis=0))
     return value, (dict(new_state), metrics)
 
   return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
-                        embed=_embed_fn(net, config, None))
+                        embed=embed_fn(net, config, None))
 
 
 def make_momentum(config: ml_collections.ConfigDict, section: str,
@@ -151,7 +154,7 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
     return params, model_state, {'target': net_vars['params']}
 
   def embed_inputs(batch, rng):
-    return _views(config, rng, batch['image'])
+    return two_views(config, rng, batch['image'])
 
   def forward(params, model_state, extra, x_2NxSxSxC, dropout_rng=None):
     """-> ({'online': predictions [2N, P], 'target': EMA projections [2N, P] (no gradient)},
@@ -185,5 +188,5 @@ def make_momentum(config: ml_collections.ConfigDict, section: str,
     return {**extra, 'target': ema(extra['target'], params['net'], momentum)}
 
   return methods.Method(init=init, loss=loss, update_extra=update_extra,
-                        embed=_embed_fn(net, config, 'net'), embed_inputs=embed_inputs,
+                        embed=embed_fn(net, config, 'net'), embed_inputs=embed_inputs,
                         forward=forward, loss_from_embeddings=loss_from_embeddings)

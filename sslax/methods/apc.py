@@ -105,6 +105,23 @@ def make_embed_sequence(model, front):
   return embed_sequence
 
 
+def make_split_method(model, front, embed_inputs, forward,
+                      loss_from_embeddings) -> methods.Method:
+  """An audio method whose loss is split for GradCache (cpc, clip contrast):
+  `loss_from_embeddings(forward(..., embed_inputs(batch, rng)))`, with `model`'s init,
+  embed and embed_sequence above."""
+  def loss(params, model_state, extra, batch, rng):
+    embeddings, model_state = forward(params, model_state, extra, embed_inputs(batch, rng))
+    value, metrics = loss_from_embeddings(embeddings)
+    return value, (model_state, metrics)
+
+  return methods.Method(init=make_init(model, front), loss=loss,
+                        update_extra=methods.no_extra, embed=make_embed(model, front),
+                        embed_inputs=embed_inputs, forward=forward,
+                        loss_from_embeddings=loss_from_embeddings,
+                        embed_sequence=make_embed_sequence(model, front))
+
+
 def make(config: ml_collections.ConfigDict) -> methods.Method:
   front = front_end(config)
   steps = tuple(config.apc.steps_ahead)

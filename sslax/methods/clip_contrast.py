@@ -14,12 +14,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslax import losses
 from sslax import methods
 from sslax import models
-from sslax import sharding
 from sslax.augment import audio as audio_aug
 from sslax.methods import apc
+from sslax.methods import simclr
 from sslax.models import audio as audio_models
 from sslax.models import heads
 
@@ -53,7 +52,8 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
   mesh = methods.chunked_loss_mesh(config, 'clip_contrast')
 
   def embed_inputs(batch, rng):
-    """Both segments of every clip, stacked: ([2N, F, M] frames, [2N, F] masks)."""
+    """Both segments of every clip, stacked for one forward pass: ([2N, F, M] frames,
+    [2N, F] masks)."""
     (x_a, m_a), (x_b, m_b) = (view(jax.random.fold_in(rng, i), batch) for i in range(2))
     return jnp.concatenate([x_a, x_b]), jnp.concatenate([m_a, m_b])
 
@@ -62,23 +62,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return model.apply({'params': params}, *inputs)[1], model_state
 
   def loss_from_embeddings(z_2NxP):
-    z_a, z_b = jnp.split(z_2NxP, 2)
-    if mesh is not None:
-      value, accuracy = losses.nt_xent_chunked(z_a, z_b, temperature=c.temperature, mesh=mesh,
-                                               axes=sharding.BATCH_AXES)
-      return value, {'contrastive_acc': accuracy}
-    logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=c.temperature)
-    value = losses.info_nce(z_a, z_b, temperature=c.temperature)
-    return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
+    return simclr.nt_xent(z_2NxP, temperature=c.temperature, mesh=mesh)
 
-  def loss(params, model_state, extra, batch, rng):
-    # Both segments in one forward pass.
-    z_2NxP, model_state = forward(params, model_state, extra, embed_inputs(batch, rng))
-    value, metrics = loss_from_embeddings(z_2NxP)
-    return value, (model_state, metrics)
-
-  return methods.Method(init=apc.make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=apc.make_embed(model, front),
-                        embed_inputs=embed_inputs, forward=forward,
-                        loss_from_embeddings=loss_from_embeddings,
-                        embed_sequence=apc.make_embed_sequence(model, front))
+  return apc.make_split_method(model, front, embed_inputs, forward, loss_from_embeddings)

@@ -65,13 +65,4 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
       values.append(value)
     return jnp.mean(jnp.stack(values)), metrics
 
-  def loss(params, model_state, extra, batch, rng):
-    embeddings, model_state = forward(params, model_state, extra, embed_inputs(batch, rng))
-    value, metrics = loss_from_embeddings(embeddings)
-    return value, (model_state, metrics)
-
-  return methods.Method(init=apc.make_init(model, front), loss=loss,
-                        update_extra=methods.no_extra, embed=apc.make_embed(model, front),
-                        embed_inputs=embed_inputs, forward=forward,
-                        loss_from_embeddings=loss_from_embeddings,
-                        embed_sequence=apc.make_embed_sequence(model, front))
+  return apc.make_split_method(model, front, embed_inputs, forward, loss_from_embeddings)

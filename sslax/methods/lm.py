@@ -38,14 +38,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     }
     return value, (model_state, metrics)
 
-  def embed(params, model_state, batch):
-    del model_state
-    h_BxLxD = model.apply({'params': params}, batch['tokens'])
-    return text.mean_pool(h_BxLxD, batch['tokens'])
-
-  def embed_sequence(params, model_state, batch):
-    del model_state
-    return model.apply({'params': params}, batch['tokens']), batch['tokens'] != text.PAD_ID
-
+  embed, embed_sequence = mlm.token_features(model)
   return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed,
                         embed_sequence=embed_sequence)

@@ -6,8 +6,11 @@ Each step corrupts the batch's tokens on device (15% of real tokens chosen, 80% 
 corrupted sequence and predicts the original tokens at the chosen positions. Only those
 P positions per sequence are projected onto the vocabulary, which is cheaper than the full
 [B, L, V] projection whenever P < L. The evaluators use the mean of the final hidden states
-over non-PAD tokens.
+over non-PAD tokens. `check_tokens` and `token_features` serve lm.py too.
 """
+from collections.abc import Callable
+
+import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
@@ -32,6 +35,21 @@ def check_tokens(config: ml_collections.ConfigDict, batch) -> None:
         f'config.data.seq_len={batch["tokens"].shape[-1]} exceeds '
         f'config.model.max_len={config.model.max_len}; raise config.model.max_len '
         'or lower config.data.seq_len.')
+
+
+def token_features(model: nn.Module) -> tuple[Callable, Callable]:
+  """(embed, embed_sequence) of a text encoder, as mlm and lm both give them: the mean of
+  the final hidden states over non-PAD tokens, and those states with the non-PAD mask."""
+  def embed(params, model_state, batch):
+    del model_state
+    h_BxLxD = model.apply({'params': params}, batch['tokens'])
+    return text.mean_pool(h_BxLxD, batch['tokens'])
+
+  def embed_sequence(params, model_state, batch):
+    del model_state
+    return model.apply({'params': params}, batch['tokens']), batch['tokens'] != text.PAD_ID
+
+  return embed, embed_sequence
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:
@@ -63,14 +81,6 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     }
     return value, (model_state, metrics)
 
-  def embed(params, model_state, batch):
-    del model_state
-    h_BxLxD = model.apply({'params': params}, batch['tokens'])
-    return text.mean_pool(h_BxLxD, batch['tokens'])
-
-  def embed_sequence(params, model_state, batch):
-    del model_state
-    return model.apply({'params': params}, batch['tokens']), batch['tokens'] != text.PAD_ID
-
+  embed, embed_sequence = token_features(model)
   return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed,
                         embed_sequence=embed_sequence)

@@ -4,8 +4,9 @@ Two augmented views of every image go through one encoder f and projector g;
 NT-Xent pulls each pair together against the other 2N-2 embeddings of the
 global batch. The evaluators use f's pooled features h, not g's output.
 """
-import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import ml_collections
 
 from sslax import errors
@@ -18,30 +19,35 @@ from sslax.methods import _siamese
 from sslax.models import heads
 
 
-class SimCLRModel(nn.Module):
-  encoder: nn.Module
-  projector: nn.Module
-
-  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
-    h_BxD = self.encoder(x_BxHxWxC, train)
-    return h_BxD, self.projector(h_BxD, train)
+def nt_xent(z_2NxP: jax.Array, *, temperature: float,
+            mesh: Mesh | None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """NT-Xent of the two halves of z (view a's rows, then view b's) and the contrastive
+  accuracy; under shard_map (losses.nt_xent_chunked, [2n, 2N] logits per device) when `mesh`
+  is given (config.<method>.chunked_loss), else on the global [2N, 2N] logits. Same value
+  and gradients either way. SimCLR's loss, and clip contrast's."""
+  z_a, z_b = jnp.split(z_2NxP, 2, axis=0)
+  if mesh is not None:
+    value, accuracy = losses.nt_xent_chunked(z_a, z_b, temperature=temperature, mesh=mesh,
+                                             axes=sharding.BATCH_AXES)
+    return value, {'contrastive_acc': accuracy}
+  logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=temperature)
+  value = losses.info_nce(z_a, z_b, temperature=temperature)
+  return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
 
 
 def make(config: ml_collections.ConfigDict) -> methods.Method:
-  model = SimCLRModel(
+  model = _siamese.EncoderProjector(
       encoder=models.make_encoder(config.model),
       projector=heads.MLP(hidden_dims=tuple(config.simclr.proj_hidden_dims),
                           out_dim=config.simclr.proj_dim,
                           use_bn=config.simclr.get('proj_batch_norm', True),
                           dtype=models.compute_dtype(config.model)))
   size = config.data.image_size
-  aug_kwargs = dict(config.augment)
   temperature = config.simclr.temperature
   # config.simclr.chunked_loss: InfoNCE under shard_map (losses.nt_xent_chunked), each device
   # holding [2n, 2N] logits instead of the global [2N, 2N]; same value and gradients. Over the
   # mesh train.run builds: config.mesh on all devices.
   mesh = methods.chunked_loss_mesh(config, 'simclr')
-  chunked = mesh is not None
 
   def init(rng, batch):
     if 'image' not in batch:
@@ -52,9 +58,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return variables['params'], {'batch_stats': variables.get('batch_stats', {})}, {}
 
   def embed_inputs(batch, rng):
-    view_a, view_b = image_aug.simclr_views(rng, batch['image'], num_views=2,
-                                            out_size=size, **aug_kwargs)
-    return image_aug.to_model_range(jnp.concatenate([view_a, view_b], axis=0))
+    return _siamese.two_views(config, rng, batch['image'])
 
   def forward(params, model_state, extra, x_2NxHxWxC, dropout_rng=None):
     del extra
@@ -65,14 +69,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     return z_2NxP, dict(new_state)
 
   def loss_from_embeddings(z_2NxP):
-    z_a, z_b = jnp.split(z_2NxP, 2, axis=0)
-    if chunked:
-      value, accuracy = losses.nt_xent_chunked(z_a, z_b, temperature=temperature, mesh=mesh,
-                                               axes=sharding.BATCH_AXES)
-      return value, {'contrastive_acc': accuracy}
-    logits, labels = losses.nt_xent_logits(z_a, z_b, temperature=temperature)
-    value = losses.info_nce(z_a, z_b, temperature=temperature)
-    return value, {'contrastive_acc': losses.contrastive_accuracy(logits, labels)}
+    return nt_xent(z_2NxP, temperature=temperature, mesh=mesh)
 
   def loss(params, model_state, extra, batch, rng):
     # Both views in one forward pass: BatchNorm sees all 2N images, as in SimCLR.
@@ -81,11 +78,7 @@ def make(config: ml_collections.ConfigDict) -> methods.Method:
     value, metrics = loss_from_embeddings(z_2NxP)
     return value, (new_state, metrics)
 
-  def embed(params, model_state, batch):
-    x = image_aug.to_model_range(image_aug.eval_view(batch['image'], size))
-    h, _ = model.apply({'params': params, **model_state}, x, train=False)
-    return h.astype(jnp.float32)   # evaluators get float32 features under bfloat16 compute
-
-  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra, embed=embed,
+  return methods.Method(init=init, loss=loss, update_extra=methods.no_extra,
+                        embed=_siamese.embed_fn(model, config, None),
                         embed_inputs=embed_inputs, forward=forward,
                         loss_from_embeddings=loss_from_embeddings)

@@ -25,10 +25,6 @@ from sslax import errors
 #             which XLA's CPU matmul path runs faster on small feature maps with many
 #             channels (measured in experiments/benchmarks/conv_impl.py); it costs k*k
 #             times the input's memory for the columns.
-#   'mixed':  'im2col' where it measured faster (strided convolutions, and outputs of at most
-#             MIXED_MAX_PIXELS positions), 'xla' on the large stride-1 maps, where im2col's
-#             9x wider columns made the 32x32x64 layer 1.9x slower on a loaded CPU (on an
-#             idle one im2col was 2.8x faster there: 'mixed' is kept for comparison only).
 #   'wgrad_gemm': XLA's convolution forward and input gradient (YNNPACK on CPU), and the
 #             weight gradient as k*k GEMMs, one per kernel offset: dW[i, j] = (shifted,
 #             strided slice of the padded input)^T @ dy (`conv_wgrad_gemm`). XLA's own weight
@@ -46,8 +42,7 @@ from sslax import errors
 #             0.56x of 'xla''s time at batch 16 / 32 / 64 ('im2col': 0.89x / 0.61x / 0.56x),
 #             with the forward pass unchanged, at 1.13x 'xla''s peak memory (699 vs 618 MiB at
 #             batch 32, XLA's buffer assignment; see _conv_wgrad_gemm_bwd).
-CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed', 'wgrad_gemm')
-MIXED_MAX_PIXELS = 16 * 16
+CONV_IMPLS = ('auto', 'xla', 'im2col', 'wgrad_gemm')
 TINY_MAX_PIXELS = 2 * 2
 
 
@@ -106,7 +101,7 @@ conv_wgrad_gemm.defvjp(_conv_wgrad_gemm_fwd, _conv_wgrad_gemm_bwd)
 
 class Conv(nn.Module):
   """nn.Conv(features, kernel_size, strides, padding='SAME', use_bias=False) computed another
-  way: im2col + one matmul ('im2col'; 'mixed'), or with GEMM weight gradients ('wgrad_gemm';
+  way: im2col + one matmul ('im2col'), or with GEMM weight gradients ('wgrad_gemm';
   see CONV_IMPLS). Its parameter is nn.Conv's ('kernel',
   [kh, kw, C_in, C_out]) and its class name is nn.Conv's, so flax auto-names it Conv_0,
   Conv_1, ... as it does nn.Conv: the two are interchangeable on the same checkpoint."""
@@ -115,7 +110,7 @@ class Conv(nn.Module):
   strides: int | tuple[int, int] = 1
   use_bias: bool = False
   dtype: Any = jnp.float32
-  impl: str = 'im2col'   # or 'mixed': XLA's convolution on large stride-1 maps; or 'wgrad_gemm'
+  impl: str = 'im2col'   # or 'wgrad_gemm'
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -131,9 +126,6 @@ class Conv(nn.Module):
     ho, wo = -(-h // sh), -(-w // sw)
     if self.impl == 'wgrad_gemm' and ho * wo > TINY_MAX_PIXELS:
       return conv_wgrad_gemm(x, kernel, (sh, sw), ((pt, pb), (pl, pr)))
-    if self.impl == 'mixed' and sh == sw == 1 and ho * wo > MIXED_MAX_PIXELS:
-      return jax.lax.conv_general_dilated(x, kernel, (sh, sw), 'SAME',
-                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     cols = [x[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
             for i in range(kh) for j in range(kw)]
@@ -152,7 +144,7 @@ def _conv_cls(conv_impl: str):
   conv_impl = resolve(conv_impl)
   if conv_impl == 'xla':
     return nn.Conv
-  if conv_impl in ('im2col', 'mixed', 'wgrad_gemm'):
+  if conv_impl in ('im2col', 'wgrad_gemm'):
     return functools.partial(Conv, impl=conv_impl)
   raise errors.ConfigError(f'config.model.conv_impl={conv_impl!r} is unknown; choose one of '
                            f'{CONV_IMPLS}.')
