@@ -14,6 +14,7 @@ import ml_collections
 from sslax import errors
 from sslax import sharding
 from sslax.data import host_crops as host_crops_lib
+from sslax.data import host_views
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
