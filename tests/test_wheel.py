@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 import pytest
 
+import sslax
 from sslax import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ import numpy as np
 from sklearn import datasets
 import sslax
 print('sslax', sslax.__file__)
+print('configs', 'simclr_digits' in sslax.list_configs(), sslax.__version__)
 encoder = sslax.load(sys.argv[1])
 images = np.round(datasets.load_digits().images[:6] * (255 / 16)).astype(np.uint8)[..., None]
 features = encoder.embed(images)
@@ -95,12 +97,22 @@ def test_the_wheel_holds_the_package_and_its_configs(wheel):
     names = set(z.namelist())
   tops = {n.split('/', 1)[0] for n in names}
   assert {t for t in tops if not t.endswith('.dist-info')} == {'sslax'}, tops   # no tests/
+  scripts = {n.rsplit('/', 1)[-1] for n in names if n.endswith('entry_points.txt')}
+  assert scripts == {'entry_points.txt'}
+  with zipfile.ZipFile(wheel) as z:
+    entry_points = z.read(next(n for n in names if n.endswith('entry_points.txt'))).decode()
+  for command in ('train', 'evaluate', 'embed', 'export', 'preflight'):
+    assert f'sslax-{command} = sslax.' in entry_points, entry_points
   for path in ('sslax/configs/__init__.py', 'sslax/configs/simclr_digits.py',
                'sslax/configs/common_images.py', 'sslax/configs/paper/__init__.py',
                'sslax/configs/paper/simclr_r50.py', 'sslax/main.py'):
     assert path in names, path
   shipped = {p.relative_to(REPO).as_posix() for p in (REPO / 'sslax').rglob('*.py')}
   assert shipped <= names, sorted(shipped - names)
+
+
+def test_the_wheels_version_is_sslax_version(wheel):
+  assert _metadata(wheel)['Version'] == sslax.__version__ == wheel.name.split('-')[1]
 
 
 def test_requirements_satisfy_the_wheels_dependencies(wheel):
@@ -136,18 +148,21 @@ def test_installed_wheel_trains_a_packaged_config_and_loads_it_outside_the_repo(
   workdir = tmp_path / 'run'
 
   def run(*args: str) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=outside, env=env,
+    command = list(args) if args[0].startswith('/') else [sys.executable, *args]
+    result = subprocess.run(command, cwd=outside, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
-  run('-m', 'sslax.main', '--config', 'simclr_digits:smoke', '--workdir', str(workdir),
-      f'--config.data.data_dir={tmp_path / "tfds"}', *RUN_FLAGS)
+  # The console script pip installed (pyproject's [project.scripts]) runs sslax.main.
+  run(str(site / 'bin' / 'sslax-train'), '--config', 'simclr_digits:smoke', '--workdir',
+      str(workdir), f'--config.data.data_dir={tmp_path / "tfds"}', *RUN_FLAGS)
   assert (workdir / 'checkpoints' / '1').is_dir()
   assert 'knn/accuracy' in (workdir / 'results.md').read_text()
 
   lines = dict(line.split(' ', 1) for line in run('-c', EMBED, str(workdir)).splitlines()
-               if line.startswith(('sslax ', 'features ')))
+               if line.startswith(('sslax ', 'features ', 'configs ')))
+  assert lines['configs'] == f'True {_metadata(wheel)["Version"]}', lines
   # The installed copy, not the clone (whose sslax/ is not on the path from `outside`).
   assert pathlib.Path(lines['sslax']).is_relative_to(site), lines
   shape, finite, spread = lines['features'].rsplit(' ', 2)
