@@ -13,6 +13,10 @@ MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 100
 # A function may exceed MAX_FUNCTION_LINES only with this comment right above it, saying why.
 LONG_FUNCTION_MARK = '# Long function:'
+# A command (nothing imports it, so no cycle can hide there) may defer an import for its
+# start-up time, on a line that says so.
+COMMANDS = ('main.py', 'evaluate.py', 'embed.py', 'export.py', 'preflight.py')
+DEFERRED_MARK = '# deferred:'
 
 
 def _sources() -> list[pathlib.Path]:
@@ -49,9 +53,14 @@ def _function_level_sslax_imports(tree: ast.AST) -> list[tuple[int, str]]:
 def test_no_sslax_import_inside_a_function():
   # Such an import is how a cycle hides from the layers contract; optional third-party
   # packages (sentencepiece, ...) may still be imported where they are used.
-  offenders = [f'{path.relative_to(ROOT)}:{line} imports {name}'
-               for path in _sources()
-               for line, name in _function_level_sslax_imports(ast.parse(path.read_text()))]
+  offenders = []
+  for path in _sources():
+    lines = path.read_text().splitlines()
+    for line, name in _function_level_sslax_imports(ast.parse('\n'.join(lines))):
+      deferred = path.parent == PACKAGE and path.name in COMMANDS and \
+          DEFERRED_MARK in lines[line - 1]
+      if not deferred:
+        offenders.append(f'{path.relative_to(ROOT)}:{line} imports {name}')
   assert not offenders, offenders
 
 
