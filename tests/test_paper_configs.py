@@ -1,5 +1,7 @@
-"""Every paper-scale config (configs/paper/) trains its `smoke` variant on CPU, is killed after
-step 2's checkpoint, and resumes to the end; TFDS sources run on `tfds.testing.mock_data`."""
+"""Every paper-scale config (configs/paper/) trains its `smoke` variant on CPU and evaluates it;
+a copy of its workdir cut back to step 2's checkpoint (what a kill then leaves) resumes to the
+end and must hold the same train state, bit for bit; TFDS sources run on
+`tfds.testing.mock_data`."""
 import contextlib
 import importlib
 
@@ -8,6 +10,7 @@ import pytest
 from sslax import storage
 from sslax import train
 from sslax.data import mock_catalog
+from tests import resumes
 from tests import test_train
 
 PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_vitb16',
@@ -15,7 +18,7 @@ PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_
 
 
 @pytest.mark.parametrize('name', PAPER_CONFIGS)
-def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
+def test_paper_config_smoke_runs_and_resumes(name, tmp_path):
   module = importlib.import_module(f'configs.paper.{name}')
   full, config = module.get_config(), module.get_config('smoke')
   assert full.total_steps >= 10_000 and full.batch_size >= 256   # the real recipe is untouched
@@ -32,9 +35,12 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
   workdir = tmp_path / 'run'
   with mock_catalog.catalog_mock() if config.data.source.startswith('tfds:') else \
       contextlib.nullcontext():
-    test_train.run_killed_after(config, workdir, monkeypatch, steps=2)
-    assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2']
     results = train.run(config, str(workdir))
+    assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2', '4']
+    # The uninterrupted run above is the reference: resumed from step 2, the same config must
+    # reach the same parameters, optimiser state, model state and EMA targets.
+    resumes.resume_copy(config, workdir, tmp_path / 'resumed', step=2)
+    resumes.assert_same_final_state(config, workdir, tmp_path / 'resumed')
   assert results['step'] == 4
   assert (workdir / 'results.json').exists()
 
