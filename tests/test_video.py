@@ -67,6 +67,7 @@ def test_nextframe_video_smoke_run_and_held_out_mse(tmp_path, monkeypatch, capsy
   c.eval.update(source=source, train_split='train', test_split='test')
   c.progress_bar = False
   workdir = tmp_path / 'run'
+  saves = resumes.record_saves(monkeypatch)
   results = train.run(c, str(workdir))
   assert_fraction_of(results['linear_probe/accuracy'], 64, 'probe')   # the 64 test digits
   rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
@@ -81,17 +82,17 @@ def test_nextframe_video_smoke_run_and_held_out_mse(tmp_path, monkeypatch, capsy
   assert held_out['step'] == 4 and held_out['clips'] == 64
   # Both against float64 NumPy of the same clips (the script's keys: fold_in(1234, batch i);
   # 64 clips are 4 whole batches of 16, so no padding rows): the baseline copies frame t, the
-  # model predicts frame t + k from the restored weights of step 4 (video.residual: the
+  # model predicts frame t + k with the weights step 4 saved (video.residual: the
   # frame plus the head's change).
   with np.load(tmp_path / 'digits_test.npz') as f:
     digits = f['images'][..., 0] if f['images'].ndim == 4 else f['images']
   v, k = c.video, c.video.steps_ahead
   assert v.residual
-  state, _ = resumes.final_state(c, workdir)
+  params = saves[workdir, 4].params   # the checkpoint the script restores
   net = audio_models.WithHeads(models.make_encoder(c.model, causal=True),
                                out_dim=v.canvas * v.canvas, num_outputs=1,
                                zero_init=bool(v.residual))
-  change = jax.jit(lambda x, mask: net.apply({'params': state.params}, x, mask)[2][0])
+  change = jax.jit(lambda x, mask: net.apply({'params': params}, x, mask)[2][0])
   copy_errors, model_errors = [], []
   for i in range(64 // c.batch_size):
     clips = video.moving_digits(
