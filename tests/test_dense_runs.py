@@ -1,7 +1,9 @@
-"""The dense evaluators end to end: configs/simclr_microscopy.py:smoke (and :bccd,smoke)
-pretrain on small synthetic folders' images and score segmentation (both modes) or detection
-at their final evaluation, then `python -m sslax.evaluate --evals NAME` scores one again with
-its source named on the command line. (The real dsb2018 and bccd runs are in docs/dense.md.)"""
+"""The dense evaluators end to end: configs/simclr_microscopy.py:smoke pretrains on small
+synthetic folders' images and scores segmentation (both modes) at its final evaluation, then
+`python -m sslax.evaluate --evals seg_linear` scores it again with its source named on the
+command line; :bccd,smoke pretrains and sslax.evaluate's run scores detection. Every score
+is recomputed from the run's own predictions (tests/exact_metrics.py). (The real dsb2018 and
+bccd runs are in docs/dense.md.)"""
 import json
 import subprocess
 import sys
