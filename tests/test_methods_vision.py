@@ -130,6 +130,6 @@ def test_smoke_run_resumes_to_the_uninterrupted_state(method, data_dir, tmp_path
   # The 360 test digits exactly, though they come in padded batches of 64.
   for key in ('knn/accuracy', 'random_init/knn/accuracy', 'linear_probe/accuracy'):
     assert_fraction_of(results[key], 360, key)
-  resumes.resume_copy(config, tmp_path / 'run', tmp_path / 'resumed', step=2)
+  resumes.resume_copy(saves, config, tmp_path / 'run', tmp_path / 'resumed', step=2)
   assert sorted(os.listdir(tmp_path / 'resumed' / 'checkpoints')) == ['2', '4']
   resumes.assert_same_final_state(saves, tmp_path / 'run', tmp_path / 'resumed', step=4)

@@ -40,7 +40,7 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
     assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2', '4']
     # The uninterrupted run above is the reference: resumed from step 2, the same config must
     # reach the same parameters, optimiser state, model state and EMA targets.
-    resumes.resume_copy(config, workdir, tmp_path / 'resumed', step=2)
+    resumes.resume_copy(saves, config, workdir, tmp_path / 'resumed', step=2)
   resumes.assert_same_final_state(saves, workdir, tmp_path / 'resumed', step=4)
   assert results['step'] == 4
   assert (workdir / 'results.json').exists()

@@ -88,7 +88,7 @@ def test_nextframe_video_smoke_run_and_held_out_mse(tmp_path, monkeypatch, capsy
     digits = f['images'][..., 0] if f['images'].ndim == 4 else f['images']
   v, k = c.video, c.video.steps_ahead
   assert v.residual
-  params = saves[workdir, 4].params   # the checkpoint the script restores
+  params = saves.states[workdir, 4].params   # the checkpoint the script restores
   net = audio_models.WithHeads(models.make_encoder(c.model, causal=True),
                                out_dim=v.canvas * v.canvas, num_outputs=1,
                                zero_init=bool(v.residual))
