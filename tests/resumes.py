@@ -1,4 +1,4 @@
-"""Resumed runs against uninterrupted ones, for the cost of a kill run.
+"""Resumed runs against uninterrupted ones, for the cost of a kill run and its resume.
 
 A test records every checkpoint save (`record_saves`), trains its run to the end once
 (evaluating it as before), then `resume_copy` copies that workdir without the checkpoints
@@ -9,7 +9,8 @@ final save, before it evaluates (the straight run's evaluation is the test's); t
 `assert_same_final_state` compares the two runs' final saved train states whole (params,
 opt_state, model_state, extra, rng, online probe), bit for bit: DESIGN.md promises a resumed
 run continues bit for bit, and both runs execute the same compiled step on the same devices,
-so any difference is a resume bug, not rounding.
+so any difference is a resume bug, not rounding. With 3 steps and saves at 2 and 3, the two
+runs train 4 steps in all, as a kill after step 2 and a resume to step 4 do.
 """
 import pathlib
 import shutil
