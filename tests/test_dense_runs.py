@@ -1,9 +1,10 @@
-"""The dense evaluators end to end: configs/simclr_microscopy.py:smoke (and :bccd,smoke)
-pretrain on small synthetic folders' images and score segmentation (both modes) or detection
-at their final evaluation, then `python -m sslax.evaluate --evals NAME` scores one again with
-its source named on the command line. (The real dsb2018 and bccd runs are in docs/dense.md.)"""
+"""The dense evaluators end to end: configs/simclr_microscopy.py:smoke pretrains on small
+synthetic folders' images and scores segmentation (both modes) at its final evaluation, then
+`python -m sslax.evaluate --evals seg_linear` scores it again with its source named on the
+command line; :bccd,smoke pretrains and sslax.evaluate's run scores detection. Every score
+is recomputed from the run's own predictions (tests/exact_metrics.py). (The real dsb2018 and
+bccd runs are in docs/dense.md.)"""
 import json
-import os
 import subprocess
 import sys
 
@@ -11,7 +12,13 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from sslax import evaluate
 from sslax import train
+from sslax.data import dense_augment
+from sslax.evaluators import coco_metrics
+from sslax.evaluators import dense_tasks
+from sslax.evaluators import segmentation
+from tests import exact_metrics
 from tests.conftest import REPO
 
 
@@ -35,22 +42,34 @@ def _segfolder(root):
       PIL.Image.fromarray(mask).save(root / split / 'masks' / f'{i}.png')
 
 
-def _assert_two_class_scores(miou, pixel_accuracy, valid, what):
-  """pixel_accuracy is k / `valid` (every non-ignored test pixel at its own size, no padding),
-  and miou is what some two-class confusion with k right pixels gives: with a = pixels right
-  as class 0, both classes' unions are their right pixels plus every wrong one."""
-  correct = pixel_accuracy * valid
-  assert abs(correct - round(correct)) < 1e-6 * valid, (what, pixel_accuracy, valid)
-  correct = round(correct)
-  wrong = valid - correct
-  possible = []
-  for a in range(correct + 1):
-    ious = [t / (t + wrong) for t in (a, correct - a) if t + wrong > 0]
-    possible.append(float(np.mean(ious)) if ious else 0.0)
-  assert np.isclose(possible, miou, rtol=0, atol=1e-6).any(), (what, miou, correct, wrong)
+def _masks(root, split, shorter=0):
+  """A split's masks as bytes, sorted (the evaluators hold them in their own order); with
+  `shorter`, shrunk with their images as the evaluators keep training pairs."""
+  out = []
+  for f in (root / split / 'masks').glob('*.png'):
+    mask = np.asarray(PIL.Image.open(f))
+    if shorter:
+      image = np.asarray(PIL.Image.open(root / split / 'images' / f.name))
+      mask = dense_augment.shrink(image, mask, shorter)[1]
+    out.append(mask.tobytes())
+  return sorted(out)
 
 
-def test_segmentation_from_training_and_from_the_command_line(tmp_path):
+def _fine_tunes(log, names):
+  """The recorded dense fine-tunes as (result key prefix, evaluator name, held-out scoring
+  calls, test scoring call, the dense_tasks.score call): pretrained first, then random init
+  (train.evaluate's order), each evaluator once per encoder."""
+  out, seen = [], set()
+  for *held_out, test, run in exact_metrics.groups(log, 'sslax.evaluators.dense_tasks.score'):
+    ev = run.args[1]
+    name = next(n for n, e in names.items() if (e.type, e.get('mode')) == (ev.type, ev.get('mode')))
+    out.append(('random_init/' if name in seen else '', name, held_out, test, run))
+    seen.add(name)
+  assert len(out) == 2 * len(names), [(p, n) for p, n, *_ in out]
+  return out
+
+
+def test_segmentation_from_training_and_from_the_command_line(tmp_path, monkeypatch):
   seg = tmp_path / 'seg'
   _segfolder(seg)
   from sslax.configs import simclr_microscopy
@@ -59,16 +78,31 @@ def test_segmentation_from_training_and_from_the_command_line(tmp_path):
   config.eval.source = f'segfolder:{seg}'
   config.data.data_dir = str(tmp_path / 'tfds')
   config.progress_bar = False
+  log = []
+  exact_metrics.record(monkeypatch, log, segmentation, 'split_scores')
+  exact_metrics.record(monkeypatch, log, dense_tasks, 'score')
   results = train.run(config, str(tmp_path / 'run'))
-  # Scored at each test image's own size: 4 images, one ignored pixel each.
-  valid = sum(np.prod(PIL.Image.open(f).size) - 1
-              for f in (seg / 'test' / 'masks').glob('*.png'))
+  # Every score recomputed from the run's own predicted masks (tests/exact_metrics.py): the
+  # test one over the 4 test masks at their own size, `val_miou` the best over the held-out
+  # training images.
+  test_masks = _masks(seg, 'test')
+  fine_tunes = _fine_tunes(log, {n: config.evals[n] for n in ('seg_linear', 'seg_fine_tune')})
+  for prefix, name, held_out, test, _ in fine_tunes:
+    key, ev = f'{prefix}{name}', config.evals[name]
+    train_masks = _masks(seg, 'train', dense_augment.max_shorter_side(ev.image_size,
+                                                                      ev.scale_range))
+    assert sorted(m.tobytes() for _, m in test.args[1]) == test_masks, key
+    assert held_out, key
+    for call in (*held_out, test):
+      predicted, views, num_classes = call.args
+      assert call.result == pytest.approx(exact_metrics.segmentation_scores(
+          [m for _, m in views], predicted, num_classes), rel=1e-12, abs=1e-12), key
+    for call in held_out:
+      assert {m.tobytes() for _, m in call.args[1]} <= set(train_masks), key
+    assert results[f'{key}/miou'] == test.result['miou'], key
+    assert results[f'{key}/pixel_accuracy'] == test.result['pixel_accuracy'], key
+    assert results[f'{key}/val_miou'] == max(c.result['miou'] for c in held_out), key
   for name in ('seg_linear', 'seg_fine_tune'):
-    for prefix in ('', 'random_init/'):
-      key = f'{prefix}{name}'
-      _assert_two_class_scores(results[f'{key}/miou'], results[f'{key}/pixel_accuracy'], valid,
-                               key)
-      assert 0.0 <= results[f'{key}/val_miou'] <= 1.0, key   # held-out images: any subset
     assert (tmp_path / 'run' / f'{name}.png').exists()
   assert 'raw_input/logistic/accuracy' not in results
   out = subprocess.run(
@@ -117,9 +151,22 @@ def _coco(root):
         'categories': [{'id': 0, 'name': 'a'}, {'id': 1, 'name': 'b'}]}))
 
 
-def test_detection_from_the_command_line(tmp_path):
+def _xyxy(root, split):
+  """Each image's true boxes (x0, y0, x1, y1) and labels, in file order, from the COCO JSON."""
+  data = json.loads((root / f'{split}.json').read_text())
+  out = {i['id']: ([], []) for i in data['images']}
+  for a in data['annotations']:
+    x, y, w, h = a['bbox']
+    out[a['image_id']][0].append([x, y, x + w, y + h])
+    out[a['image_id']][1].append(a['category_id'])
+  return [(np.asarray(b, np.float64), np.asarray(l)) for b, l in out.values()]
+
+
+def test_detection_through_sslax_evaluate(tmp_path, monkeypatch, capsys):
   """Pretraining without it (the train loop's final evaluation is the segmentation test's
-  path), then the detection evaluator through sslax.evaluate."""
+  path, the command line too), then the detection evaluator through sslax.evaluate's run,
+  its source named as --config.evals.detection.source would, and every mAP recomputed from
+  the boxes it predicted."""
   det = tmp_path / 'det'
   _coco(det)
   from sslax.configs import simclr_microscopy
@@ -130,21 +177,51 @@ def test_detection_from_the_command_line(tmp_path):
   config.progress_bar = False
   config.evals.detection.enabled = False
   train.run(config, str(tmp_path / 'run'))
-  out = subprocess.run(
-      [sys.executable, '-m', 'sslax.evaluate', '--workdir', str(tmp_path / 'run'),
-       '--evals', 'detection', f'--config.evals.detection.source=coco:{det}',
-       '--output_dir', str(tmp_path / 'eval')],
-      cwd=REPO, capture_output=True, text=True, timeout=600,
-      env={**os.environ, 'SSLAX_VERBOSE': '1'})
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert '| detection/map50 |' in out.stdout
-  scored = json.loads((tmp_path / 'eval' / 'results.json').read_text())
-  for prefix in ('', 'random_init/'):
-    key = f'{prefix}detection'
-    # COCO's AP at IoU 0.5 bounds the mean over 0.5:0.95 (precision only falls as IoU rises).
-    assert 0.0 <= scored[f'{key}/map'] <= scored[f'{key}/map50'] <= 1.0, scored
-    assert 0.0 <= scored[f'{key}/val_map50'] <= 1.0, key
+  capsys.readouterr()
+  log = []
+  exact_metrics.record(monkeypatch, log, coco_metrics, 'mean_ap')
+  exact_metrics.record(monkeypatch, log, dense_tasks, 'score')
+  saved = evaluate.load_config(str(tmp_path / 'run'))
+  saved.evals.detection.source = f'coco:{det}'
+  # A one-epoch head scores every box under the default 0.05: keep them all (NMS and the
+  # 100 best still apply), so the mAPs below are computed over real detections.
+  saved.evals.detection.score_threshold = 0.0
+  scored = evaluate.run(saved, str(tmp_path / 'run'), evals=['detection'],
+                        output_dir=str(tmp_path / 'eval'))
+  assert json.loads((tmp_path / 'eval' / 'results.json').read_text()) == pytest.approx(scored)
+  test_truth, train_truth = _xyxy(det, 'test'), _xyxy(det, 'train')
+  for prefix, _, held_out, test, _ in _fine_tunes(log, {'detection': saved.evals.detection}):
+    truth, found, num_classes = test.args
+    assert num_classes == 2 and len(truth) == len(test_truth)
+    assert all(len(f['boxes']) for f in found), prefix
+    for t, (boxes, labels) in zip(truth, test_truth):   # test boxes at the image's own size
+      np.testing.assert_allclose(t['boxes'], boxes, atol=1e-4)
+      np.testing.assert_array_equal(t['labels'], labels)
+    assert held_out, prefix
+    for call in held_out:   # a held-out training image, its boxes scaled with it
+      for t in call.args[0]:
+        scale = np.array([t['width'] / 64, t['height'] / 48] * 2)
+        assert any(np.allclose(t['boxes'], boxes * scale, atol=1e-3)
+                   and np.array_equal(t['labels'], labels) for boxes, labels in train_truth)
+    for call in (*held_out, test):
+      assert call.result == pytest.approx(exact_metrics.coco_map(*call.args), abs=1e-9)
+    assert scored[f'{prefix}detection/map'] == test.result['map'], prefix
+    assert scored[f'{prefix}detection/map50'] == test.result['map50'], prefix
+    assert scored[f'{prefix}detection/val_map50'] == max(c.result['map50'] for c in held_out)
   # The printed table is the results.json it wrote, pretrained next to random init.
+  out = capsys.readouterr().out
   assert (f"| detection/map50 | {scored['detection/map50']:.4f} | "
-          f"{scored['random_init/detection/map50']:.4f} |") in out.stdout, out.stdout
+          f"{scored['random_init/detection/map50']:.4f} |") in out, out
   assert (tmp_path / 'eval' / 'detection.png').exists()
+
+
+def test_map_of_boxes_made_for_it():
+  """mAP in closed form: class 0's one detection overlaps its box with IoU 0.625 (a hit at
+  IoU thresholds 0.50, 0.55, 0.60 of the ten: AP 1 at 0.5, 0.3 over 0.50:0.95); class 1's
+  exact box ranks second behind a miss (precision 1/2 at full recall: AP 0.5 everywhere)."""
+  truth = [{'height': 48, 'width': 64, 'boxes': np.array([[0, 0, 20, 10], [30, 20, 50, 40]]),
+            'labels': np.array([0, 1])}]
+  found = [{'boxes': np.array([[0, 0, 12.5, 10], [0, 30, 10, 40], [30, 20, 50, 40]]),
+            'scores': np.array([0.9, 0.8, 0.7]), 'labels': np.array([0, 1, 1])}]
+  for scores in (coco_metrics.mean_ap(truth, found, 2), exact_metrics.coco_map(truth, found, 2)):
+    assert scores == pytest.approx({'map': (0.3 + 0.5) / 2, 'map50': (1 + 0.5) / 2}, abs=1e-9)

@@ -23,6 +23,8 @@ from sslax.data import host_views
 from sslax.data import readers
 from sslax.data import sources
 from sslax.data import train_batches
+from sslax.evaluators import knn
+from tests import exact_metrics
 from tests import test_train
 from tests.conftest import assert_fraction_of
 
@@ -260,7 +262,7 @@ def test_catalog_images_reach_the_host_crops_encoded(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('method', ['dino', 'mae'])
-def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
+def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, monkeypatch, method):
   """DINO's local crops come from the host as `image_local`; MAE asks for one view."""
   import importlib
   config = importlib.import_module(f'sslax.configs.{method}_images').get_config('smoke')
@@ -275,5 +277,17 @@ def test_multi_crop_and_mae_train_on_a_mixed_folder(folder, tmp_path, method):
                                            config.dino.local_size, 3)
   else:
     assert record['image'].shape == (1, config.data.image_size, config.data.image_size, 3)
+  log = []
+  exact_metrics.record(monkeypatch, log, knn, 'knn_accuracy')
   results = train.run(config, str(tmp_path / 'run'))
-  assert results['step'] == config.total_steps and 0 <= results['knn/accuracy'] <= 1
+  assert results['step'] == config.total_steps
+  # kNN of the pretrained, then the random-init encoder (train.evaluate's order) over the
+  # folder's 16 train and 8 test images, recomputed in float64 from the very features.
+  assert len(log) == 2, log
+  for prefix, call in zip(('', 'random_init/'), log):
+    bank, bank_labels, queries, query_labels = call.args
+    assert bank.shape[0] == 16 and queries.shape[0] == 8, (bank.shape, queries.shape)
+    assert sorted(bank_labels) == [0] * 8 + [1] * 8 and sorted(query_labels) == [0] * 4 + [1] * 4
+    assert call.result == exact_metrics.knn_accuracy(*call.args, **call.kwargs), prefix
+    assert results[f'{prefix}knn/accuracy'] == call.result, prefix
+    assert_fraction_of(call.result, 8, prefix)

@@ -1,8 +1,8 @@
 """The method registry (sslax/methods/__init__.py): names, lookup, and the host-crop hook."""
 import pytest
 
-from configs import dino_images
-from configs import simclr_digits
+from sslax.configs import dino_images
+from sslax.configs import simclr_digits
 from sslax import errors
 from sslax import methods
 

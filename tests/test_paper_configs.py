@@ -1,5 +1,7 @@
-"""Every paper-scale config (configs/paper/) trains its `smoke` variant on CPU, is killed after
-step 2's checkpoint, and resumes to the end; TFDS sources run on `tfds.testing.mock_data`."""
+"""Every paper-scale config (configs/paper/) trains its `smoke` variant on CPU and evaluates it;
+a copy of its workdir cut back to step 2's checkpoint (what a kill then leaves) resumes to the
+end and must hold the same train state, bit for bit; TFDS sources run on
+`tfds.testing.mock_data`."""
 import contextlib
 import importlib
 
@@ -8,6 +10,7 @@ import pytest
 from sslax import storage
 from sslax import train
 from sslax.data import mock_catalog
+from tests import resumes
 from tests import test_train
 
 PAPER_CONFIGS = ('simclr_r50', 'byol_r50', 'mocov3_vits16', 'dino_vits16', 'mae_vitb16',
@@ -29,13 +32,20 @@ def test_paper_config_smoke_runs_and_resumes(name, tmp_path, monkeypatch):
     # 48 mock images over 1000 random classes leave the probe no held-out examples to pick
     # its l2 with; kNN still evaluates the pretrained and the random-init encoder.
     config.evals.linear_probe.enabled = False
+  # Saves at steps 2 and 3: the straight run trains 3 steps and its copy resumed from step 2
+  # one, 4 steps in all, as the kill run and resume this test made before did.
+  config.total_steps = 3
   workdir = tmp_path / 'run'
   with mock_catalog.catalog_mock() if config.data.source.startswith('tfds:') else \
       contextlib.nullcontext():
-    test_train.run_killed_after(config, workdir, monkeypatch, steps=2)
-    assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2']
+    saves = resumes.record_saves(monkeypatch)
     results = train.run(config, str(workdir))
-  assert results['step'] == 4
+    assert sorted(p.name for p in (storage.path(workdir) / 'checkpoints').iterdir()) == ['2', '3']
+    # The uninterrupted run above is the reference: resumed from step 2, the same config must
+    # reach the same parameters, optimiser state, model state and EMA targets.
+    resumes.resume_copy(saves, config, workdir, tmp_path / 'resumed', step=2)
+  resumes.assert_same_final_state(saves, workdir, tmp_path / 'resumed', step=3)
+  assert results['step'] == 3
   assert (workdir / 'results.json').exists()
 
 

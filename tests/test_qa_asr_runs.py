@@ -10,6 +10,10 @@ import sys
 import pytest
 
 from sslax import train
+from sslax.evaluators import asr
+from sslax.evaluators import sequence_tasks
+from sslax.evaluators import squad_metrics
+from tests import exact_metrics
 from tests.conftest import REPO, shared_data
 
 
@@ -32,10 +36,14 @@ def test_smoke_pretraining_then_evaluate_by_name(tmp_path, monkeypatch, capsys, 
                                                   metrics, data, cli):
   source = shared_data(data)
   config = _config(module, tmp_path / 'tfds')
+  log = []
+  exact_metrics.record(monkeypatch, log, sequence_tasks, 'score')
+  if name == 'qa':
+    exact_metrics.record(monkeypatch, log, squad_metrics, 'score')
+  else:
+    exact_metrics.record(monkeypatch, log, asr, 'error_rates')
   results = train.run(config, str(tmp_path / 'run'))
-  for m in metrics:
-    for prefix in ('', 'random_init/'):
-      assert results[f'{prefix}{name}/{m}'] >= 0.0, (prefix, m)
+  _assert_scores_are_the_predictions_scores(results, log, name, config)
   assert 'raw_input/logistic/accuracy' not in results   # no labels: no raw-input baseline
   samples = (tmp_path / 'run' / 'samples.md').read_text()
   assert f'## {name}: test samples' in samples and f'## random_init/{name}' in samples
@@ -59,6 +67,42 @@ def test_smoke_pretraining_then_evaluate_by_name(tmp_path, monkeypatch, capsys, 
   assert out.returncode == 0, out.stderr[-3000:]
   assert f'| {name}/{metrics[0]} |' in out.stdout
   assert (tmp_path / 'eval' / 'samples.md').exists()
+
+
+def _assert_scores_are_the_predictions_scores(results, log, name, config):
+  """Each encoder's fine-tune (pretrained, then random init: train.evaluate's order) scored its
+  held-out questions or clips after each epoch and the test split once, at the best held-out
+  score: every recorded score is recomputed from the run's own predictions (tests/
+  exact_metrics.py), the test ones must be the reported ones, and `val_*` the best held-out."""
+  if name == 'qa':   # squad_metrics.score(predictions, golds)
+    test_keys, val_key, better = ('exact_match', 'f1'), 'f1', max
+    truth_of = lambda call: call.args[1]
+    rescore = lambda call: exact_metrics.squad_scores(*call.args)
+    split_truth = lambda questions: [[a for a, _ in q.answers] for q in questions]
+  else:   # asr.error_rates(references, hypotheses)
+    test_keys, val_key, better = ('wer', 'cer'), 'cer', min
+    truth_of = lambda call: call.args[0]
+    rescore = lambda call: exact_metrics.error_rates(*call.args)
+    split_truth = lambda split: split[1]   # (audio arrays, transcripts)
+  runs = exact_metrics.groups(log, 'sslax.evaluators.sequence_tasks.score')
+  assert len(runs) == 2, [len(r) for r in runs]
+  for prefix, (*held_out, test, run) in zip(('', 'random_init/'), runs):
+    data = run.args[2]   # sequence_tasks.score(config, ev, data, ...)
+    test_truth, train_truth = split_truth(data['test']), split_truth(data['train'])
+    assert len(test_truth) == config.evals[name].max_test
+    assert list(truth_of(test)) == test_truth, prefix
+    if name == 'qa':   # answers are spans of their own context (the smoke's score 0 on them)
+      assert all(p and p in q.context for p, q in zip(test.args[0], data['test'])), prefix
+    assert held_out, 'no held-out score'
+    for call in held_out:   # a part of train
+      assert all(t in train_truth for t in truth_of(call)), prefix
+      assert len(truth_of(call)) < len(train_truth), prefix
+    for call in (*held_out, test):
+      assert call.result == pytest.approx(rescore(call), rel=1e-12, abs=1e-12), call.result
+    for m in test_keys:
+      assert results[f'{prefix}{name}/{m}'] == test.result[m], (prefix, m)
+    best = better(call.result[val_key] for call in held_out)
+    assert results[f'{prefix}{name}/val_{val_key}'] == best, prefix
 
 
 def test_qa_on_an_audio_method_says_what_is_missing(tmp_path):

@@ -10,7 +10,10 @@ from sklearn import metrics as sk_metrics
 
 from sslax import train
 from sslax.data import sources
+from sslax.evaluators import fine_tune
 from sslax.evaluators import linear_probe
+from sslax.evaluators import raw_input
+from tests import exact_metrics
 from tests.test_text_methods import text_config
 
 
@@ -23,6 +26,12 @@ def _write_tsv(path, n, seed):
     sentence = ' '.join(rng.choice(words, size=rng.integers(3, 8)))
     lines.append(f'{sentence}\t{sentence.count("e") / len(sentence):.4f}')
   path.write_text('\n'.join(lines) + '\n')
+
+
+def _labels(path):
+  """A tsv's float targets, as the source stores them (float32)."""
+  return np.array([float(l.split('\t')[1]) for l in path.read_text().splitlines()[1:]],
+                  np.float32)
 
 
 def test_ridge_regression_probe_equals_scikit_learn():
@@ -57,7 +66,7 @@ def test_npz_float_labels_are_regression_targets(tmp_path):
     sources.info(f'npz:{tmp_path / "bad.npz"}', data_dir=str(tmp_path / 'tfds'))
 
 
-def test_float_tsv_regression_through_config(tmp_path):
+def test_float_tsv_regression_through_config(tmp_path, monkeypatch):
   for split, n, seed in (('train', 240, 0), ('test', 80, 1)):
     _write_tsv(tmp_path / f'{split}.tsv', n, seed)
   overrides = {'eval.source': f'tsv:{tmp_path}', 'evals.fine_tune.task': 'regression',
@@ -67,16 +76,45 @@ def test_float_tsv_regression_through_config(tmp_path):
     for name in ('knn', 'linear_probe'):
       config.evals[name].enabled = False
     config.evals.ridge = dict(type='ridge', source='', every_steps=0, l2=1e-3)
+  log = []
+  for module, name in ((linear_probe, 'regression_metrics'),
+                       (linear_probe, 'ridge_regression_probe'), (fine_tune, 'fine_tune'),
+                       (raw_input, 'ridge')):
+    exact_metrics.record(monkeypatch, log, module, name)
   results = train.run(config, str(tmp_path / 'run'))
-  for prefix in ('', 'random_init/'):
-    for key in ('ridge/mse', 'ridge/mae', 'ridge/r2', 'fine_tune/mse', 'fine_tune/mae',
-                'fine_tune/r2', 'fine_tune/val_mse'):
-      assert np.isfinite(results[prefix + key]), prefix + key
+  test_y, train_y = (_labels(tmp_path / f'{split}.tsv') for split in ('test', 'train'))
+  # Every score the run took, recomputed by scikit-learn in float64 from its predictions.
+  for call in log:
+    if call.name.endswith('.regression_metrics'):
+      pred, target = (np.asarray(a, np.float64) for a in call.args)
+      assert call.result == pytest.approx({
+          'mse': sk_metrics.mean_squared_error(target, pred),
+          'mae': sk_metrics.mean_absolute_error(target, pred),
+          'r2': sk_metrics.r2_score(target, pred)}, rel=1e-9, abs=1e-12)
+  # Ridge, then the fine-tune, of the pretrained and the random-init encoder (train.evaluate's
+  # order), then the raw-input baseline: each ends with its test score, after the held-out
+  # ones the fine-tune (each epoch) and the baseline (each alpha) chose by.
+  runs = exact_metrics.groups(log, 'sslax.evaluators.linear_probe.ridge_regression_probe',
+                              'sslax.evaluators.fine_tune.fine_tune',
+                              'sslax.evaluators.raw_input.ridge')
+  assert [r[-1].name.rsplit('.', 1)[1] for r in runs] == [
+      'ridge_regression_probe', 'fine_tune', 'ridge_regression_probe', 'fine_tune', 'ridge']
+  for key, (*held_out, test, _) in zip(('ridge', 'fine_tune', 'random_init/ridge',
+                                        'random_init/fine_tune', 'raw_input/ridge'), runs):
+    np.testing.assert_allclose(np.sort(test.args[1]), np.sort(test_y), atol=1e-6)   # all 80
+    for m in ('mse', 'mae', 'r2'):
+      assert results[f'{key}/{m}'] == test.result[m], (key, m)
+    assert bool(held_out) == (key not in ('ridge', 'random_init/ridge')), key
+    for call in held_out:   # a part of train
+      target = np.asarray(call.args[1], np.float32)
+      assert len(target) < len(train_y) and np.isin(target, train_y).all(), key
+    if key.endswith('fine_tune'):   # the best held-out MSE picked the test step
+      assert results[f'{key}/val_mse'] == min(c.result['mse'] for c in held_out), key
   # The baseline on raw text is a real regressor: TF-IDF of the words predicts the 'e' share.
   assert results['raw_input/ridge/r2'] > 0.5
   table = (tmp_path / 'run' / 'results.md').read_text()
   assert '| raw input (ridge) |' in table and '| ridge/r2 |' in table
-  assert json.loads((tmp_path / 'run' / 'results.json').read_text())['ridge/mse'] > 0
+  assert json.loads((tmp_path / 'run' / 'results.json').read_text()) == pytest.approx(results)
 
   # Class-only evaluators on float targets, and a classification fine-tune, name the fix.
   config.evals.knn.enabled = True

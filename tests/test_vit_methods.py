@@ -17,6 +17,7 @@ from sslax import models
 from sslax import optim
 from sslax import sharding
 from sslax import train
+from sslax.augment import image as image_aug
 from sslax.configs import common_images
 from tests.test_methods_vision import _first_batch, _step_on, data_dir, smoke_config  # noqa: F401
 from tests.conftest import assert_fraction_of
@@ -56,9 +57,29 @@ def test_other_image_methods_init_a_vit(method, data_dir):
   m = methods.get(config.method)(config)
   batch = {k: jnp.asarray(v) for k, v in _first_batch(config, data_dir).items()}
   params, model_state, extra = meta.unbox(m.init(jax.random.PRNGKey(0), batch))
-  loss, _ = jax.jit(m.loss)(params, model_state, extra, batch, jax.random.PRNGKey(1))
+  assert 'transformer' in params['encoder']
+  loss_fn = jax.jit(m.loss)
+  loss, _ = loss_fn(params, model_state, extra, batch, jax.random.PRNGKey(1))
   assert np.isfinite(loss)
-  assert m.embed(params, model_state, batch).shape == (config.batch_size, config.model.width)
+  # The same compiled loss in closed form: with the projector's last layer zeroed, every
+  # view's projection is 0 whatever the ViT computes (a NaN would still show). SimCLR: each
+  # of the 2N anchors sees its positive and 2N - 2 negatives at equal similarity, log(2N - 1);
+  # VICReg: only the variance hinges, relu(1 - sqrt(0 + 1e-4)) per feature and view; Barlow
+  # Twins: C = 0, so each of the D diagonal terms is (1 - 0)^2.
+  out = params['projector']['out']
+  zeroed = {**params, 'projector': {**params['projector'],
+                                    'out': jax.tree.map(jnp.zeros_like, out)}}
+  value, _ = loss_fn(zeroed, model_state, extra, batch, jax.random.PRNGKey(1))
+  expected = {'simclr': lambda: np.log(2 * config.batch_size - 1),
+              'vicreg': lambda: config.vicreg.variance_weight * 2 * (1 - np.sqrt(1e-4)),
+              'barlow': lambda: config.barlow.proj_dim}[method]()
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  # embed: the ViT's pooled features of the evaluation view, not the projector's.
+  features = m.embed(params, model_state, batch)
+  view = image_aug.to_model_range(image_aug.eval_view(batch['image'], config.data.image_size))
+  np.testing.assert_allclose(features, models.make_encoder(config.model).apply(
+      {'params': params['encoder']}, view, False), rtol=1e-6, atol=1e-6)
+  assert features.shape == (config.batch_size, config.model.width)
 
 
 def test_drop_path_is_random_in_training_and_off_at_eval():
