@@ -89,6 +89,10 @@ def base() -> ml_collections.ConfigDict:
   # 4 GiB holds MNIST/CIFAR-size splits and their features; ImageNet's 1.28M x 2048 float32
   # train features (10 GB) stream.
   c.eval.max_host_bytes = 4 * 2**30
+  # Few labels (sslax/evaluators/few_labels.py): knn, the probes, fine_tune and the raw-input
+  # baseline scored again on class-balanced subsets of the training split, drawn per seed:
+  # ints are labels per class, floats in (0, 1) fractions of each class, e.g. (1, 5, 25).
+  c.eval.label_budgets = ()
 
   # Downstream evaluators by name (sslax/evaluators/suite.py, README "Evaluation"). `type` is
   # one of evaluators/options.py TYPES; `every_steps` > 0 also runs it during pretraining (0: only at the end).
@@ -126,6 +130,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.eval.max_test_examples = 128
   c.eval.batch_size = 64
   c.eval.num_seeds = 1
+  c.eval.label_budgets = ()   # tests switch them on where they test them
   for ev in c.evals.values():
     if ev.type == 'linear_probe':
       ev.update(steps=50, l2_grid=(1e-4, 1e-2))

@@ -41,6 +41,35 @@ RAW_INPUT = 'raw_input/'
 RAW_INPUT_MODELS = ('logistic', 'ridge')
 # '<key>_seed<i>': the value of seed config.seed + i, beside the mean '<key>' and '<key>_std'.
 SEED = '_seed'
+# '<evaluator>@<budget>/<metric>': a score on a few-label subset (evaluators/few_labels.py),
+# and 'labels_per_class@<budget>' (or 'labels_per_class': all of train) its size.
+BUDGET = '@'
+PER_CLASS = 'labels_per_class'
+# The few-label table's metrics (the rest, e.g. a probe's chosen l2, stay in results.json).
+BUDGET_METRICS = ('accuracy', 'r2', 'mse')
+# How each few-label score chose its hyperparameters (evaluators/few_labels.py).
+SELECTION_NOTE = (
+    'Each subset is class-balanced and drawn per seed, the same for the three columns; '
+    'hyperparameters are chosen inside it: the probe\'s L2 and the baseline\'s C on a '
+    'held-out part, by k-fold cross-validation at 2-12 examples per class, or fixed at the '
+    'strongest regularisation at one per class; a fine-tune keeps its best step on one '
+    'held-out example per class or more, or its last step at one per class; kNN uses '
+    'k = min(k, subset size).')
+
+
+def over_seeds(prefix: str, per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
+  """Per-seed scores as '<prefix><key>' (the mean), and with several seeds '<key>_std' and
+  each seed's '<key>_seed<i>'."""
+  results = {}
+  for k in per_seed[0]:
+    values = np.array([s[k] for s in per_seed], np.float64)
+    results[prefix + k] = float(values.mean())
+    if len(values) > 1:
+      results[f'{prefix}{k}_std'] = float(values.std())
+      # Each seed's value too: a mean and std cannot tell one failed fine-tune (an asr
+      # seed left on CTC's blank plateau) from three mediocre ones.
+      results.update({f'{prefix}{k}{SEED}{i}': float(v) for i, v in enumerate(values)})
+  return results
 
 
 def _cell(results: Mapping[str, float], key: str) -> str:
@@ -59,7 +88,8 @@ def table(results: Mapping[str, Any]) -> str:
   """A markdown table: one row per metric, pretrained vs random init vs the raw-input
   baseline, whose test accuracy stands in every accuracy row (it has no other metric)."""
   keys = sorted(k for k in results if '/' in k and not k.startswith((RANDOM, RAW_INPUT))
-                and not k.endswith('_std') and not re.search(f'{SEED}\\d+$', k))
+                and not k.endswith('_std') and not re.search(f'{SEED}\\d+$', k)
+                and BUDGET not in k)
   models = [m for m in RAW_INPUT_MODELS if any(k.startswith(f'{RAW_INPUT}{m}/') for k in results)]
   model = models[0] if models else RAW_INPUT_MODELS[0]
   shown = {'logistic': ('accuracy',), 'ridge': ('mse', 'mae', 'r2')}[model]
@@ -71,6 +101,75 @@ def table(results: Mapping[str, Any]) -> str:
   rows += [f'| {k} | {_cell(results, k)} | {_cell(results, RANDOM + k)} | {raw(k)} |'
            for k in keys]
   return '\n'.join(rows)
+
+
+def _budget_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+  """(evaluator/metric, budget, key) of each few-label score and its all-labels twin, in
+  budget order (smallest first, 'all' last)."""
+  found = {}
+  for k in results:
+    m = re.fullmatch(f'([^/{BUDGET}]+){BUDGET}([^/]+)/({"|".join(BUDGET_METRICS)})', k)
+    if m and not k.startswith((RANDOM, RAW_INPUT)):
+      found.setdefault(f'{m[1]}/{m[3]}', []).append(m[2])
+  size = lambda b: results.get(f'{PER_CLASS}{BUDGET}{b}', 0.0)
+  rows = []
+  for what, budgets in sorted(found.items()):
+    name, metric = what.split('/')
+    rows += [(what, b, f'{name}{BUDGET}{b}/{metric}') for b in sorted(budgets, key=size)]
+    rows += [(what, 'all', what)] if what in results else []
+  return rows
+
+
+def budget_table(results: Mapping[str, Any]) -> str:
+  """The few-label markdown table: each evaluator at each budget and with all labels,
+  pretrained vs random init vs the raw-input baseline at the same budget; '' without
+  few-label scores."""
+  rows = _budget_rows(results)
+  if not rows:
+    return ''
+  model = next((m for m in RAW_INPUT_MODELS if any(k.startswith(f'{RAW_INPUT}{m}')
+                                                   for k in results)), RAW_INPUT_MODELS[0])
+  def raw(b, metric):
+    key = f'{RAW_INPUT}{model}' + ('' if b == 'all' else f'{BUDGET}{b}') + f'/{metric}'
+    return _cell(results, key)
+  def per_class(b):
+    n = results.get(PER_CLASS if b == 'all' else f'{PER_CLASS}{BUDGET}{b}')
+    if b.endswith('%') or b == 'all':
+      return f'{b} ({n:g} per class)' if n else b
+    return f'{b} per class'
+  lines = ['| evaluator | labels | pretrained | random init | raw input |',
+           '| --- | --- | --- | --- | --- |']
+  lines += [f'| {what} | {per_class(b)} | {_cell(results, key)} | {_cell(results, RANDOM + key)} '
+            f'| {raw(b, what.split("/")[1])} |' for what, b, key in rows]
+  return '\n'.join(lines) + f'\n\n{SELECTION_NOTE}'
+
+
+def plot_label_efficiency(results: Mapping[str, Any], path: str | os.PathLike) -> None:
+  """Each classification evaluator's test accuracy against labelled examples per class (log
+  x, mean ± std over seeds) for the pretrained encoder, random init and the raw input."""
+  rows = [r for r in _budget_rows(results) if r[0].endswith('/accuracy')]
+  panels = sorted({what for what, _, _ in rows})
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+  for ax, what in zip(axes[0], panels):
+    points = [(b, key) for w, b, key in rows if w == what]
+    xs = [results.get(PER_CLASS if b == 'all' else f'{PER_CLASS}{BUDGET}{b}', np.nan)
+          for b, _ in points]
+    raw = [f'{RAW_INPUT}logistic' + ('' if b == 'all' else f'{BUDGET}{b}') + '/accuracy'
+           for b, _ in points]
+    for label, keys in (('pretrained', [k for _, k in points]),
+                        ('random init', [RANDOM + k for _, k in points]), ('raw input', raw)):
+      if all(k in results for k in keys):
+        ax.errorbar(xs, [results[k] for k in keys], [results.get(k + '_std', 0.0) for k in keys],
+                    marker='o', capsize=3, label=label)
+    ax.set_xscale('log')
+    ax.set_xlabel('labelled examples per class')
+    ax.set_title(what)
+    ax.legend(fontsize='small')
+  fig.tight_layout()
+  _save(fig, path)
+  plt.close(fig)
 
 
 def _read_metrics(workdir: str) -> list[dict[str, float]]:
@@ -223,9 +322,12 @@ def write(workdir: str, results: Mapping[str, Any],
   root.mkdir(parents=True, exist_ok=True)
   (root / 'results.json').write_text(json.dumps(dict(results), indent=2, sort_keys=True))
   shown = samples_markdown(samples or {})
+  few = budget_table(results)
   (root / 'results.md').write_text(
       f"# Results at step {results.get('step', '?')}\n\n{table(results)}\n"
-      + (f'\n{shown}\n' if shown else ''))
+      + (f'\n## Few labels\n\n{few}\n' if few else '') + (f'\n{shown}\n' if shown else ''))
+  if few:
+    plot_label_efficiency(results, root / 'label_efficiency.png')
   if shown:
     (root / 'samples.md').write_text(shown + '\n')
   rows = _read_metrics(metrics_dir or workdir)

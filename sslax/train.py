@@ -212,6 +212,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   writer = metrics_lib.Writer(workdir, total_steps=config.total_steps, initial_step=start,
                               progress=config.progress_bar)
   evaluators = suite.Suite(config, method.embed, mesh, embed_sequence=method.embed_sequence)
+  evaluators.check_budgets()
   try:
     state, preempted = _steps(config, parts, mesh, crops, state, skipped_steps, ckpt, writer,
                               evaluators)
@@ -285,10 +286,10 @@ def _steps(config: ml_collections.ConfigDict, parts: Parts, mesh, crops, state: 
                 'to resume.')
         return state, True
       if step < config.total_steps and options.due(config, step):
-        # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init;
-        # the last step's are the final report's.
+        # Periodic evaluations (config.evals.<name>.every_steps), one seed, no random init,
+        # no few-label budgets; the last step's are the final report's.
         scores = evaluators.run({'': [(state.params, state.model_state)]},
-                                options.due(config, step))
+                                options.due(config, step), budgets=False)
         writer.write(step, {f'eval/{k}': v for k, v in scores.items()})
         timer.reset(step)
   return state, False
@@ -358,6 +359,7 @@ def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: 
   results = evaluators.run({'': pretrained, 'random_init/': random_init})
   if config.eval.get('raw_input', True):
     results.update(evaluators.raw_input())
+  results.update(evaluators.budget_sizes())
   results['step'] = int(state.step)
   return results
 

@@ -13,6 +13,7 @@ from sslax import sharding
 from sslax.configs import mlm_squad
 from sslax.configs import simclr_digits
 from sslax.evaluators import clustering
+from sslax.evaluators import features
 from sslax.evaluators import fine_tune
 from sslax.evaluators import linear_probe
 from sslax.evaluators import options
@@ -22,24 +23,24 @@ from sslax.evaluators import suite
 def test_frozen_passes_when_untouched_and_fires_on_every_kind_of_change():
   w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
   encoder = ({'w': w, 'n': np.ones(3, np.float32)}, {'batch_stats': {}})
-  with suite.frozen(encoder, 'a read-only pass'):
+  with features.frozen(encoder, 'a read-only pass'):
     _ = encoder[0]['w'] * 2 + encoder[0]['n']
   assert encoder[0]['n'].flags.writeable   # given back as it was
   # A new array in the tree, even an equal one; an in-place write to a NumPy leaf; a donated
   # (deleted) JAX array; a leaf added to the tree.
   with pytest.raises(AssertionError, match='encoder changed during an injected update'):
-    with suite.frozen(encoder, 'an injected update'):
+    with features.frozen(encoder, 'an injected update'):
       encoder[0]['w'] = w + 0.0
   encoder[0]['w'] = w
   with pytest.raises(ValueError, match='read-only'):
-    with suite.frozen(encoder, 'an in-place write'):
+    with features.frozen(encoder, 'an in-place write'):
       encoder[0]['n'][0] += 1e-7
   with pytest.raises(AssertionError, match='encoder changed during a donation'):
-    with suite.frozen(encoder, 'a donation'):
+    with features.frozen(encoder, 'a donation'):
       jax.jit(lambda x: x + 1, donate_argnums=0)(encoder[0]['w'])
   encoder[0]['w'] = w = jnp.arange(6, dtype=jnp.float32).reshape(2, 3)
   with pytest.raises(AssertionError, match='encoder changed during an addition'):
-    with suite.frozen(encoder, 'an addition'):
+    with features.frozen(encoder, 'an addition'):
       encoder[1]['batch_stats']['mean'] = jnp.zeros(3)
 
 
@@ -169,8 +170,6 @@ _FINE_TUNE = dict(task='classification', num_outputs=2, epochs=1.0, batch_size=8
     (dict(head_init='linear'), r"config.evals.ft.head_init='linear' is unknown"),
     (dict(task='regression', num_outputs=1, head_init='probe'),
      r"config.evals.ft.head_init='probe' \(LP-FT\) needs task='classification'"),
-    # 1% of 20 examples rounds to none of any class.
-    (dict(val_fraction=0.01), r'config.evals.ft.val_fraction=0.01 holds out none of the 20'),
     # 2 epochs of 18 fitted examples at batch 8 are 5 steps.
     (dict(epochs=2.0, warmup_steps=5),
      r'config.evals.ft.warmup_steps=5 must be in \[0, 5\) \(the steps of 2.0 epochs of 18 '
@@ -286,12 +285,20 @@ def test_bad_eval_data_names_the_key(tmp_path, train_labels, test_labels, match)
     evaluators.run({'': [({}, {})]})
 
 
-def test_a_probe_that_can_hold_out_nothing_is_a_data_error():
-  # Two examples per class: 20% of each rounds to none, so no L2 strength can be chosen.
-  x, y = np.eye(4, dtype=np.float32), np.array([0, 0, 1, 1])
-  with pytest.raises(errors.DataError, match=r'holds out val_fraction=0.2 of each class of its '
-                                             r'4 training examples.*config.eval.max_train_'):
-    linear_probe.logistic_probe(x, y, x, y, num_classes=2)
+def test_a_probe_with_two_examples_per_class_cross_validates_its_l2():
+  # 20% of two examples per class rounds to none: was a DataError, now 2-fold
+  # cross-validation (linear_probe.selection_splits; the few-label budgets need it).
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(4, 3)).astype(np.float32), np.array([0, 0, 1, 1])
+  got = linear_probe.fit_logistic(x, y, num_classes=2, l2_grid=(1e-4, 1.0), seed=0)
+  folds = linear_probe.selection_splits(y, 0.2, 0)
+  assert len(folds) == 2
+  # Each fold's held-out accuracy of the fit on the rest alone, averaged over folds.
+  expected = {l2: np.mean([linear_probe.logistic_probe(x[fit], y[fit], x[val], y[val],
+                                                       num_classes=2, l2_grid=(l2,),
+                                                       seed=0)['accuracy']
+                           for fit, val in folds]) for l2 in (1e-4, 1.0)}
+  assert got['val_accuracy'] == max(expected.values())
 
 
 def test_online_probe_needs_labels_in_the_training_data(tmp_path):

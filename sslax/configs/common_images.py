@@ -30,6 +30,7 @@ def images(method: str, arg: str) -> ml_collections.ConfigDict:
   c.data.image_size = 32
   c.eval.source = 'folder:../shared/data/cifar10'
   c.eval.train_split = 'train[:10000]'
+  c.eval.label_budgets = (1, 5, 25)   # labelled images per class, beside all ~1,000
 
   # A small CIFAR-stem ResNet: widths 16-32-64, one basic block per stage.
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),

@@ -50,6 +50,8 @@ def get_config(arg: str = ''):
   c.optim.learning_rate = 1.5e-3
   c.checkpoint.every_steps = 1000
   c.eval.train_split = 'train[:20000]'
+  # Few labels: 5 and 25 sentences per class, 1% (200) and 10% of the 20,000.
+  c.eval.label_budgets = (5, 25, 0.01, 0.1)
   c.evals.linear_probe.steps = 500
   # 128 features from 20,000 sentences: the base grid's largest L2 (1e-2) was the one chosen.
   c.evals.linear_probe.l2_grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)

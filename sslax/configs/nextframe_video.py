@@ -30,6 +30,7 @@ def get_config(arg: str = ''):
 
   c.data.source = MNIST
   c.eval.source = MNIST
+  c.eval.label_budgets = (1, 5, 25)   # labelled clips per class
   c.eval.train_split = 'train[:5000]'
   c.eval.test_split = 'test[:2000]'
   # residual: predict frame t+1 as frame t + a learned change (500 steps without it only

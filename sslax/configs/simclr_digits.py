@@ -25,6 +25,9 @@ def get_config(arg: str = ''):
   c.data.source = 'builtin:digits'
   c.data.image_size = 16
   c.eval.source = 'builtin:digits'
+  # Few labels (results.md's second table, label_efficiency.png): 1, 5 and 25 labelled
+  # digits per class beside all ~144 (sslax/evaluators/few_labels.py).
+  c.eval.label_budgets = (1, 5, 25)
 
   c.model = dict(name='resnet', stem='cifar', stem_width=16, widths=(16, 32, 64),
                  blocks=(1, 1, 1), block='basic', norm='batch', zero_init_residual=False,

@@ -7,7 +7,10 @@ source would stop a job hours in. `check_sources` moves all of that to its start
 sslax/train.py `run()` calls it after validation and before compiling anything, and
 `python -m sslax.preflight` reuses it on every worker.
 """
+from collections.abc import Mapping
+
 import ml_collections
+import numpy as np
 
 from sslax import errors
 from sslax.data import sources
@@ -89,3 +92,15 @@ def check_sources(config: ml_collections.ConfigDict) -> list[str]:
                      f'{len(asr_data.transcripts(path, split))} transcripts')
   return lines
 
+
+def check_classes(e: ml_collections.ConfigDict, source: str, key: str,
+                  labels: Mapping[str, np.ndarray]) -> None:
+  """Every class of the train split appears in the test split and vice versa (streamed
+  splits are checked once their labels are read, with their features)."""
+  labels = {s: np.unique(y) for s, y in labels.items()}
+  if not np.array_equal(labels[e.train_split], labels[e.test_split]):
+    raise errors.ConfigError(
+        f'{key}={source!r}: the classes of split config.eval.train_split='
+        f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
+        f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
+        'every class must appear in both splits.')

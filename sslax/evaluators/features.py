@@ -14,7 +14,8 @@ record order (`Bank.to_host`) for the in-memory evaluators; larger ones stay on 
 
 Shape suffixes: N = bank rows (records + padding), D = feature width, B = global batch.
 """
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+import contextlib
 import dataclasses
 import functools
 from typing import Any
@@ -53,12 +54,24 @@ class Bank:
     row_of_record[self.index_N[self.valid_N]] = np.flatnonzero(self.valid_N)
     return row_of_record[np.asarray(records)]
 
+  def take(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(features [k, D] float32, labels [k]) of the given record indices on the host: a
+    few-label subset of a split too big for it (only the rows asked for are gathered)."""
+    rows = self.rows_of(records)
+    feats = readers.gather(_take_rows(self.feats_NxD, jnp.asarray(rows)))
+    return np.asarray(feats, np.float32), self.labels_N[rows]
+
   def to_host(self) -> tuple[np.ndarray, np.ndarray]:
     """(features [n, D] float32, labels [n]) in record order, as one host copy on every
     process (an all-gather across processes: only for splits within the memory budget)."""
     rows = self.rows_of(np.arange(self.num_examples))
     feats = readers.gather(self.feats_NxD)
     return np.asarray(feats[rows], np.float32), self.labels_N[rows]
+
+
+@jax.jit
+def _take_rows(feats_NxD: jax.Array, rows_K: jax.Array) -> jax.Array:
+  return jnp.take(feats_NxD, rows_K, axis=0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -138,3 +151,29 @@ def _masked_stats(x_NxD, weight_N, min_std):
 def replicated(x: Any, mesh: Mesh) -> jax.Array:
   """A host array on every device of `mesh` (labels, masks: a few bytes per row)."""
   return jax.device_put(np.asarray(x), NamedSharding(mesh, P()))
+
+
+@contextlib.contextmanager
+def frozen(encoder: Any, what: str) -> Iterator[None]:
+  """Asserts that the block leaves `encoder` (params and model state) as it found it.
+
+  JAX arrays cannot change in place, so the ways to change an encoder are to put a new array
+  into one of its (mutable) containers, or to donate an array to a jitted call, which deletes
+  it; both show in the leaves' identities, checked without copying anything (a checksum of
+  every parameter cost two host copies per evaluation and could not fail for JAX arrays).
+  NumPy leaves can change in place: they are read-only for the block, so a write raises there.
+  """
+  leaves, treedef = jax.tree.flatten(encoder)
+  writable = [x for x in leaves if isinstance(x, np.ndarray) and x.flags.writeable]
+  for x in writable:
+    x.flags.writeable = False
+  try:
+    yield
+  finally:
+    for x in writable:
+      x.flags.writeable = True
+  after, after_treedef = jax.tree.flatten(encoder)
+  if (after_treedef != treedef or any(a is not b for a, b in zip(after, leaves))
+      or any(isinstance(x, jax.Array) and x.is_deleted() for x in leaves)):
+    raise AssertionError(f'The encoder changed during {what}, a frozen evaluation: feature '
+                         'extraction and probes must not train, replace or donate its arrays.')

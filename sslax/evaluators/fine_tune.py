@@ -140,11 +140,14 @@ def _probe_head(embed_fn, params: Any, model_state: Any, train: Rows,
 def holdout(labels: np.ndarray, val_fraction: float, seed: int,
             task: str) -> tuple[np.ndarray, np.ndarray]:
   """Indices (fit, val) of a deterministic held-out part of train: stratified by class for
-  classification (linear_probe's split), a plain random part for regression targets."""
+  classification (linear_probe's split, with at least one example of every class that has
+  two, so a few-label subset still chooses its step), a plain random part for regression
+  targets (at least one when there are two)."""
   if task == 'classification':
-    return linear_probe.stratified_split(np.asarray(labels), val_fraction, seed)
+    return linear_probe.stratified_split(np.asarray(labels), val_fraction, seed,
+                                         min_per_class=1)
   order = np.random.default_rng(seed).permutation(len(labels))
-  num_val = int(round(val_fraction * len(labels)))
+  num_val = min(max(1, int(round(val_fraction * len(labels)))), len(labels) - 1)
   return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
@@ -212,9 +215,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
   train, test = (d if isinstance(d, Rows) else Rows(d) for d in (train, test))
   fit_idx, val_idx = (holdout(train.labels, val_fraction, seed, task) if val_fraction
                       else (np.arange(len(train)), np.zeros(0, np.int64)))
-  if val_fraction and val_idx.size == 0:
-    raise errors.ConfigError(f'{key}.val_fraction={val_fraction} holds out none of the '
-                             f'{len(train)} training examples; raise it.')
+  # One example of a class (few labels) leaves none to hold out: the last step is scored.
   val, train = train.subset(val_idx), train.subset(fit_idx)
   steps = num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps
   if not 0 <= warmup_steps < steps:

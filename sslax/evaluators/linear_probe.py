@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sklearn import model_selection
 
 from sslax import errors
 
@@ -72,19 +73,47 @@ def _standardize(train_NxD: np.ndarray, *others: np.ndarray) -> list[np.ndarray]
   return [(x - mean_D) / std_D for x in (train_NxD, *others)]
 
 
-def stratified_split(labels_N: np.ndarray, val_fraction: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Indices (fit, val) holding out `val_fraction` of every class (at least one example of
-  each class stays in fit), so rare classes are represented in both halves."""
+def stratified_split(labels_N: np.ndarray, val_fraction: float, seed: int,
+                     min_per_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Indices (fit, val) holding out `val_fraction` of every class, and at least
+  `min_per_class` (at least one example of each class stays in fit), so rare classes are
+  represented in both halves."""
   rng = np.random.default_rng(seed)
   val_parts = []
   for label in np.unique(labels_N):
     index = rng.permutation(np.flatnonzero(labels_N == label))
-    num_val = min(int(round(val_fraction * index.size)), index.size - 1)
+    num_val = min(max(min_per_class, int(round(val_fraction * index.size))), index.size - 1)
     val_parts.append(index[:num_val])
   val_index = np.sort(np.concatenate(val_parts))
   fit_index = np.setdiff1d(np.arange(labels_N.size), val_index)
   return fit_index, val_index
+
+
+# Fewer held-out examples of a class than this, and hyperparameters are chosen by k-fold
+# cross-validation instead (selection_splits).
+MIN_HELD_OUT = 3
+
+
+def selection_splits(labels_N: np.ndarray, val_fraction: float,
+                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The (fit, val) index pairs on which a hyperparameter is chosen, all inside `labels_N`.
+
+  One stratified held-out part (`stratified_split`) when it holds out at least
+  MIN_HELD_OUT examples of every class (every all-labels evaluation of a real split); else,
+  with at least two examples per class, stratified k-fold cross-validation with
+  k = min(5, the smallest class) (few labels: 2-12 per class at val_fraction 0.2), whose
+  held-out accuracy averages every example instead of one or two per class; else []
+  (one example of some class: nothing can be held out, and the caller uses a fixed choice).
+  """
+  labels_N = np.asarray(labels_N)
+  counts = np.unique(labels_N, return_counts=True)[1]
+  if all(min(int(round(val_fraction * c)), c - 1) >= MIN_HELD_OUT for c in counts):
+    return [stratified_split(labels_N, val_fraction, seed)]
+  if counts.min() < 2:
+    return []
+  folds = model_selection.StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True,
+                                          random_state=seed)
+  return list(folds.split(np.zeros(labels_N.size), labels_N))
 
 
 def no_held_out_message(val_fraction: float, num_train: int) -> str:
@@ -165,22 +194,24 @@ def fit_logistic(train_feats: ArrayLike, train_labels: ArrayLike, *, num_classes
     raise ValueError(f"steps must be >= 1; got {steps}.")
   if not 0 < val_fraction < 1:
     raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}.")
-  fit_index, val_index = stratified_split(y_N, val_fraction, seed)
-  if val_index.size == 0:
-    raise errors.DataError(no_held_out_message(val_fraction, y_N.size))
+  splits = selection_splits(y_N, val_fraction, seed)
   fit = dict(num_classes=num_classes, steps=jnp.int32(steps), tol=jnp.float32(tol))
-
-  # The L2 strength is picked with statistics of the fit part only, as it would be in use;
-  # held-out rows stay in the array with weight 0 so every fit has the same shape.
-  x_all = _standardize(x_NxD[fit_index], x_NxD)[1]
-  weight_N = np.zeros(y_N.size, np.float32)
-  weight_N[fit_index] = 1.0
-  best_l2, best_val_accuracy = None, -1.0
-  for l2 in sorted(l2_grid, reverse=True):
-    w_DxL, b_L = _fit_softmax_regression(x_all, y_N, weight_N, jnp.float32(l2), **fit)
-    val_accuracy = _accuracy(x_all[val_index], y_N[val_index], w_DxL, b_L)
-    if val_accuracy > best_val_accuracy:
-      best_l2, best_val_accuracy = l2, val_accuracy
+  # The L2 strength is picked with statistics of each fit part only, as it would be in use;
+  # held-out rows stay in the array with weight 0 so every fit has the same shape. With
+  # nothing to hold out (one example of a class), the strongest L2 of the grid: nearest to
+  # a class-mean classifier, the safe choice when every class is one point.
+  val_accuracy = {l2: 0.0 for l2 in l2_grid}
+  for fit_index, val_index in splits:
+    x_all = _standardize(x_NxD[fit_index], x_NxD)[1]
+    weight_N = np.zeros(y_N.size, np.float32)
+    weight_N[fit_index] = 1.0
+    for l2 in l2_grid:
+      w_DxL, b_L = _fit_softmax_regression(x_all, y_N, weight_N, jnp.float32(l2), **fit)
+      val_accuracy[l2] += _accuracy(x_all[val_index], y_N[val_index], w_DxL,
+                                    b_L) / len(splits)
+  # Ties go to the larger L2.
+  best_l2 = max(l2_grid, key=lambda l2: (val_accuracy[l2], l2))
+  best_val_accuracy = val_accuracy[best_l2] if splits else float('nan')
 
   mean_D = x_NxD.mean(axis=0)
   std_D = np.maximum(x_NxD.std(axis=0), _MIN_STD)

@@ -8,6 +8,7 @@ import ml_collections
 from sslax import errors
 from sslax.data import sources
 from sslax.evaluators import dense_tasks
+from sslax.evaluators import few_labels
 from sslax.evaluators import fine_tune
 from sslax.evaluators import sequence_tasks
 
@@ -168,6 +169,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(f'config.eval.max_host_bytes={config.eval.max_host_bytes} must be '
                              '>= 0 (bytes of one split\'s records or features held on the '
                              'host; 0: always stream).')
+  few_labels.parse(config.eval.get('label_budgets', ()))
   if int(config.eval.num_seeds) < 1:
     raise errors.ConfigError(f'config.eval.num_seeds={config.eval.num_seeds} must be >= 1.')
 

@@ -23,7 +23,7 @@ cost stays a few CPU-seconds.
 
 Shape suffixes: N = training examples, M = test examples, D = feature width.
 """
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 import warnings
 
@@ -38,10 +38,12 @@ from sklearn import preprocessing
 from sklearn.exceptions import ConvergenceWarning
 import threadpoolctl
 
+from sslax import reports
 from sslax.augment import audio as audio_aug
 from sslax.augment import image as image_aug
 from sslax.data import readers
 from sslax.data import sources
+from sslax.evaluators import few_labels
 from sslax.evaluators import linear_probe
 
 # Inverse L2 strengths tried (scikit-learn's C); ties in held-out accuracy go to the smaller C
@@ -80,7 +82,7 @@ def logistic(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray,
                                                stratify=y_train, random_state=seed)
     keep = np.sort(keep)
     x_train, y_train = x_train[keep], y_train[keep]
-  fit_index, val_index = linear_probe.stratified_split(y_train, VAL_FRACTION, seed)
+  splits = linear_probe.selection_splits(y_train, VAL_FRACTION, seed)
 
   def fit(rows: np.ndarray, c: float):
     model = linear_model.LogisticRegression(C=c, max_iter=max_iter)
@@ -92,14 +94,16 @@ def logistic(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray,
   # made these small fits 100-200x slower on 2 cores (2.4 s vs 0.018 s for one fit on digits).
   with warnings.catch_warnings(), threadpoolctl.threadpool_limits(1):
     warnings.simplefilter('ignore', ConvergenceWarning)   # MAX_ITER caps the cost on purpose
-    best_c, best_val = None, -1.0
-    if not (fit_index.size and val_index.size):
-      # Too few examples per class to hold any out (e.g. mock data): the grid's middle C.
-      best_c, best_val = sorted(c_grid)[len(c_grid) // 2], float('nan')
-    for c in sorted(c_grid) if best_c is None else ():
-      val = float(np.mean(fit(fit_index, c).predict(x_train[val_index]) == y_train[val_index]))
-      if val > best_val:
-        best_c, best_val = c, val
+    # Held-out accuracy per C, averaged over the selection splits (one held-out part, or
+    # k folds at few labels: linear_probe.selection_splits); with none (one example of a
+    # class), the smallest C, as the probe takes its strongest L2.
+    val = {c: 0.0 for c in c_grid}
+    for fit_index, val_index in splits:
+      for c in c_grid:
+        val[c] += float(np.mean(fit(fit_index, c).predict(x_train[val_index])
+                                == y_train[val_index])) / len(splits)
+    best_c = max(c_grid, key=lambda c: (val[c], -c))   # ties: the smaller C
+    best_val = val[best_c] if splits else float('nan')
     model = fit(np.arange(y_train.size), best_c)
   return {'accuracy': float(np.mean(model.predict(x_test) == y_test)), 'c': float(best_c),
           'val_accuracy': best_val, 'num_train': float(y_train.size)}
@@ -186,34 +190,78 @@ def kind(example: Mapping[str, np.ndarray]) -> str | None:
   return None
 
 
-def baseline(config: ml_collections.ConfigDict, source: str,
-             splits: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
-  """The raw-input baseline on `splits` ({'train'|'test': arrays of the eval split}), keyed
-  'logistic/<metric>' (class labels, see `logistic`) or 'ridge/<metric>' (float targets, see
-  `ridge`); {} for inputs without a baseline (video clips)."""
+class Baseline:
+  """The raw-input baseline of one eval source's train and test splits (readers.Records):
+  features of the test records `test_rows` once, then a fit per set of training rows (all of train, or the labelled
+  subset of a few-label budget, few_labels.py); `score` is keyed 'logistic/<metric>' (class
+  labels, see `logistic`) or 'ridge/<metric>' (float targets, see `ridge`).
+
+  Text's TF-IDF is fitted once on all of the training split's text: it uses no labels, as the
+  encoder's pretraining uses none, so a few-label baseline keeps the full vocabulary.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, source: str, train: readers.Records,
+               test: readers.Records, test_rows: np.ndarray):
+    self.config, self.source, self.train, self.test = config, source, train, test
+    self.test_rows = test_rows
+    self.kind = kind(train.take(np.arange(1))) if len(train) else None
+    self.regression = np.issubdtype(np.asarray(train.labels()).dtype, np.floating)
+    self._x_test, self._tfidf_train = None, None
+
+  def _features(self, records: readers.Records, rows: np.ndarray) -> Any:
+    if self.kind == 'image':
+      return pixels(records.take(rows)['image'], self.config.data.image_size)
+    if self.kind == 'audio':
+      arrays = records.take(rows)
+      return mean_log_mel(arrays['audio'], arrays['audio_len'], self.config)
+    e = self.config.eval
+    if self._tfidf_train is None:
+      self._tfidf = feature_extraction.text.TfidfVectorizer(
+          ngram_range=(1, 2), sublinear_tf=True, max_features=TFIDF_MAX_FEATURES)
+      self._tfidf_train = self._tfidf.fit_transform(raw_text(
+          self.source, e.train_split, self.config, int(e.get('max_train_examples', 0)))).tocsr()
+    if records is self.train:
+      return self._tfidf_train[rows]
+    texts = raw_text(self.source, e.test_split, self.config, int(e.get('max_test_examples', 0)))
+    return self._tfidf.transform([texts[i] for i in rows])
+
+  def score(self, rows: np.ndarray, *, seed: int, max_train: int = 0) -> dict[str, float]:
+    """The baseline fitted on training records `rows`, scored on the whole test split; {}
+    for inputs without one (video clips)."""
+    if self.kind is None:
+      return {}
+    if self._x_test is None:
+      self._x_test = self._features(self.test, self.test_rows)
+    model, name = (ridge, 'ridge') if self.regression else (logistic, 'logistic')
+    scores = model(self._features(self.train, rows), np.asarray(self.train.labels())[rows],
+                   self._x_test, np.asarray(self.test.labels())[self.test_rows],
+                   max_train=max_train,
+                   seed=seed, **({'standardize': False} if self.kind == 'text' else {}))
+    return {f'{name}/{k}': v for k, v in scores.items()}
+
+
+def scores(config: ml_collections.ConfigDict, source: str,
+           records: Mapping[str, readers.Records], budgets: Sequence[few_labels.Budget],
+           subset: Callable[[few_labels.Budget, int], np.ndarray]) -> dict[str, float]:
+  """The baseline on `records` ({split: Records} of config.eval's splits): once on all of
+  train with config.seed, as 'raw_input/<model>/<metric>', and at each few-label budget on
+  `subset(budget, seed)` for seeds config.seed + i, i < config.eval.num_seeds (the encoders'
+  own subsets), as 'raw_input/<model>@<budget>/<metric>' with '_std' and '_seed<i>'."""
   e = config.eval
-  train, test = splits['train'], splits['test']
-  what = kind(train)
-  regression = np.issubdtype(np.asarray(train['label']).dtype, np.floating)
-  model, name = (ridge, 'ridge') if regression else (logistic, 'logistic')
-  options = dict(max_train=int(e.get('raw_input_max_train', 0)), seed=config.seed)
-  if what == 'image':
-    size = config.data.image_size
-    scores = model(pixels(train['image'], size), train['label'],
-                   pixels(test['image'], size), test['label'], **options)
-  elif what == 'audio':
-    scores = model(mean_log_mel(train['audio'], train['audio_len'], config), train['label'],
-                   mean_log_mel(test['audio'], test['audio_len'], config), test['label'],
-                   **options)
-  elif what == 'text':
-    tfidf = feature_extraction.text.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
-                                                    max_features=TFIDF_MAX_FEATURES)
-    x_train = tfidf.fit_transform(raw_text(source, e.train_split, config,
-                                           int(e.get('max_train_examples', 0))))
-    x_test = tfidf.transform(raw_text(source, e.test_split, config,
-                                      int(e.get('max_test_examples', 0))))
-    scores = model(x_train.tocsr(), train['label'], x_test, test['label'], standardize=False,
-                   **options)
-  else:
-    return {}
-  return {f'{name}/{k}': v for k, v in scores.items()}
+  train, test = records[e.train_split], records[e.test_split]
+  # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
+  # sample of raw_input_max_train records (it subsamples train to that many anyway).
+  cap = int(e.get('raw_input_max_train', 0))
+  rows = lambda r: np.arange(len(r)) if r.in_memory else readers.spread(len(r), cap)
+  baseline = Baseline(config, source, train, test, rows(test))
+  full = {f'{reports.RAW_INPUT}{k}': v for k, v in
+          baseline.score(rows(train), seed=config.seed, max_train=cap).items()}
+  if not full or not budgets:
+    return full
+  per_seed = [{} for _ in range(int(e.num_seeds))]
+  for i, seed_scores in enumerate(per_seed):
+    for budget in budgets:
+      for k, v in baseline.score(subset(budget, config.seed + i), seed=config.seed + i).items():
+        model, _, metric = k.partition('/')
+        seed_scores[f'{model}{reports.BUDGET}{budget.label}/{metric}'] = v
+  return {**full, **reports.over_seeds(reports.RAW_INPUT, per_seed)}

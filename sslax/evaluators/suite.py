@@ -15,7 +15,6 @@ memory only when they fit (variable-size images never are), features (features.p
 host numpy only when they fit, and otherwise stay on the mesh, where streamed.py scores them.
 """
 from collections.abc import Callable, Iterator, Mapping, Sequence
-import contextlib
 from typing import Any
 
 import jax
@@ -35,6 +34,7 @@ from sslax.evaluators import clustering
 from sslax.evaluators import data_check
 from sslax.evaluators import dense_tasks
 from sslax.evaluators import features as features_lib
+from sslax.evaluators import few_labels
 from sslax.evaluators import fine_tune
 from sslax.evaluators import knn
 from sslax.evaluators import linear_probe
@@ -48,32 +48,6 @@ PROGRESS_MIN_BATCHES = 50
 
 EmbedFn = Callable[[Any, Any, dict[str, jax.Array]], jax.Array]
 Encoder = tuple[Any, Any]   # (params, model_state)
-
-@contextlib.contextmanager
-def frozen(encoder: Any, what: str) -> Iterator[None]:
-  """Asserts that the block leaves `encoder` (params and model state) as it found it.
-
-  JAX arrays cannot change in place, so the ways to change an encoder are to put a new array
-  into one of its (mutable) containers, or to donate an array to a jitted call, which deletes
-  it; both show in the leaves' identities, checked without copying anything (a checksum of
-  every parameter cost two host copies per evaluation and could not fail for JAX arrays).
-  NumPy leaves can change in place: they are read-only for the block, so a write raises there.
-  """
-  leaves, treedef = jax.tree.flatten(encoder)
-  writable = [x for x in leaves if isinstance(x, np.ndarray) and x.flags.writeable]
-  for x in writable:
-    x.flags.writeable = False
-  try:
-    yield
-  finally:
-    for x in writable:
-      x.flags.writeable = True
-  after, after_treedef = jax.tree.flatten(encoder)
-  if (after_treedef != treedef or any(a is not b for a, b in zip(after, leaves))
-      or any(isinstance(x, jax.Array) and x.is_deleted() for x in leaves)):
-    raise AssertionError(f'The encoder changed during {what}, a frozen evaluation: feature '
-                         'extraction and probes must not train, replace or donate its arrays.')
-
 
 class Suite:
   """The evaluators of one config, with the data they read opened once and kept."""
@@ -96,6 +70,7 @@ class Suite:
     self._host_cropped: dict[str, bool] = {}
     self._num_classes: dict[str, int | None] = {}
     self._regression: dict[str, bool] = {}
+    self._budgets = few_labels.parse(config.eval.get('label_budgets', ()))
     # Test features and labels of the last encoder scored on config.eval.source, per prefix:
     # the reports plot them.
     self.test_features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -131,24 +106,17 @@ class Suite:
       self._records[source], self._num_classes[source] = splits, info.num_classes
       self._regression[source] = info.regression
       if not info.regression and all(r.in_memory for r in splits.values()):
-        self._check_classes(source, key, {s: r.labels() for s, r in splits.items()})
+        data_check.check_classes(self.config.eval, source, key, {s: r.labels() for s, r in splits.items()})
+      if self._budgets:
+        few_labels.check(self._budgets, splits[e.train_split].labels(),
+                         regression=info.regression,
+                         what=f'{key}={source!r}, split config.eval.train_split='
+                              f'{e.train_split!r}')
     return self._records[source]
 
   @property
   def _max_host_bytes(self) -> int:
     return int(self.config.eval.max_host_bytes)
-
-  def _check_classes(self, source: str, key: str, labels: Mapping[str, np.ndarray]) -> None:
-    """Every class of the train split appears in the test split and vice versa (streamed
-    splits are checked once their labels are read, with their features)."""
-    e = self.config.eval
-    labels = {s: np.unique(y) for s, y in labels.items()}
-    if not np.array_equal(labels[e.train_split], labels[e.test_split]):
-      raise errors.ConfigError(
-          f'{key}={source!r}: the classes of split config.eval.train_split='
-          f'{e.train_split!r} {labels[e.train_split].tolist()} differ from those of '
-          f'config.eval.test_split={e.test_split!r} {labels[e.test_split].tolist()}; '
-          'every class must appear in both splits.')
 
   def _open_sequence(self, name: str) -> dict:
     """The data of qa/asr evaluator `name`, read once per (type, source)."""
@@ -229,13 +197,14 @@ class Suite:
       out[s] = bank.to_host() if bank.nbytes <= self._max_host_bytes else bank
     if not self._regression[source] and not all(rec.in_memory for rec in
                                                 self._records[source].values()):
-      self._check_classes(source, key, {s: f.labels_N[f.valid_N] if isinstance(
+      data_check.check_classes(self.config.eval, source, key, {s: f.labels_N[f.valid_N] if isinstance(
           f, features_lib.Bank) else f[1] for s, f in out.items()})
     return out
 
   def _score(self, name: str, encoder: Encoder, feats: dict[str, tuple] | None,
-             seed: int) -> dict[str, float]:
-    """One evaluator on one encoder: {metric: value}."""
+             seed: int, train_index: np.ndarray | None = None) -> dict[str, float]:
+    """One evaluator on one encoder: {metric: value}; a fine-tune on the training records
+    `train_index` only, given (a few-label subset)."""
     ev, e = self.config.evals[name], self.config.eval
     source, key = self._source(name)
     num_classes = self._num_classes[source]
@@ -243,12 +212,15 @@ class Suite:
       records = self._records[source]
       regression = ev.task == 'regression'
       # Read by index, batch by batch: a streamed split never lands in host memory whole.
-      train, test = (fine_tune.Rows(records[s], label_dtype=np.float32 if regression else None)
-                     for s in (e.train_split, e.test_split))
+      dtype = np.float32 if regression else None
+      train = fine_tune.Rows(records[e.train_split], train_index, label_dtype=dtype)
+      test = fine_tune.Rows(records[e.test_split], label_dtype=dtype)
       return fine_tune.fine_tune(
           self._embed, *encoder, train, test, task=ev.task,
           num_outputs=1 if regression else num_classes, epochs=float(ev.epochs),
-          batch_size=ev.batch_size, learning_rate=ev.learning_rate,
+          # A few-label subset smaller than a batch takes batches of itself: epochs then
+          # count whole passes, as they do over a full split.
+          batch_size=min(int(ev.batch_size), len(train)), learning_rate=ev.learning_rate,
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
           eval_every=int(ev.get('eval_every', 0)), seed=seed,
@@ -264,7 +236,8 @@ class Suite:
     x_train, y_train = feats[e.train_split]
     if ev.type == 'knn':
       return {'accuracy': knn.knn_accuracy(x_train, y_train, x_test, y_test,
-                                           num_classes=num_classes, k=ev.k,
+                                           num_classes=num_classes,
+                                           k=min(ev.k, len(y_train)),   # few labels: <= n
                                            temperature=ev.temperature)}
     if ev.type == 'linear_probe':
       probe = linear_probe.logistic_probe(x_train, y_train, x_test, y_test,
@@ -294,30 +267,71 @@ class Suite:
                                     and jax.process_index() == 0))
 
   def raw_input(self) -> dict[str, float]:
-    """The raw-input baseline (raw_input.py) on config.eval.source, once (no encoder, no
-    seeds): {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
+    """The raw-input baseline (raw_input.py) on config.eval.source: once on all of train (no
+    encoder, no seeds), and at each few-label budget on seed i's subset, the encoders' own:
+    {'raw_input/logistic/<metric>': value} for class labels, 'raw_input/ridge/...' for
     regression targets; {} for inputs without one (video)."""
     e = self.config.eval
     if sources.task_of(e.source, key='config.eval.source'):
       return {}   # squad:/asr:/segfolder:/coco: have no image labels for a linear baseline
     records = self._open(e.source, 'config.eval.source')
-    # A streamed split (over config.eval.max_host_bytes) gives the baseline an evenly spaced
-    # sample of raw_input_max_train records (it subsamples train to that many anyway).
-    cap = int(e.get('raw_input_max_train', 0))
-    splits = {role: records[s].take(np.arange(len(records[s])) if records[s].in_memory
-                                    else readers.spread(len(records[s]), cap))
-              for role, s in (('train', e.train_split), ('test', e.test_split))}
-    scores = raw_input.baseline(self.config, e.source, splits)
-    return {f'{reports.RAW_INPUT}{k}': v for k, v in scores.items()}
+    return raw_input.scores(self.config, e.source, records, self._budgets,
+                            lambda budget, seed: self._subset(e.source, budget, seed))
+
+  def check_budgets(self) -> None:
+    """Opens the sources scored at few-label budgets, so that a budget over the smallest
+    class (few_labels.check) stops a run before pretraining rather than after."""
+    for name in options.enabled(self.config) if self._budgets else ():
+      if self.config.evals[name].type in few_labels.TYPES:
+        self._open(*self._source(name))
+
+  def budget_sizes(self) -> dict[str, float]:
+    """few_labels.sizes of config.eval.source ({} without budgets or class labels)."""
+    source = self.config.eval.source
+    if not self._budgets or source not in self._records or self._regression[source]:
+      return {}
+    return few_labels.sizes(self._budgets,
+                            self._records[source][self.config.eval.train_split].labels())
+
+  def _subset(self, source: str, budget: few_labels.Budget, seed: int) -> np.ndarray:
+    """Training records of `source` in few-label `budget` at `seed` (labels and seed only:
+    the same for every encoder and the raw-input baseline)."""
+    train = self._records[source][self.config.eval.train_split]
+    return few_labels.subset(train.labels(), budget, seed, regression=self._regression[source])
+
+  def _few_labels(self, names: Sequence[str], encoder: Encoder, feats: dict[str, Any] | None,
+                  seed: int) -> dict[str, float]:
+    """Evaluators `names` of few_labels.TYPES at every budget of config.eval.label_budgets:
+    the frozen ones on `feats` ({source: {split: features}}), fine_tune (feats=None) on the
+    subset's records. Keys '<name>@<budget>/<metric>'."""
+    e, scores = self.config.eval, {}
+    for budget in self._budgets:
+      for name in names:
+        ev_type = self.config.evals[name].type
+        if ev_type not in few_labels.TYPES or (feats is None) != (ev_type == 'fine_tune'):
+          continue
+        source = self._source(name)[0]
+        subset = self._subset(source, budget, seed)
+        if feats is None:
+          metrics = self._score(name, encoder, None, seed, train_index=subset)
+        else:
+          train = feats[source][e.train_split]
+          train = (train.take(subset) if isinstance(train, features_lib.Bank)
+                   else (train[0][subset], train[1][subset]))
+          metrics = self._score(name, encoder, {**feats[source], e.train_split: train}, seed)
+        scores.update({f'{name}@{budget.label}/{m}': v for m, v in metrics.items()})
+    return scores
 
   def run(self, encoders: Mapping[str, Sequence[Encoder]],
-          names: Sequence[str] | None = None) -> dict[str, float]:
+          names: Sequence[str] | None = None, *, budgets: bool = True) -> dict[str, float]:
     """Scores `{prefix: [encoder per seed]}` with evaluators `names` (default: options.enabled ones).
 
     Encoder i is evaluated with seed config.seed + i (probe split, k-means, fine-tune data
     order). Keys are '<prefix><name>/<metric>' (e.g. 'random_init/knn/accuracy'), the mean
     over seeds, plus '<...>_std' and each seed's '<...>_seed<i>' when a prefix has several
-    encoders.
+    encoders. With `budgets` (the final evaluation, not the periodic ones), the evaluators of
+    few_labels.TYPES are also scored at each of config.eval.label_budgets, on seed i's subset
+    ('<prefix><name>@<budget>/<metric>').
     """
     names = options.enabled(self.config) if names is None else list(names)
     for name in names:
@@ -343,7 +357,7 @@ class Suite:
         scores = {}
         if i and encoder is not seeds[i - 1]:
           cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
-        with frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
+        with features_lib.frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
           for name in names:
             if self.config.evals[name].type in ('fine_tune',) + options.OWN_DATA_TYPES:
               continue
@@ -352,10 +366,14 @@ class Suite:
               cache[source] = self._features(source, key, encoder)
             scores.update({f'{name}/{m}': v for m, v in
                            self._score(name, encoder, cache[source], self.config.seed + i).items()})
+          if budgets:
+            scores.update(self._few_labels(names, encoder, cache, self.config.seed + i))
         for name in names:
           if self.config.evals[name].type == 'fine_tune':
             scores.update({f'{name}/{m}': v for m, v in
                            self._score(name, encoder, None, self.config.seed + i).items()})
+            if budgets:
+              scores.update(self._few_labels([name], encoder, None, self.config.seed + i))
           elif self.config.evals[name].type in options.SEQUENCE_TYPES:
             metrics, samples = sequence_tasks.score(
                 self.config, self.config.evals[name], self._open_sequence(name),
@@ -376,12 +394,6 @@ class Suite:
         if isinstance(test_split, tuple):   # host features only: a streamed split is not plotted
           self.test_features[prefix] = cache[self.config.eval.source][self.config.eval.test_split]
         per_seed.append(scores)
-      for k in per_seed[0]:
-        values = np.array([s[k] for s in per_seed], np.float64)
-        results[prefix + k] = float(values.mean())
-        if len(values) > 1:
-          results[f'{prefix}{k}_std'] = float(values.std())
-          # Each seed's value too: a mean and std cannot tell one failed fine-tune (an asr
-          # seed left on CTC's blank plateau) from three mediocre ones.
-          results.update({f'{prefix}{k}{reports.SEED}{i}': float(v) for i, v in enumerate(values)})
+      results.update(reports.over_seeds(prefix, per_seed))
     return results
+
