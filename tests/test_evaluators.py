@@ -217,7 +217,6 @@ def test_probes_reject_bad_inputs(probe, change, match):
     (dict(l2_grid=(1e-3, -1.0)), "l2_grid"),
     (dict(val_fraction=0.0), "val_fraction"),
     (dict(val_fraction=1.0), "val_fraction"),
-    (dict(val_fraction=0.01), "val_fraction"),  # rounds to no held-out example
     (dict(steps=0), "steps"),
 ])
 def test_logistic_probe_rejects_bad_options(change, match):
