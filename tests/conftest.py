@@ -40,6 +40,23 @@ os.environ["XLA_FLAGS"] = (
 # thresholds (sslax/cli.py) save them time too (~10% of tests/test_train.py, measured idle).
 cli.tune_gc()
 
+# Test files by CPU time, heaviest first (pytest --durations, 2026-12-07): the workers take
+# files in collection order (pyproject: --dist loadfile --no-loadscope-reorder), so the long
+# ones start first and the short ones fill in at the end, and both workers finish together.
+# xdist's default order (most tests first) left the one-test learning files for last.
+SLOWEST_FILES = (
+    'test_paper_configs.py', 'test_qa_asr_runs.py', 'test_learning_text.py',
+    'test_text_methods.py', 'test_vit_methods.py', 'test_learning_image.py',
+    'test_methods_vision.py', 'test_learning_video.py', 'test_audio_methods.py',
+    'test_learning_audio.py', 'test_multiprocess.py', 'test_train.py', 'test_faults.py',
+    'test_cli.py', 'test_dense_runs.py', 'test_image_folders.py', 'test_mae.py')
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: files stay whole
+
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
