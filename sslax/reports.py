@@ -6,7 +6,11 @@
   baseline under `raw_input/logistic/` (accuracy, c, val_accuracy, num_train; class labels) or
   `raw_input/ridge/` (mse, mae, r2, alpha, num_train; regression targets), and `step`.
 - `results.md`: the pretrained-vs-random-init table, mean +- std [each seed], with the raw-input
-  baseline's number for the same metric (accuracy, or mse/mae/r2) as a third column.
+  baseline's number for the same metric (accuracy, or mse/mae/r2) as a third column; with
+  `config.eval.label_budgets`, a second table of the same at each few-label budget
+  (`<evaluator>@<budget>/<metric>` keys, evaluators/few_labels.py) and with all labels.
+- `label_efficiency.png`: test accuracy against labelled examples per class (log x), mean ±
+  std over seeds, pretrained vs random init vs raw input, one panel per evaluator.
 - `curves.png`: training loss, online-probe accuracy and periodic evaluations from
   metrics.jsonl, against the step.
 - `samples.md` (qa, asr): a few test predictions (answers, transcripts) next to the truth,

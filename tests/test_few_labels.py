@@ -187,3 +187,28 @@ def test_report_has_the_budget_table_and_the_label_efficiency_plot(tmp_path):
   assert '## Few labels' in (tmp_path / 'results.md').read_text()
   assert (tmp_path / 'label_efficiency.png').stat().st_size > 10_000
   assert json.loads((tmp_path / 'results.json').read_text())['knn@10%/accuracy'] == 0.7
+
+
+def test_regression_targets_take_fractions_of_train(tmp_path):
+  rng = np.random.default_rng(0)
+  for split, n in (('train', 40), ('test', 12)):
+    images = rng.integers(0, 255, (n, 4, 4, 1), dtype=np.uint8)
+    _write(tmp_path / f'toy_{split}.npz', images, images.mean((1, 2, 3)) / 255.0)
+  c, _ = _data(tmp_path / 'unused')
+  c.eval.source = f'npz:{tmp_path}/toy_{{split}}.npz'
+  c.eval.label_budgets = (0.25,)
+  for name in ('knn', 'linear_probe', 'clustering', 'fine_tune'):
+    c.evals[name].enabled = False
+  got = _run(c)
+  subset = few_labels.subset(np.load(tmp_path / 'toy_train.npz')['labels'],
+                             few_labels.Budget(fraction=0.25), c.seed, regression=True)
+  assert len(subset) == 10
+  evaluators = suite.Suite(c, _pixels, sharding.make_mesh(c.mesh))
+  feats = evaluators._features(c.eval.source, 'config.eval.source', ({'scale': 1.0}, {}))
+  (x, y), (x_test, y_test) = feats['train'], feats['test']
+  direct = linear_probe.ridge_regression_probe(x[subset], y[subset], x_test, y_test,
+                                               l2=c.evals.ridge.l2)
+  assert got['ridge@25%/r2_seed0'] == direct['r2'] and 'raw_input/ridge@25%/r2' in got
+  c.eval.label_budgets = (2,)
+  with pytest.raises(errors.ConfigError, match='per-class budgets need class labels'):
+    suite.Suite(c, _pixels, sharding.make_mesh(c.mesh)).check_budgets()

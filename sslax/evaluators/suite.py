@@ -8,8 +8,8 @@ reads the raw examples instead, and the sequence tasks `qa` and `asr` (sequence_
 fine-tune a head per token or frame through the method's `embed_sequence`. Encoders are
 named by a prefix, so one call scores the pretrained encoder and its random initialisation
 side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
-reported as mean (`<key>`), std (`<key>_std`) and each seed's value (`<key>_seed<i>`).
-
+reported as mean (`<key>`), std (`<key>_std`) and each seed's value (`<key>_seed<i>`), and
+at each of `config.eval.label_budgets` on seed i's labelled subset (few_labels.py).
 Host memory per split is bounded by `config.eval.max_host_bytes`: records are decoded into
 memory only when they fit (variable-size images never are), features (features.py) reach
 host numpy only when they fit, and otherwise stay on the mesh, where streamed.py scores them.
@@ -305,7 +305,8 @@ class Suite:
     the frozen ones on `feats` ({source: {split: features}}), fine_tune (feats=None) on the
     subset's records. Keys '<name>@<budget>/<metric>'."""
     e, scores = self.config.eval, {}
-    for budget in self._budgets:
+    show = self.config.get('progress_bar', True) and jax.process_index() == 0
+    for budget in tqdm.tqdm(self._budgets, f'few labels seed {seed}', disable=not show):
       for name in names:
         ev_type = self.config.evals[name].type
         if ev_type not in few_labels.TYPES or (feats is None) != (ev_type == 'fine_tune'):
