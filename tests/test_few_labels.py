@@ -143,9 +143,9 @@ def test_few_label_scores_see_only_their_subset_the_same_for_every_encoder(tmp_p
                                        num_classes=3, l2_grid=tuple(c.evals.linear_probe.l2_grid),
                                        steps=c.evals.linear_probe.steps, seed=c.seed)
   assert got['linear_probe@3/accuracy_seed0'] == direct['accuracy']
-  base = raw_input.logistic(raw_input.pixels(np.load(tmp_path / 'a/toy_train.npz')['images'][subset], 4),
-                            labels[subset], raw_input.pixels(
-                                np.load(tmp_path / 'a/toy_test.npz')['images'], 4), y_test,
+  pixels = {s: raw_input.pixels(np.load(tmp_path / f'a/toy_{s}.npz')['images'], 4)
+            for s in ('train', 'test')}
+  base = raw_input.logistic(pixels['train'][subset], labels[subset], pixels['test'], y_test,
                             seed=c.seed)
   assert got['raw_input/logistic@3/accuracy_seed0'] == base['accuracy']
   assert got['labels_per_class'] == 12.0 and got['labels_per_class@3'] == 3.0

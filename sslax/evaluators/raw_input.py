@@ -192,8 +192,8 @@ def kind(example: Mapping[str, np.ndarray]) -> str | None:
 
 class Baseline:
   """The raw-input baseline of one eval source's train and test splits (readers.Records):
-  features of the test records `test_rows` once, then a fit per set of training rows (all of train, or the labelled
-  subset of a few-label budget, few_labels.py); `score` is keyed 'logistic/<metric>' (class
+  features of the test records `test_rows` once, then a fit per set of training rows (all of
+  train, or the labelled subset of a few-label budget, few_labels.py); `score` is keyed 'logistic/<metric>' (class
   labels, see `logistic`) or 'ridge/<metric>' (float targets, see `ridge`).
 
   Text's TF-IDF is fitted once on all of the training split's text: it uses no labels, as the

@@ -10,11 +10,12 @@ named by a prefix, so one call scores the pretrained encoder and its random init
 side by side; with `config.eval.num_seeds` > 1 each prefix is scored once per seed and
 reported as mean (`<key>`), std (`<key>_std`) and each seed's value (`<key>_seed<i>`), and
 at each of `config.eval.label_budgets` on seed i's labelled subset (few_labels.py).
+
 Host memory per split is bounded by `config.eval.max_host_bytes`: records are decoded into
 memory only when they fit (variable-size images never are), features (features.py) reach
 host numpy only when they fit, and otherwise stay on the mesh, where streamed.py scores them.
 """
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -101,22 +102,18 @@ class Suite:
       host_cropped = host_views.host_channels(source, data_dir, bad_files)
       self._host_cropped[source] = bool(host_cropped)
       for r in splits.values():
-        if not host_cropped and r.estimated_bytes() <= self._max_host_bytes:
+        if not host_cropped and r.estimated_bytes() <= int(e.max_host_bytes):
           r.load()
       self._records[source], self._num_classes[source] = splits, info.num_classes
       self._regression[source] = info.regression
       if not info.regression and all(r.in_memory for r in splits.values()):
-        data_check.check_classes(self.config.eval, source, key, {s: r.labels() for s, r in splits.items()})
+        data_check.check_classes(e, source, key, {s: r.labels() for s, r in splits.items()})
       if self._budgets:
         few_labels.check(self._budgets, splits[e.train_split].labels(),
                          regression=info.regression,
                          what=f'{key}={source!r}, split config.eval.train_split='
                               f'{e.train_split!r}')
     return self._records[source]
-
-  @property
-  def _max_host_bytes(self) -> int:
-    return int(self.config.eval.max_host_bytes)
 
   def _open_sequence(self, name: str) -> dict:
     """The data of qa/asr evaluator `name`, read once per (type, source)."""
@@ -194,10 +191,10 @@ class Suite:
                           dynamic_ncols=True, disable=not show)
       bank = features_lib.extract(self._embed_fn, *encoder, batches, num_examples=len(r),
                                   batch_size=e.batch_size, mesh=self.mesh)
-      out[s] = bank.to_host() if bank.nbytes <= self._max_host_bytes else bank
+      out[s] = bank.to_host() if bank.nbytes <= int(e.max_host_bytes) else bank
     if not self._regression[source] and not all(rec.in_memory for rec in
                                                 self._records[source].values()):
-      data_check.check_classes(self.config.eval, source, key, {s: f.labels_N[f.valid_N] if isinstance(
+      data_check.check_classes(e, source, key, {s: f.labels_N[f.valid_N] if isinstance(
           f, features_lib.Bank) else f[1] for s, f in out.items()})
     return out
 
@@ -358,7 +355,8 @@ class Suite:
         scores = {}
         if i and encoder is not seeds[i - 1]:
           cache = {}   # the same encoder again (seeds of one checkpoint) keeps its features
-        with features_lib.frozen(encoder, f'the frozen evaluators {names} of {prefix or "pretrained"!r}'):
+        with features_lib.frozen(encoder, f'the frozen evaluators {names} of '
+                                          f'{prefix or "pretrained"!r}'):
           for name in names:
             if self.config.evals[name].type in ('fine_tune',) + options.OWN_DATA_TYPES:
               continue
