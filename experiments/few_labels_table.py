@@ -38,7 +38,9 @@ def main():
                                                (key, 'random_init/' + key, raw_key))
       best = max((v for v in ((rm, rs), (xm, xs)) if v[0] is not None), key=lambda v: v[0])
       spread = max(ps, best[1])
-      margin = f'{(pm - best[0]) / spread:.1f} std' if spread else f'{pm - best[0]:+.3f}'
+      # With all labels the baseline runs once, and one checkpoint gives kNN no spread.
+      margin = (f'{(pm - best[0]) / spread:.1f} std' if spread > 1e-6
+                else f'{pm - best[0]:+.3f} (no spread)')
       size = f'{b} ({results[f"labels_per_class@{b}"]:g})' if b.endswith('%') else b
       print(f'| {size or "all"} | {name} | {p} | {r} | {x} | {margin} |')
 

@@ -212,3 +212,17 @@ def test_regression_targets_take_fractions_of_train(tmp_path):
   c.eval.label_budgets = (2,)
   with pytest.raises(errors.ConfigError, match='per-class budgets need class labels'):
     suite.Suite(c, _pixels, sharding.make_mesh(c.mesh)).check_budgets()
+
+
+def test_a_few_label_fine_tune_takes_at_least_its_minimum_steps():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(16, 4)).astype(np.float32), np.arange(16) % 2
+  data = {'image': x, 'label': y}
+  embed = lambda params, model_state, batch: batch['image'] @ params['w']
+  params = {'w': jnp.eye(4)}
+  options = dict(task='classification', num_outputs=2, epochs=1.0, batch_size=8,
+                 learning_rate=1e-2, val_fraction=0.0, score_at=(25,))
+  # One epoch of 16 at batch 8 is 2 steps: step 25 is never reached, unless the minimum says.
+  assert 'accuracy@25' not in fine_tune.fine_tune(embed, params, {}, data, data, **options)
+  assert 'accuracy@25' in fine_tune.fine_tune(embed, params, {}, data, data, min_steps=30,
+                                              **options)

@@ -173,7 +173,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
               steps: int | None = None, val_fraction: float = 0.1, eval_every: int = 0,
               weight_decay: float = 0.0, warmup_steps: int = 0, head_init: str = 'zeros',
               seed: int = 0, score_at: Sequence[int] = (), layer_decay: float = 1.0,
-              key: str = 'fine_tune') -> dict[str, float]:
+              min_steps: int = 0, key: str = 'fine_tune') -> dict[str, float]:
   """Trains encoder `params` and a linear head; scores on `test` at the best validation step.
 
   `val_fraction` of train is held out (`holdout`, from `seed`) and never trained on; the
@@ -201,6 +201,8 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
     score_at: steps in [0, total) after which the test split (and the held-out part) is also
       scored: a learning curve.
     layer_decay: < 1 scales a ViT encoder's block i lr by layer_decay^(L-i) (MAE, BEiT).
+    min_steps: at least this many steps whatever the budget gives (few-label subsets, where
+      a few epochs of a handful of examples are a few steps).
     key: the config key of these options, which errors.ConfigError names as `key.option`
       (the Suite passes config.evals.NAME).
 
@@ -217,7 +219,7 @@ def fine_tune(embed: EmbedFn, params: Any, model_state: Any, train: Mapping[str,
                       else (np.arange(len(train)), np.zeros(0, np.int64)))
   # One example of a class (few labels) leaves none to hold out: the last step is scored.
   val, train = train.subset(val_idx), train.subset(fit_idx)
-  steps = num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps
+  steps = max(min_steps, num_steps(epochs, len(fit_idx), batch_size) if steps is None else steps)
   if not 0 <= warmup_steps < steps:
     budget = (f'{epochs} epochs of {len(fit_idx)} examples at batch {batch_size}'
               if epochs is not None else 'this fine-tune')

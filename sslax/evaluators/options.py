@@ -40,7 +40,9 @@ COMMON = ('type', 'source', 'every_steps')
 # its `head_init='probe'` starts the head at the linear probe (LP-FT, see fine_tune.py);
 # `val_fraction` of train is held out and scored every `eval_every` steps (0: each epoch) to
 # pick the step whose test score is reported (0: no held-out part, the last step); its
-# `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py).
+# `layer_decay` < 1 scales a ViT's block i lr by decay^(L-i) (MAE fine-tuning, optim.py);
+# `few_label_min_steps`: the fewest steps of a fine-tune on a few-label subset (few_labels.py:
+# 8 epochs of 10 clips were 8 steps, and left the head barely trained).
 OPTIONAL = {'enabled': True}
 # linear_probe's `minibatch_*` options drive the mini-batch probe (streamed.py), used
 # when a split's features exceed config.eval.max_host_bytes: Adam with a cosine rate for
@@ -50,7 +52,8 @@ OPTIONAL = {'enabled': True}
 OPTIONAL_BY_TYPE = {'linear_probe': {'minibatch_epochs': 20.0, 'minibatch_batch_size': 1024,
                                      'minibatch_learning_rate': 3e-2},
                     'fine_tune': {'warmup_steps': 0, 'head_init': 'zeros', 'val_fraction': 0.1,
-                                  'eval_every': 0, 'layer_decay': 1.0},
+                                  'eval_every': 0, 'layer_decay': 1.0,
+                                  'few_label_min_steps': 100},
                     **sequence_tasks.OPTIONAL,
                     **dense_tasks.OPTIONAL}
 
@@ -69,7 +72,7 @@ def _check_fine_tune(key: str, ev: ml_collections.ConfigDict) -> None:
   if not 0 <= float(ev.get('val_fraction', 0.1)) < 1:
     raise errors.ConfigError(f'{key}.val_fraction={ev.val_fraction} must be in [0, 1) (0: no '
                              'held-out part, the last step is reported).')
-  for option in ('eval_every', 'warmup_steps'):
+  for option in ('eval_every', 'warmup_steps', 'few_label_min_steps'):
     if int(ev.get(option, 0)) < 0:
       raise errors.ConfigError(f'{key}.{option}={ev[option]} must be >= 0.')
   if int(ev.batch_size) < 1:

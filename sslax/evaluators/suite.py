@@ -221,7 +221,8 @@ class Suite:
           weight_decay=ev.weight_decay, warmup_steps=int(ev.get('warmup_steps', 0)),
           head_init=ev.get('head_init', 'zeros'), val_fraction=float(ev.get('val_fraction', 0.1)),
           eval_every=int(ev.get('eval_every', 0)), seed=seed,
-          layer_decay=float(ev.get('layer_decay', 1.0)), key=f'config.evals.{name}')
+          layer_decay=float(ev.get('layer_decay', 1.0)), key=f'config.evals.{name}',
+          min_steps=0 if train_index is None else int(ev.get('few_label_min_steps', 100)))
     # Clustering reads only the test split; the others need both on the host.
     needed = (e.test_split,) if ev.type == 'clustering' else (e.train_split, e.test_split)
     if any(isinstance(feats[s], features_lib.Bank) for s in needed):
