@@ -44,6 +44,7 @@ def ljspeech_config(method: str, arg: str, config_file: str):
   caller adds the method's own settings. `arg` is '' or 'smoke'."""
   c = apc_audio.audio_config(method, arg, config_file)
   c.data.source = c.eval.source = LJSPEECH
+  c.eval.label_budgets = ()   # transcripts, no class labels to budget
   c.data.sample_rate = 8000
   c.data.clip_seconds = 10.1
   c.total_steps = 600

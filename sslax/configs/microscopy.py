@@ -67,6 +67,7 @@ def microscopy(method: str, arg: str, config_file: str, *, total_steps: int,
   c.eval.source = {**SEGMENTATION, **DETECTION}.get(data, SOURCES[data])
   c.eval.train_split = 'train'
   c.eval.raw_input = False
+  c.eval.label_budgets = ()   # no class labels to budget
   _evals(c, data, smoke)
   c.total_steps = total_steps
   c.batch_size = 64
