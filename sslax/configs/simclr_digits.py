@@ -5,7 +5,7 @@
 Data: `builtin:digits`, 1,797 real 8x8 greyscale digits (1,437 train / 360 test,
 stratified), upsampled to 16x16 by the augmentation's random resized crop.
 Model: a small CIFAR-stem ResNet (widths 16-32-64, one basic block per stage).
-Hardware and time: a 2-core CPU, about 4 minutes including compilation and
+Hardware and time: a 2-core CPU, about 5 minutes including compilation and
 evaluation. Expected result: see the README's results table (kNN and linear
 probe of the pretrained encoder above its random initialisation).
 
