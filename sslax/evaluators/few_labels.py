@@ -50,6 +50,11 @@ class Budget:
     return str(self.per_class) if self.per_class else f'{self.fraction * 100:g}%'
 
 
+def _count(budget: Budget, n: int) -> int:
+  """Examples a budget takes of a class (or, for regression targets, a split) of n."""
+  return budget.per_class or max(1, int(round(budget.fraction * n)))
+
+
 def parse(budgets: Any) -> list[Budget]:
   """config.eval.label_budgets as Budgets, or errors.ConfigError naming the key."""
   if not isinstance(budgets, (tuple, list)):
@@ -104,12 +109,11 @@ def subset(labels_N: np.ndarray, budget: Budget, seed: int, *,
   rng = np.random.default_rng(seed)
   if regression:
     order = rng.permutation(labels_N.size)
-    return np.sort(order[:max(1, int(round(budget.fraction * labels_N.size)))])
+    return np.sort(order[:_count(budget, labels_N.size)])
   parts = []
   for label in np.unique(labels_N):
     members = rng.permutation(np.flatnonzero(labels_N == label))
-    take = budget.per_class or max(1, int(round(budget.fraction * members.size)))
-    parts.append(members[:take])
+    parts.append(members[:_count(budget, members.size)])
   return np.sort(np.concatenate(parts))
 
 
@@ -120,6 +124,6 @@ def sizes(budgets: Sequence[Budget], labels_N: np.ndarray) -> dict[str, float]:
   counts = np.unique(np.asarray(labels_N), return_counts=True)[1]
   out = {reports.PER_CLASS: float(counts.mean())}
   for b in budgets:
-    n = b.per_class or np.mean([max(1, int(round(b.fraction * c))) for c in counts])
+    n = np.mean([_count(b, c) for c in counts])
     out[f'{reports.PER_CLASS}{reports.BUDGET}{b.label}'] = float(n)
   return out

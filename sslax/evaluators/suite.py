@@ -108,7 +108,7 @@ class Suite:
       self._regression[source] = info.regression
       if not info.regression and all(r.in_memory for r in splits.values()):
         data_check.check_classes(e, source, key, {s: r.labels() for s, r in splits.items()})
-      if self._budgets:
+      if any(b.per_class for b in self._budgets):   # fractions fit any split: no labels read
         few_labels.check(self._budgets, splits[e.train_split].labels(),
                          regression=info.regression,
                          what=f'{key}={source!r}, split config.eval.train_split='
