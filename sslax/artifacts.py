@@ -188,7 +188,7 @@ def restore_weights(directory: epath.Path, step: int | None = None) -> tuple[Any
     raise errors.ConfigError(f'step={step} has no checkpoint in {directory}; it has steps {steps}.')
   path = directory / str(step) / 'state'
   checkpointer = ocp.PyTreeCheckpointer()
-  # Orbax warns about a per-item metadata file that StandardSave never writes.
+  # Orbax warns about a per-item metadata file that the trainer's saves never write.
   absl_logger = py_logging.getLogger('absl')
   level = absl_logger.level
   absl_logger.setLevel(py_logging.ERROR)
