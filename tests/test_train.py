@@ -141,6 +141,39 @@ def test_eight_device_step_equals_one_device_step(data_dir):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s8, s1)
 
 
+def test_random_init_encoders_are_each_seeds_step_0_from_one_program(data_dir, monkeypatch):
+  """random_init_encoders compiles one init for every seed (the key is its argument); each
+  seed's encoder must be the state make_init gives that seed, and no seed may repeat another."""
+  config = smoke_config(data_dir, **{'eval.num_seeds': 3})
+  method = methods.get(config.method)(config)
+  tx, _ = optim.make(config)
+  mesh = sharding.make_mesh(config.mesh)
+  lowered = []
+  monkeypatch.setattr(train, 'compile_one_shot',
+                      lambda jitted, *args: lowered.append(args) or jitted.lower(*args).compile())
+  encoders = train.random_init_encoders(config, method, tx, mesh)
+  assert len(lowered) == 1 and len(encoders) == 3
+  sample = train.sample_batch(config)
+  for i, (params, model_state) in enumerate(encoders):
+    want = jax.jit(train.make_init(method, tx, sample, config.seed + i))()
+    chex.assert_trees_all_equal(jax.device_get(params), jax.device_get(want.params))
+    chex.assert_trees_all_equal(jax.device_get(model_state), jax.device_get(want.model_state))
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(encoders[0][0]),
+                                                      jax.tree.leaves(encoders[1][0])))
+
+
+def test_one_shot_options_give_the_weights_of_xlas_default_level(data_dir):
+  """ONE_SHOT_OPTIONS (init at LLVM level 1) must not change a seed's weights from XLA's
+  default level 2 (the tests' XLA_FLAGS say level 0; explicit options override them)."""
+  config = smoke_config(data_dir)
+  method = methods.get(config.method)(config)
+  tx, _ = optim.make(config)
+  lowered = jax.jit(train.make_init(method, tx, train.sample_batch(config), config.seed)).lower()
+  default = lowered.compile(compiler_options={'xla_backend_optimization_level': 2})()
+  one_shot = lowered.compile(compiler_options=train.ONE_SHOT_OPTIONS)()
+  chex.assert_trees_all_equal(jax.device_get(one_shot), jax.device_get(default), strict=True)
+
+
 @pytest.mark.parametrize('overrides, error, match', [
     ({'method': 'simclrr'}, ValueError, r"config.method='simclrr' is unknown"),
     ({'batch_size': 12}, ValueError, r'config.batch_size=12 is not divisible by the 8'),
