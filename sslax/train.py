@@ -363,7 +363,10 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> 
 
 def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Method,
                          tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
-  """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds."""
+  """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds;
+  none when no evaluator is on (nothing would score them: no init to compile)."""
+  if not options.enabled(config):
+    return []
   sample = sample_batch(config)
   keyed = make_keyed_init(method, tx, sample)
   shardings = state_shardings(config, method, sample,
@@ -375,11 +378,7 @@ def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Meth
   keys = [jax.make_array_from_callback(k.shape, replicated, lambda index, k=k: k[index])
           for k in keys]
   compiled = compile_one_shot(init, keys[0])   # one program for every seed
-  encoders = []
-  for key in keys:
-    initial = compiled(key)
-    encoders.append((initial.params, initial.model_state))
-  return encoders
+  return [(initial.params, initial.model_state) for initial in map(compiled, keys)]
 
 
 def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,
@@ -388,7 +387,8 @@ def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: 
   and the raw-input baseline (under 'raw_input/logistic/', or 'raw_input/ridge/' for
   regression targets) unless config.eval.raw_input=False."""
   pretrained = [(state.params, state.model_state)] * config.eval.num_seeds
-  results = evaluators.run({'': pretrained, 'random_init/': random_init})
+  results = evaluators.run({'': pretrained, 'random_init/': random_init} if random_init
+                           else {'': pretrained})   # none when no evaluator is on
   if config.eval.get('raw_input', True):
     results.update(evaluators.raw_input())
   results.update(evaluators.budget_sizes())

@@ -85,3 +85,14 @@ def assert_fraction_of(value: float, n: int, what: str = '') -> None:
   count = value * n
   assert 0 <= round(count) <= n and abs(count - round(count)) < 1e-3, (
       f'{what}={value!r} is not a count over {n} examples ({count:.4f} / {n})')
+
+
+def without_evaluation(config):
+  """Switches off, in `config` itself, every evaluator and the raw-input baseline, and
+  returns it: for a run whose test compares train states, not scores (the evaluations are
+  other tests'). The trainer then compiles no evaluation and no random-init encoder, about
+  half of a digits smoke run."""
+  for ev in config.evals.values():
+    ev.enabled = False
+  config.eval.raw_input = False
+  return config

@@ -29,6 +29,7 @@ def pretrain(config, tmp_path: pathlib.Path) -> tuple[pathlib.Path, np.ndarray, 
   """
   workdir = tmp_path / 'run'
   config.evals = {k: v for k, v in config.evals.items() if k == 'knn'}   # any one evaluator
+  config.eval.raw_input = False   # its scores are not read here
   # Whole splits (smoke configs sample them), so the features line up with the raw records.
   config.eval.max_train_examples = config.eval.max_test_examples = 0
   train.run(config, str(workdir))

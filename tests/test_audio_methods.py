@@ -14,7 +14,7 @@ from sslax import train
 from sslax.data import fetch
 from sslax.data import readers
 from sslax.data import train_batches
-from tests.conftest import assert_fraction_of, shared_data
+from tests.conftest import assert_fraction_of, shared_data, without_evaluation
 from tests.test_train import _Interrupt, _params
 
 CONFIGS = {'apc': 'apc_audio', 'cpc': 'cpc_audio', 'masked_audio': 'masked_audio',
@@ -67,8 +67,7 @@ def test_cpc_smoke_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkey
       yield batch
   monkeypatch.setattr(train_batches, 'make_train', dying)
   # The evaluators were checked above; the resumed run only needs to train.
-  config.evals.knn.enabled = config.evals.linear_probe.enabled = False
-  config.evals.fine_tune.enabled = False
+  without_evaluation(config)
   with pytest.raises(_Interrupt):
     train.run(config, str(tmp_path / 'resumed'))
   monkeypatch.setattr(train_batches, 'make_train', real)

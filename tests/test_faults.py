@@ -58,7 +58,8 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 def test_nan_skip_policy_leaves_the_update_out_and_counts_it(tmp_path, data_dir, monkeypatch):
   _poison_step(monkeypatch, 3)
-  config = smoke_config(data_dir, nan_policy='skip', log_every=1, **{'checkpoint.every_steps': 1})
+  config = smoke_config(data_dir, evaluate=False, nan_policy='skip', log_every=1,
+                        **{'checkpoint.every_steps': 1})
   train.run(config, str(tmp_path))
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   skipped = {r['step']: r['skipped_steps'] for r in rows if 'loss' in r}
@@ -82,7 +83,7 @@ def test_nan_skip_policy_leaves_the_update_out_and_counts_it(tmp_path, data_dir,
 
 
 def test_corrupt_newest_checkpoint_is_skipped_with_a_warning(tmp_path, data_dir, caplog):
-  config = smoke_config(data_dir)
+  config = smoke_config(data_dir, evaluate=False)
   train.run(config, str(tmp_path))
   # Truncate step 4's array data files (OCDBT keeps them in `d/` directories), as a disk
   # error or a copy cut short would. (Torn saves never get a step name: Orbax renames a
@@ -146,8 +147,8 @@ def test_sigterm_saves_and_exits_0_then_sigkill_then_resume_is_bit_exact(tmp_pat
   assert killed_after < total and not (run_dir / 'results.json').exists()
 
   # 3. Rerun to the end; compare with an uninterrupted run of the same config.
-  config = smoke_config(data_dir, total_steps=total, log_every=1,
-                        **{'checkpoint.every_steps': 8, 'evals.linear_probe.steps': 5})
+  config = smoke_config(data_dir, evaluate=False, total_steps=total, log_every=1,
+                        **{'checkpoint.every_steps': 8})
   train.run(config, str(run_dir))
   train.run(config, str(tmp_path / 'straight'))
   resumed, meta = _params(run_dir, config)

@@ -15,12 +15,14 @@ from sslax import sharding
 from sslax import train
 from sslax.data import readers
 from sslax.data import train_batches
-from tests.conftest import assert_fraction_of
+from tests.conftest import assert_fraction_of, without_evaluation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def smoke_config(data_dir, **overrides) -> ml_collections.ConfigDict:
+def smoke_config(data_dir, evaluate: bool = True, **overrides) -> ml_collections.ConfigDict:
+  """configs/simclr_digits.py:smoke on `data_dir` with `overrides` (dotted keys); without
+  evaluation (conftest.without_evaluation) unless `evaluate`."""
   from sslax.configs import simclr_digits
   c = simclr_digits.get_config('smoke')
   c.data.data_dir = str(data_dir)
@@ -35,7 +37,7 @@ def smoke_config(data_dir, **overrides) -> ml_collections.ConfigDict:
     for p in parents:
       node = node[p]
     node[leaf] = v
-  return c
+  return c if evaluate else without_evaluation(c)
 
 
 @pytest.fixture(scope='session')
@@ -101,8 +103,9 @@ def run_killed_after(config, workdir, monkeypatch, steps: int) -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_dir, monkeypatch):
-  config = smoke_config(data_dir)
-  train.run(config, str(tmp_path / 'straight'))
+  config = smoke_config(data_dir, evaluate=False)
+  # No evaluator on: nothing scored, no raw-input baseline, no random-init encoder built.
+  assert train.run(config, str(tmp_path / 'straight')) == {'step': 4}
   straight, _ = _params(tmp_path / 'straight', config)
 
   # The run dies between step 2's save and step 3.
@@ -153,6 +156,9 @@ def test_random_init_encoders_are_each_seeds_step_0_from_one_program(data_dir, m
                       lambda jitted, *args: lowered.append(args) or jitted.lower(*args).compile())
   encoders = train.random_init_encoders(config, method, tx, mesh)
   assert len(lowered) == 1 and len(encoders) == 3
+  # With every evaluator off nothing would score them: none, and nothing compiled.
+  assert train.random_init_encoders(without_evaluation(config), method, tx, mesh) == []
+  assert len(lowered) == 1
   sample = train.sample_batch(config)
   for i, (params, model_state) in enumerate(encoders):
     want = jax.jit(train.make_init(method, tx, sample, config.seed + i))()
@@ -191,7 +197,7 @@ def test_bad_config_fails_before_compiling(tmp_path, data_dir, overrides, error,
 
 
 def test_resume_with_incompatible_config_names_the_changed_keys(tmp_path, data_dir):
-  train.run(smoke_config(data_dir, total_steps=2), str(tmp_path))
+  train.run(smoke_config(data_dir, evaluate=False, total_steps=2), str(tmp_path))
   with pytest.raises(ValueError, match=r'model.widths'):
     train.run(smoke_config(data_dir, total_steps=4, **{'model.widths': (8, 8)}), str(tmp_path))
   # The workdir still describes the checkpoint it holds.

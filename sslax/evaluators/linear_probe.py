@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn import model_selection
 
 from sslax import errors
 
@@ -111,6 +110,10 @@ def selection_splits(labels_N: np.ndarray, val_fraction: float,
     return [stratified_split(labels_N, val_fraction, seed)]
   if counts.min() < 2:
     return []
+  # Imported here, not at the top, for start-up time: config validation (sslax/validate.py)
+  # reaches this module through evaluators.options, and scikit-learn's import (~2 s) would
+  # delay every config error of `python -m sslax.main`.
+  from sklearn import model_selection   # pylint: disable=import-outside-toplevel
   folds = model_selection.StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True,
                                           random_state=seed)
   return list(folds.split(np.zeros(labels_N.size), labels_N))
