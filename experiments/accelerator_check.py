@@ -88,7 +88,7 @@ def check(config, steps: int, workdir: str) -> dict:
   mesh = sharding.make_mesh(config.mesh)
   # The step train.run runs: shardings, donated state and the online probe if configured.
   parts = train.build(config, mesh, train.sample_batch(config))
-  state = jax.jit(parts.init_fn, out_shardings=parts.state_sharding)()
+  (state,) = parts.init.states([config.seed])
   batches = train_batches.make_train(config, mesh, crops=methods.train_crops(config),
                                      start_step=0)
   timed = bench_lib.bench_step(parts.step_fn, state, next(batches), warmup=2, repeats=steps)

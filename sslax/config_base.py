@@ -1,8 +1,11 @@
-"""The keys every config has, with defaults; configs/*.py start from `base()`.
+"""The keys every config has, with defaults (configs/*.py start from `base()`), and which keys
+two resolved configs differ in.
 
 Keeping them in one place means a `--config.key=value` override type-checks
 against the same keys in every experiment.
 """
+from typing import Any
+
 import ml_collections
 
 from sslax import errors
@@ -141,3 +144,15 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         ev.warmup_steps = 0
     ev.every_steps = 0
   return c
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[str]:
+  """Dotted keys whose values differ between two resolved configs (as JSON dicts)."""
+  keys = []
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += changed_keys(a, b, f'{prefix}{k}.')
+    elif a != b:
+      keys.append(f'{prefix}{k}')
+  return keys

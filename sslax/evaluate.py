@@ -21,8 +21,6 @@ from sslax import callable_module
 from sslax import checkpoint
 from sslax import cli
 from sslax import errors
-from sslax import methods
-from sslax import optim
 from sslax import reports
 from sslax import sharding
 from sslax import storage
@@ -30,7 +28,6 @@ from sslax import train
 from sslax import validate
 from sslax import workdir_lock
 from sslax.data import tokenizers
-from sslax.evaluators import online_probe
 from sslax.evaluators import options
 from sslax.evaluators import suite
 
@@ -73,23 +70,18 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
   validate.check(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   config = tokenizers.prepare(config, workdir, train_if_missing=False)   # the run's own vocabulary
   mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
   # The abstract state must have the saved tree's structure, online probe included.
-  sample = train.sample_batch(config)
-  init_fn = train.make_init(method, tx, sample, config.seed, online_probe.make(config, method))
-  abstract = jax.eval_shape(init_fn)
-  shardings = train.state_shardings(config, method, sample, abstract, mesh)
+  parts = train.build(config, mesh, train.sample_batch(config))
   ckpt = checkpoint.Manager(storage.path(workdir) / 'checkpoints',
                             max_to_keep=config.checkpoint.max_to_keep)
   try:
     if ckpt.latest_step() is None:
       raise errors.DataNotFoundError(f'--workdir={workdir!r} has no checkpoints to evaluate.')
-    state, _ = ckpt.restore(abstract, shardings, step=step)
+    state, _ = ckpt.restore(parts.abstract_state, parts.state_sharding, step=step)
   finally:
     ckpt.close()
-  encoders = train.random_init_encoders(config, method, tx, mesh) if random_init else None
-  return config, method, mesh, state, encoders
+  encoders = train.random_init_encoders(config, parts.init) if random_init else None
+  return config, parts.method, mesh, state, encoders
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,

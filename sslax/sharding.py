@@ -107,6 +107,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def replicate(value: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host array, the same on every process, as a global array replicated over `mesh`."""
+  return jax.make_array_from_callback(value.shape, replicated(mesh), lambda index: value[index])
+
+
 def leaf_spec(shape: tuple[int, ...], mesh: Mesh, fsdp_min_size: int) -> P:
   """FSDP rule for one array: its largest 'fsdp'-divisible dim over 'fsdp', if big enough."""
   n = mesh.shape['fsdp']

@@ -17,6 +17,7 @@ import optax
 from sslax import artifacts
 from sslax import callable_module
 from sslax import checkpoint
+from sslax import config_base
 from sslax import errors
 from sslax import grad_cache
 from sslax import init_from
@@ -41,8 +42,7 @@ from sslax.state import TrainState
 
 def make_keyed_init(method: methods.Method, tx: optax.GradientTransformation, sample_batch,
                     probe: online_probe.OnlineProbe | None = None):
-  """init(root_key): the state at step 0, a pure function of the key; one program serves every
-  seed (random_init_encoders)."""
+  """init(root_key): the state at step 0, a pure function of the key (one program, Init)."""
   def init(root) -> TrainState:
     init_key, train_key = jax.random.split(root)
     batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sample_batch)
@@ -59,6 +59,21 @@ def make_init(method: methods.Method, tx: optax.GradientTransformation, sample_b
   """init(): the state at step 0, a pure function of the seed."""
   keyed = make_keyed_init(method, tx, sample_batch, probe)
   return lambda: keyed(jax.random.PRNGKey(seed))
+
+
+class Init:
+  """states(seeds): the train state at step 0 of each seed, from one program compiled once
+  (the key is its argument): a run's own init and its random-init encoders share it."""
+
+  def __init__(self, keyed, mesh, state_sharding):
+    self._mesh, self._compiled = mesh, None
+    self._jitted = jax.jit(keyed, in_shardings=sharding.replicated(mesh),
+                           out_shardings=state_sharding)
+
+  def states(self, seeds) -> list[TrainState]:
+    keys = [sharding.replicate(np.asarray(jax.random.PRNGKey(s)), self._mesh) for s in seeds]
+    self._compiled = self._compiled or compile_one_shot(self._jitted, keys[0])
+    return [self._compiled(key) for key in keys]
 
 
 # Initialisation runs once, so on CPU it compiles at LLVM level 1, not XLA's default 2: on
@@ -159,7 +174,7 @@ class Parts(NamedTuple):
   """What the train step is made of, before anything is initialised or compiled."""
   method: methods.Method
   tx: optax.GradientTransformation
-  init_fn: Any                  # () -> TrainState at step 0
+  init: Init                    # TrainState at step 0 of any seed
   abstract_state: TrainState    # ShapeDtypeStructs
   state_sharding: TrainState    # NamedShardings on the mesh
   batch_sharding: Any
@@ -172,8 +187,8 @@ def build(config: ml_collections.ConfigDict, mesh, sample) -> Parts:
   method = methods.get(config.method)(config)
   tx, lr_schedule = optim.make(config)
   probe = online_probe.make(config, method)
-  init_fn = make_init(method, tx, sample, config.seed, probe)
-  abstract_state = jax.eval_shape(init_fn)
+  keyed = make_keyed_init(method, tx, sample, probe)
+  abstract_state = jax.eval_shape(keyed, jax.random.PRNGKey(0))
   state_sharding = state_shardings(config, method, sample, abstract_state, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
   grad_cache.check_method(method, config.method, config.grad_accum_steps)
@@ -181,7 +196,8 @@ def build(config: ml_collections.ConfigDict, mesh, sample) -> Parts:
                                     config.grad_accum_steps, probe), donate_argnums=0,
                     in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, sharding.replicated(mesh)))
-  return Parts(method, tx, init_fn, abstract_state, state_sharding, batch_sharding, step_fn)
+  return Parts(method, tx, Init(keyed, mesh, state_sharding), abstract_state, state_sharding,
+               batch_sharding, step_fn)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -215,7 +231,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   sample = sample_batch(config)
   crops = methods.train_crops(config)   # views the data layer cuts on the host, or None
   parts = build(config, mesh, sample)
-  method, tx = parts.method, parts.tx
+  method = parts.method
   # FSDP / tensor parallelism: how much stays replicated (raises if mesh.model is wasted).
   layout = sharding.report(parts.abstract_state.params, parts.state_sharding.params, mesh)
   if is_main and layout:
@@ -253,7 +269,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     return {'step': int(state.step), 'preempted': True}
 
   # ---- Evaluate the pretrained encoder and its random initialisation; reports. ------------
-  results = evaluate(config, evaluators, state, random_init_encoders(config, method, tx, mesh))
+  results = evaluate(config, evaluators, state, random_init_encoders(config, parts.init))
   writer.write(int(state.step), {f'eval/{k}': v for k, v in results.items() if k != 'step'})
   writer.close()
   if is_main:
@@ -326,14 +342,14 @@ def _restore_or_init(config: ml_collections.ConfigDict, parts: Parts,
   fits this config, else step 0 (from config.init_from's weights when set)."""
   is_main = jax.process_index() == 0
   if ckpt.latest_step() is None:
-    state = compile_one_shot(jax.jit(parts.init_fn, out_shardings=parts.state_sharding))()
+    (state,) = parts.init.states([config.seed])
     if config.get('init_from', ''):
       state, summary = init_from.apply(state, config.init_from)
       if is_main:
         print(summary)
     return state, 0
   # Without the workdir's config.json (deleted by hand) there is nothing to compare.
-  changed = changed_keys(previous, resolved) if previous is not None else []
+  changed = config_base.changed_keys(previous, resolved) if previous is not None else []
   problems = ckpt.mismatches(parts.abstract_state)
   if problems:
     ckpt.close()
@@ -349,36 +365,13 @@ def _restore_or_init(config: ml_collections.ConfigDict, parts: Parts,
   return state, meta.get('skipped_steps', 0)
 
 
-def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = '') -> list[str]:
-  """Dotted keys whose values differ between two resolved configs (as JSON dicts)."""
-  keys = []
-  for k in sorted(set(old) | set(new)):
-    a, b = old.get(k), new.get(k)
-    if isinstance(a, dict) and isinstance(b, dict):
-      keys += changed_keys(a, b, f'{prefix}{k}.')
-    elif a != b:
-      keys.append(f'{prefix}{k}')
-  return keys
-
-
-def random_init_encoders(config: ml_collections.ConfigDict, method: methods.Method,
-                         tx: optax.GradientTransformation, mesh) -> list[suite.Encoder]:
+def random_init_encoders(config: ml_collections.ConfigDict, init: Init) -> list[suite.Encoder]:
   """(params, model_state) at step 0 for seeds config.seed + i, i < config.eval.num_seeds;
   none when no evaluator is on (nothing would score them: no init to compile)."""
   if not options.enabled(config):
     return []
-  sample = sample_batch(config)
-  keyed = make_keyed_init(method, tx, sample)
-  shardings = state_shardings(config, method, sample,
-                              jax.eval_shape(keyed, jax.random.PRNGKey(0)), mesh)
-  replicated = sharding.replicated(mesh)
-  init = jax.jit(keyed, in_shardings=replicated, out_shardings=shardings)
-  # Each seed's key as a replicated global array (from every process's own copy).
-  keys = [np.asarray(jax.random.PRNGKey(config.seed + i)) for i in range(config.eval.num_seeds)]
-  keys = [jax.make_array_from_callback(k.shape, replicated, lambda index, k=k: k[index])
-          for k in keys]
-  compiled = compile_one_shot(init, keys[0])   # one program for every seed
-  return [(initial.params, initial.model_state) for initial in map(compiled, keys)]
+  states = init.states([config.seed + i for i in range(config.eval.num_seeds)])
+  return [(state.params, state.model_state) for state in states]
 
 
 def evaluate(config: ml_collections.ConfigDict, evaluators: suite.Suite, state: TrainState,

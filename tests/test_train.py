@@ -145,23 +145,24 @@ def test_eight_device_step_equals_one_device_step(data_dir):
 
 
 def test_random_init_encoders_are_each_seeds_step_0_from_one_program(data_dir, monkeypatch):
-  """random_init_encoders compiles one init for every seed (the key is its argument); each
-  seed's encoder must be the state make_init gives that seed, and no seed may repeat another."""
+  """The run's init and its random-init encoders share one compiled program (the key is its
+  argument); each seed's encoder must be the state make_init gives that seed, and no seed may
+  repeat another."""
   config = smoke_config(data_dir, **{'eval.num_seeds': 3})
-  method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
-  mesh = sharding.make_mesh(config.mesh)
   lowered = []
   monkeypatch.setattr(train, 'compile_one_shot',
                       lambda jitted, *args: lowered.append(args) or jitted.lower(*args).compile())
-  encoders = train.random_init_encoders(config, method, tx, mesh)
+  parts = train.build(config, sharding.make_mesh(config.mesh), train.sample_batch(config))
+  (initial,) = parts.init.states([config.seed])
+  encoders = train.random_init_encoders(config, parts.init)
   assert len(lowered) == 1 and len(encoders) == 3
   # With every evaluator off nothing would score them: none, and nothing compiled.
-  assert train.random_init_encoders(without_evaluation(config), method, tx, mesh) == []
+  assert train.random_init_encoders(without_evaluation(config), parts.init) == []
   assert len(lowered) == 1
+  chex.assert_trees_all_equal(jax.device_get(initial.params), jax.device_get(encoders[0][0]))
   sample = train.sample_batch(config)
   for i, (params, model_state) in enumerate(encoders):
-    want = jax.jit(train.make_init(method, tx, sample, config.seed + i))()
+    want = jax.jit(train.make_init(parts.method, parts.tx, sample, config.seed + i))()
     chex.assert_trees_all_equal(jax.device_get(params), jax.device_get(want.params))
     chex.assert_trees_all_equal(jax.device_get(model_state), jax.device_get(want.model_state))
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(encoders[0][0]),

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sslax import methods, optim, sharding, train  # noqa: E402
+from sslax import sharding, train  # noqa: E402
 from sslax.data import readers  # noqa: E402
 from sslax.evaluators import features as features_lib  # noqa: E402
 from sslax.evaluators import suite  # noqa: E402
@@ -80,10 +80,9 @@ def main():
   rows, info = [], {'devices': jax.device_count(), 'batch_size': config.eval.batch_size,
                     'load_before': load_before}
   mesh = sharding.make_mesh(config.mesh)
-  method = methods.get(config.method)(config)
-  tx, _ = optim.make(config)
-  encoder = train.random_init_encoders(config, method, tx, mesh)[0]
-  evaluators = suite.Suite(config, method.embed, mesh)
+  parts = train.build(config, mesh, train.sample_batch(config))
+  encoder = train.random_init_encoders(config, parts.init)[0]
+  evaluators = suite.Suite(config, parts.method.embed, mesh)
   e, b = config.eval, config.eval.batch_size
 
   # ---- Opening the splits: decoding every record into host memory (small splits). ----------
