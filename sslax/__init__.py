@@ -17,6 +17,11 @@ nor the evaluators (tests also set XLA flags before JAX starts its backend).
 import importlib
 from typing import Any
 
+from sslax import malloc
+
+# Before any import starts a thread (sslax/malloc.py): XLA's CPU buffers reused in place.
+malloc.tune()
+
 __version__ = '0.1.0'
 
 # Public name -> (module, attribute; None: the module itself, which for train, evaluate and
