@@ -11,8 +11,9 @@ OPTIONS: one arena (the main one, which grows without that limit), map only bloc
 1 GiB, trim only when 256 MiB are free at the top, grow 64 MiB at a time. Measured on this
 2-core CPU, `python -m sslax.main --config configs/simclr_digits.py` at 150 steps (no raw-
 input baseline or budgets): 5.71 M minor page faults and 24.2 s of system time (14% of the
-CPU time) at glibc's defaults, 0.30 M and 6.3 s (4%) with these options; 108 -> 101 s of
-wall time; peak RSS 1.21 -> 1.42 GB.
+CPU time) at glibc's defaults, 0.30 M and 6.3 s (4%) with these options; wall time the same
+within the host's noise; peak RSS 1.21 -> 1.42 GB. The whole default command keeps 15%
+(16% before): faults outside the train steps remain (docs/performance.md, System time).
 
 The arena limit holds only for threads that first allocate after it is set, and importing
 JAX already starts one: so the package sets it on import, before anything else. On a
